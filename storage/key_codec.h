@@ -1,0 +1,79 @@
+// Every byte layout the store writes to RocksDB, in one place.
+//
+// Column families and keys (all integers big-endian so that byte order is
+// numeric order; "lp(x)" is a varint length followed by the bytes of x):
+//
+//   "meta" (RocksDB's default column family)
+//     'V'                              -> schema version (fixed64 BE)
+//     'N'                              -> next series id  (fixed64 BE)
+//     'C'                              -> samples stored  (fixed64 BE)
+//     'A' tenant(4) agent_id           -> highest durable sequence (fixed64 BE)
+//   "index"
+//     'S' tenant(4) canonical_labels   -> series id (8) type (1)
+//     'I' series_id(8)                 -> tenant (4) type (1) canonical_labels
+//     'P' tenant(4) lp(name) lp(value) series_id(8) -> ""      (postings)
+//   "samples"
+//     series_id(8) timestamp(8)        -> value (IEEE-754 double, 8 bytes BE)
+//
+// canonical_labels = for each label sorted by name: lp(name) lp(value).
+// Length prefixes make it unambiguous for any bytes in names and values.
+// timestamp(8) is the int64 with its sign bit flipped, so negative times
+// sort before positive ones.
+//
+// Series ids are global across tenants, so sample keys need no tenant; the
+// tenant prefix on index keys keeps each tenant's index a contiguous range.
+#ifndef SHEAF_STORAGE_KEY_CODEC_H_
+#define SHEAF_STORAGE_KEY_CODEC_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "storage/types.h"
+
+namespace sheaf::storage::keys {
+
+using TenantId = uint32_t;
+inline constexpr TenantId kDefaultTenant = 0;
+inline constexpr uint64_t kSchemaVersion = 1;
+
+// Column family names.
+inline constexpr char kIndexFamily[] = "index";
+inline constexpr char kSamplesFamily[] = "samples";
+
+void PutFixed64BE(std::string& out, uint64_t v);
+uint64_t GetFixed64BE(std::string_view in);  // REQUIRES: in.size() >= 8
+void PutVarint(std::string& out, uint64_t v);
+// Reads a varint at the front of *in and advances it; nullopt if truncated.
+std::optional<uint64_t> GetVarint(std::string_view* in);
+
+std::string CanonicalLabels(const Labels& labels);  // REQUIRES: canonical
+// nullopt if the bytes are not a valid encoding (corruption).
+std::optional<Labels> DecodeCanonicalLabels(std::string_view in);
+
+std::string SchemaVersionKey();
+std::string NextSeriesIdKey();
+std::string SampleCountKey();
+std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id);
+
+std::string SeriesByLabelsKey(TenantId tenant, std::string_view canonical_labels);
+std::string SeriesByIdKey(SeriesId id);
+inline constexpr char kSeriesByIdPrefix = 'I';
+std::string PostingKey(TenantId tenant, std::string_view name, std::string_view value,
+                       SeriesId id);
+// Prefix of every posting of name=value; the series id is the last 8 bytes.
+std::string PostingPrefix(TenantId tenant, std::string_view name, std::string_view value);
+
+std::string SampleKey(SeriesId id, int64_t timestamp_ms);
+struct DecodedSampleKey {
+  SeriesId id;
+  int64_t timestamp_ms;
+};
+std::optional<DecodedSampleKey> DecodeSampleKey(std::string_view key);
+std::string EncodeDouble(double v);
+double DecodeDouble(std::string_view in);  // REQUIRES: in.size() >= 8
+
+}  // namespace sheaf::storage::keys
+
+#endif  // SHEAF_STORAGE_KEY_CODEC_H_
