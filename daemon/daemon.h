@@ -1,0 +1,58 @@
+// sheafd as an object: the store, the gRPC server with its services, and
+// the HTTP /metrics endpoint. main.cc adds flags and signals; tests start it
+// in-process.
+#ifndef SHEAF_DAEMON_DAEMON_H_
+#define SHEAF_DAEMON_DAEMON_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "daemon/ingest_service.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace sheaf::daemon {
+
+struct DaemonConfig {
+  std::string grpc_listen = "127.0.0.1:7470";  // port 0 picks a free port
+  std::string http_listen = "127.0.0.1:9470";  // port 0 picks a free port
+  std::string data_dir = "./data";
+  bool wal_sync = true;  // fsync the WAL before acknowledging
+  uint64_t max_series = 5'000'000;
+  uint64_t max_recv_message_bytes = 16ull << 20;  // after decompression
+  uint64_t block_cache_bytes = 64ull << 20;
+  uint64_t write_buffer_bytes = 64ull << 20;
+  std::chrono::milliseconds grace_period = std::chrono::seconds(10);
+  IngestOptions ingest;
+};
+
+class Daemon {
+ public:
+  // Opens the store and starts serving. A port that is taken is
+  // FAILED_PRECONDITION naming the address.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonConfig& config);
+  ~Daemon();  // Shutdown()s
+
+  int grpc_port() const;
+  int http_port() const;
+  // A channel to this server that does not touch the network (tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // Graceful: health turns NOT_SERVING, no new calls are accepted, in-flight
+  // calls get the grace period to finish (then are cancelled), queued
+  // batches are written, the store is flushed. Idempotent.
+  void Shutdown();
+
+ private:
+  struct State;
+  explicit Daemon(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace sheaf::daemon
+
+#endif  // SHEAF_DAEMON_DAEMON_H_

@@ -1,0 +1,121 @@
+// sheafd: receives metrics from agents, stores them, answers queries.
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "daemon/daemon.h"
+#include "proto/flags.h"
+#include "proto/log.h"
+#include "sheaf_version.h"
+
+namespace {
+
+using sheaf::daemon::DaemonConfig;
+
+// Written once everything listens, so scripts and tests can wait for a
+// file instead of sleeping: "grpc_port=N\nhttp_port=M\n".
+bool WriteReadyFile(const std::string& path, int grpc_port, int http_port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "grpc_port=" << grpc_port << "\nhttp_port=" << http_port << "\npid=" << getpid() << "\n";
+    if (!out) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // atomic: readers never see half a file
+  return !ec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DaemonConfig config;
+  std::string config_file, ready_file, log_level = "info";
+  int64_t workers = static_cast<int64_t>(config.ingest.workers);
+  int64_t queue = static_cast<int64_t>(config.ingest.queue_capacity);
+  bool version = false;
+
+  sheaf::FlagSet flags("sheafd", "sheafd [flags]");
+  flags.String("config", &config_file, "YAML file with any of these settings (names as here, without --)");
+  flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
+  flags.String("http-listen", &config.http_listen, "address for HTTP /metrics; port 0 picks one");
+  flags.String("data-dir", &config.data_dir, "directory of the RocksDB store");
+  flags.Bool("wal-sync", &config.wal_sync, "fsync the write-ahead log before acknowledging a batch");
+  flags.Uint("max-series", &config.max_series, "series limit; new series past it are rejected");
+  flags.Uint("max-recv-message-bytes", &config.max_recv_message_bytes, "largest batch accepted, after decompression");
+  flags.Uint("block-cache-bytes", &config.block_cache_bytes, "RocksDB block cache size");
+  flags.Uint("write-buffer-bytes", &config.write_buffer_bytes, "RocksDB memtable budget across all column families");
+  flags.Duration("grace-period", &config.grace_period, "on SIGTERM, how long in-flight calls may take to finish");
+  flags.Duration("accept-past", &config.ingest.limits.accept_past, "oldest sample accepted, relative to now");
+  flags.Duration("accept-future", &config.ingest.limits.accept_future, "newest sample accepted, relative to now");
+  flags.Int("ingest-workers", &workers, "threads writing batches to the store");
+  flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
+  flags.String("ready-file", &ready_file, "write the bound ports here once serving");
+  flags.String("log-level", &log_level, "debug, info, warn or error");
+  flags.Bool("version", &version, "print the version and exit");
+
+  if (auto s = flags.Parse(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "sheafd: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (version) {
+    std::printf("sheafd %s\n", SHEAF_VERSION);
+    return 0;
+  }
+  if (!config_file.empty()) {
+    if (auto s = flags.ApplyYamlFile(config_file); !s.ok()) {
+      std::fprintf(stderr, "sheafd: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  sheaf::LogLevel level;
+  if (!sheaf::ParseLogLevel(log_level, &level)) {
+    std::fprintf(stderr, "sheafd: --log-level: \"%s\" is not debug, info, warn or error\n", log_level.c_str());
+    return 2;
+  }
+  sheaf::SetLogLevel(level);
+  if (workers < 1 || queue < 1) {
+    std::fprintf(stderr, "sheafd: --ingest-workers and --ingest-queue must be >= 1\n");
+    return 2;
+  }
+  config.ingest.workers = static_cast<size_t>(workers);
+  config.ingest.queue_capacity = static_cast<size_t>(queue);
+
+  // Signals are taken synchronously by this thread (sigwait), so they are
+  // blocked before any other thread starts and inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto daemon = sheaf::daemon::Daemon::Start(config);
+  if (!daemon.ok()) {
+    sheaf::LogError("sheafd cannot start: {}", std::string(daemon.status().message()));
+    return 1;
+  }
+  if (!ready_file.empty() && !WriteReadyFile(ready_file, (*daemon)->grpc_port(), (*daemon)->http_port())) {
+    sheaf::LogError("cannot write --ready-file {}", ready_file);
+    return 1;
+  }
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      sheaf::LogInfo("SIGHUP: configuration reload is not supported yet; restart sheafd to apply changes");
+      continue;
+    }
+    sheaf::LogInfo("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    break;
+  }
+  (*daemon)->Shutdown();
+  if (!ready_file.empty()) std::filesystem::remove(ready_file);
+  return 0;
+}
