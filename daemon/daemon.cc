@@ -6,7 +6,14 @@
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "daemon/daemon_metrics.h"
 #include "daemon/query_service.h"
@@ -15,6 +22,31 @@
 #include "storage/series_store.h"
 
 namespace sheaf::daemon {
+namespace {
+
+// civetweb (under prometheus-cpp's Exposer) notices a stop request only when
+// its accept poll() wakes, which it does every 2 s. Connecting to the port
+// wakes it at once, so shutdown doesn't stall 2 s (measured).
+void StopExposer(std::unique_ptr<prometheus::Exposer> exposer, int port) {
+  std::atomic<bool> stopped{false};
+  std::thread waker([&] {
+    while (!stopped) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      close(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer.reset();
+  stopped = true;
+  waker.join();
+}
+
+}  // namespace
 
 struct Daemon::State {
   DaemonConfig config;
@@ -104,9 +136,15 @@ void Daemon::Shutdown() {
     st.server->GetHealthCheckService()->Shutdown();  // health: NOT_SERVING
     st.server->Shutdown(std::chrono::system_clock::now() + st.config.grace_period);
     st.server->Wait();
+    auto since = [&] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    };
+    LogDebug("gRPC server stopped after {} ms", since());
     st.ingest->Stop();  // writes whatever is still queued
     if (auto s = st.store->Flush(); !s.ok()) LogError("flushing the store: {}", s.ToString());
-    st.exposer.reset();
+    LogDebug("store flushed after {} ms", since());
+    StopExposer(std::move(st.exposer), st.http_port);
+    LogDebug("HTTP stopped after {} ms", since());
     st.store.reset();
     LogInfo("shutdown complete in {} ms",
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());

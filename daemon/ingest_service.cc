@@ -152,18 +152,21 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       RefEntry entry;
       entry.type = FromProto(s.type());
       entry.labels = FromProto(s.labels());
-      Resolve(entry);
-      if (entry.rejection) {
-        Count(*entry.rejection, s.samples_size());
-        continue;
-      }
-      storage::SeriesSamples out{entry.id, {}};
+      storage::SeriesSamples out{0, {}};
       out.samples.reserve(s.samples_size());
       for (const v1::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
-      if (auto r = ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits)) {
-        Count(*r, out.samples.size());
+      // Everything is checked before the series is created, so a rejected
+      // series leaves nothing behind in the index.
+      auto rejection = ValidateLabels(entry.labels, entry.type, service_->options_.limits);
+      if (!rejection) {
+        rejection = ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits);
+      }
+      if (!rejection) rejection = CreateSeries(entry);
+      if (rejection) {
+        Count(*rejection, out.samples.size());
         continue;
       }
+      out.id = entry.id;
       append.series.push_back(std::move(out));
     }
 
@@ -188,19 +191,20 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   // Validates the labels and finds or creates the series.
   void Resolve(RefEntry& entry) {
-    if (auto r = ValidateLabels(entry.labels, entry.type, service_->options_.limits)) {
-      entry.rejection = std::move(r);
-      return;
-    }
+    entry.rejection = ValidateLabels(entry.labels, entry.type, service_->options_.limits);
+    if (!entry.rejection) entry.rejection = CreateSeries(entry);
+  }
+
+  // Sets entry.id from the store, creating the series if it is new.
+  std::optional<Rejection> CreateSeries(RefEntry& entry) {
     auto id = service_->store_->GetOrCreateSeries(entry.labels, entry.type);
     if (!id.ok()) {
-      entry.rejection = Rejection{id.status().code() == absl::StatusCode::kResourceExhausted
-                                      ? v1::REJECT_REASON_SERIES_LIMIT
-                                      : v1::REJECT_REASON_UNSPECIFIED,
-                                  fmt::format("{}: {}", storage::FormatLabels(entry.labels), std::string(id.status().message()))};
-      return;
+      return Rejection{id.status().code() == absl::StatusCode::kResourceExhausted ? v1::REJECT_REASON_SERIES_LIMIT
+                                                                                  : v1::REJECT_REASON_UNSPECIFIED,
+                       fmt::format("{}: {}", storage::FormatLabels(entry.labels), std::string(id.status().message()))};
     }
     entry.id = *id;
+    return std::nullopt;
   }
 
   void Count(const Rejection& r, size_t samples) {

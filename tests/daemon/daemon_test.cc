@@ -1,0 +1,450 @@
+// sheafd's services in-process (InProcessChannel), plus what must cross a
+// real socket: gzip on the wire and the HTTP /metrics endpoint.
+#include "daemon/daemon.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "health.grpc.pb.h"
+#include "proto/batch_encoder.h"
+#include "sheaf/v1/ingest.grpc.pb.h"
+#include "sheaf/v1/query.grpc.pb.h"
+#include "tests/support/net.h"
+#include "tests/support/temp_dir.h"
+
+namespace sheaf::daemon {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000'000;
+
+v1::Series MakeSeries(std::vector<std::pair<std::string, std::string>> labels, v1::MetricType type,
+                      std::vector<std::pair<int64_t, double>> samples) {
+  v1::Series s;
+  for (auto& [n, v] : labels) {
+    auto* l = s.add_labels();
+    l->set_name(n);
+    l->set_value(v);
+  }
+  s.set_type(type);
+  for (auto [t, v] : samples) {
+    auto* p = s.add_samples();
+    p->set_timestamp_ms(t);
+    p->set_value(v);
+  }
+  return s;
+}
+
+v1::MetricBatch Batch(const std::string& agent, uint64_t seq, std::vector<v1::Series> series) {
+  v1::MetricBatch b;
+  b.set_agent_id(agent);
+  b.set_sequence(seq);
+  for (auto& s : series) *b.add_series() = std::move(s);
+  return b;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    DaemonConfig config;
+    config.grpc_listen = "127.0.0.1:0";
+    config.http_listen = "127.0.0.1:0";
+    config.data_dir = dir_.Sub("data");
+    config.wal_sync = false;
+    config.grace_period = std::chrono::seconds(1);
+    config.ingest.now_ms = [] { return kNow; };
+    auto d = Daemon::Start(config);
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = *std::move(d);
+    channel_ = daemon_->InProcessChannel();
+    ingest_ = v1::IngestService::NewStub(channel_);
+    query_ = v1::QueryService::NewStub(channel_);
+  }
+
+  grpc::Status Push(const std::vector<v1::MetricBatch>& batches, v1::PushAck* ack,
+                    std::shared_ptr<grpc::Channel> channel = nullptr, bool gzip = true) {
+    grpc::ClientContext ctx;
+    if (gzip) ctx.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto stub = channel ? v1::IngestService::NewStub(channel) : nullptr;
+    auto writer = (stub ? stub : ingest_)->Push(&ctx, ack);
+    for (const auto& b : batches) {
+      if (!writer->Write(b)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  // Sends raw bytes as messages of a Push stream, as a broken client would.
+  grpc::Status RawPush(const std::vector<std::string>& messages) {
+    grpc::GenericStub stub(channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::CompletionQueue cq;
+    auto call = stub.PrepareCall(&ctx, "/sheaf.v1.IngestService/Push", &cq);
+    void* tag;
+    bool ok;
+    call->StartCall(reinterpret_cast<void*>(1));
+    cq.Next(&tag, &ok);
+    for (const auto& m : messages) {
+      grpc::Slice slice(m);
+      grpc::ByteBuffer bb(&slice, 1);
+      call->Write(bb, reinterpret_cast<void*>(2));
+      cq.Next(&tag, &ok);
+      if (!ok) break;
+    }
+    call->WritesDone(reinterpret_cast<void*>(3));
+    cq.Next(&tag, &ok);
+    grpc::ByteBuffer resp;
+    call->Read(&resp, reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
+    grpc::Status status;
+    call->Finish(&status, reinterpret_cast<void*>(5));
+    cq.Next(&tag, &ok);
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    return status;
+  }
+
+  struct QueryResult {
+    grpc::Status status;
+    std::vector<v1::QueryResponse> messages;
+    std::map<std::string, std::vector<std::pair<int64_t, double>>> samples;  // by series name+labels
+  };
+
+  QueryResult Query(const std::string& selector, int64_t start, int64_t end, int64_t step = 0, uint32_t chunk = 0) {
+    QueryResult r;
+    grpc::ClientContext ctx;
+    v1::QueryRequest req;
+    req.set_selector(selector);
+    req.set_start_ms(start);
+    req.set_end_ms(end);
+    req.set_step_ms(step);
+    req.set_max_samples_per_chunk(chunk);
+    auto reader = query_->Query(&ctx, req);
+    v1::QueryResponse resp;
+    while (reader->Read(&resp)) {
+      r.messages.push_back(resp);
+      for (const auto& c : resp.chunks()) {
+        std::string key;
+        for (const auto& l : c.labels()) key += l.name() + "=" + l.value() + ",";
+        for (const auto& s : c.samples()) r.samples[key].emplace_back(s.timestamp_ms(), s.value());
+      }
+    }
+    r.status = reader->Finish();
+    return r;
+  }
+
+  v1::StatsResponse Stats() {
+    grpc::ClientContext ctx;
+    v1::StatsResponse resp;
+    EXPECT_TRUE(query_->Stats(&ctx, v1::StatsRequest(), &resp).ok());
+    return resp;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Daemon> daemon_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::IngestService::Stub> ingest_;
+  std::unique_ptr<v1::QueryService::Stub> query_;
+};
+
+TEST_F(DaemonTest, PushWithDictionaryAndInlineSeriesThenQueryBack) {
+  StreamEncoder enc;
+  LabelPairs cpu = {{"__name__", "node_cpu_seconds_total"}, {"host", "a"}, {"mode", "idle"}};
+  std::vector<v1::MetricBatch> batches(2);
+  for (int b = 0; b < 2; ++b) {
+    enc.BeginBatch("agent-1", b + 1, &batches[b]);
+    int64_t ts[] = {kNow - 20'000 + b * 10'000};
+    double v[] = {100.0 + b};
+    enc.Add(SeriesKey(cpu), cpu, v1::METRIC_TYPE_COUNTER, ts, v, 1);
+  }
+  *batches[1].add_series() = MakeSeries({{"__name__", "node_load1"}, {"host", "a"}}, v1::METRIC_TYPE_GAUGE,
+                                        {{kNow - 5000, 0.5}, {kNow, 0.75}});
+  v1::PushAck ack;
+  ASSERT_TRUE(Push(batches, &ack).ok());
+  EXPECT_EQ(ack.durable_sequence(), 2u);
+  EXPECT_EQ(ack.batches_applied(), 2u);
+  EXPECT_EQ(ack.samples_stored(), 4u);
+  EXPECT_EQ(ack.rejected_size(), 0);
+
+  auto r = Query(R"(node_cpu_seconds_total{mode="idle"})", kNow - 60'000, kNow);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.samples.size(), 1u);
+  auto& s = r.samples.begin()->second;
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0], std::make_pair(kNow - 20'000, 100.0));
+  EXPECT_EQ(s[1], std::make_pair(kNow - 10'000, 101.0));
+  EXPECT_EQ(r.messages[0].chunks(0).type(), v1::METRIC_TYPE_COUNTER);
+
+  auto stats = Stats();
+  EXPECT_EQ(stats.series(), 2u);
+  EXPECT_EQ(stats.samples(), 4u);
+  EXPECT_EQ(stats.agents(), 1u);
+  EXPECT_FALSE(stats.version().empty());
+}
+
+TEST_F(DaemonTest, DuplicateAgentSequenceIsAppliedOnce) {
+  auto b1 = Batch("agent-x", 10, {MakeSeries({{"__name__", "c"}}, v1::METRIC_TYPE_COUNTER, {{kNow - 1000, 1}})});
+  auto b2 = Batch("agent-x", 11, {MakeSeries({{"__name__", "c"}}, v1::METRIC_TYPE_COUNTER, {{kNow, 2}})});
+  v1::PushAck ack;
+  // The same batch twice in one stream.
+  ASSERT_TRUE(Push({b1, b1}, &ack).ok());
+  EXPECT_EQ(ack.batches_applied(), 1u);
+  EXPECT_EQ(ack.batches_duplicate(), 1u);
+  // A retried stream: the old batch is acknowledged again, the new applied.
+  ASSERT_TRUE(Push({b1, b2}, &ack).ok());
+  EXPECT_EQ(ack.batches_duplicate(), 1u);
+  EXPECT_EQ(ack.batches_applied(), 1u);
+  EXPECT_EQ(ack.durable_sequence(), 11u);
+  EXPECT_EQ(Stats().samples(), 2u);
+  // A duplicate with different content still changes nothing.
+  auto changed = Batch("agent-x", 10, {MakeSeries({{"__name__", "c"}}, v1::METRIC_TYPE_COUNTER, {{kNow - 500, 9}})});
+  ASSERT_TRUE(Push({changed}, &ack).ok());
+  EXPECT_EQ(ack.batches_duplicate(), 1u);
+  EXPECT_EQ(Stats().samples(), 2u);
+}
+
+TEST_F(DaemonTest, InvalidSeriesAreRejectedAndCountedWhileValidOnesAreStored) {
+  v1::MetricBatch b = Batch("agent-v", 1, {
+      MakeSeries({{"__name__", "good"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+      MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}, {kNow - 1, 2}}),
+      MakeSeries({{"__name__", "nan"}}, v1::METRIC_TYPE_GAUGE, {{kNow, std::nan("")}}),
+      MakeSeries({{"__name__", "neg"}}, v1::METRIC_TYPE_COUNTER, {{kNow, -1}}),
+      MakeSeries({{"__name__", "old"}}, v1::METRIC_TYPE_GAUGE, {{kNow - 30LL * 86'400'000, 1}}),
+      MakeSeries({{"__name__", "dup"}, {"a", "1"}, {"a", "2"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+  });
+  auto* unknown = b.add_samples();
+  unknown->set_ref(77);
+  unknown->add_timestamps_ms(kNow);
+  unknown->add_values(1);
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({b}, &ack).ok());
+  EXPECT_EQ(ack.batches_applied(), 1u);
+  EXPECT_EQ(ack.samples_stored(), 1u);
+  std::map<v1::RejectReason, v1::RejectCount> by_reason;
+  for (const auto& r : ack.rejected()) by_reason[r.reason()] = r;
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_INVALID_METRIC_NAME].series(), 1u);
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_INVALID_METRIC_NAME].samples(), 2u);
+  EXPECT_NE(by_reason[v1::REJECT_REASON_INVALID_METRIC_NAME].example().find("bad-name"), std::string::npos);
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_INVALID_VALUE].series(), 2u);
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_TIMESTAMP_OUT_OF_WINDOW].series(), 1u);
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_DUPLICATE_LABEL_NAME].series(), 1u);
+  EXPECT_EQ(by_reason[v1::REJECT_REASON_UNKNOWN_REF].series(), 1u);
+  EXPECT_EQ(Stats().series(), 1u);
+  EXPECT_EQ(Stats().samples(), 1u);
+}
+
+TEST_F(DaemonTest, UndecodableMessageEndsTheCallWithInvalidArgument) {
+  v1::MetricBatch good = Batch("agent-u", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})});
+  auto status = RawPush({good.SerializeAsString(), std::string("\xff\xff\xff\xff\xff", 5)});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("message 2"), std::string::npos) << status.error_message();
+  // The good batch before it was stored, and the daemon still serves.
+  EXPECT_EQ(Stats().samples(), 1u);
+}
+
+TEST_F(DaemonTest, BadBatchHeadersAreInvalidArgument) {
+  v1::PushAck ack;
+  auto s = Batch("", 1, {});
+  EXPECT_EQ(Push({s}, &ack).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto zero = Batch("a", 0, {});
+  auto st = Push({zero}, &ack);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("sequence"), std::string::npos);
+  auto mixed = Push({Batch("a", 1, {}), Batch("b", 2, {})}, &ack);
+  EXPECT_EQ(mixed.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(mixed.error_message().find("one stream per agent"), std::string::npos);
+}
+
+TEST_F(DaemonTest, QueryStreamsInChunksAndDownsamplesBySteps) {
+  std::vector<std::pair<int64_t, double>> samples;
+  for (int i = 0; i < 25; ++i) samples.emplace_back(kNow - 250'000 + i * 10'000, i);
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("q", 1, {MakeSeries({{"__name__", "m"}, {"k", "a"}}, v1::METRIC_TYPE_GAUGE, samples),
+                                    MakeSeries({{"__name__", "m"}, {"k", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 7}})})},
+                   &ack).ok());
+  auto r = Query("m", kNow - 300'000, kNow, 0, 10);
+  ASSERT_TRUE(r.status.ok());
+  // 25 samples of k=a in chunks of 10, then k=b: 3 messages.
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.messages[0].chunks(0).samples_size(), 10);
+  EXPECT_FALSE(r.messages[0].chunks(0).last_chunk());
+  EXPECT_FALSE(r.messages[1].chunks(0).last_chunk());
+  EXPECT_TRUE(r.messages[2].chunks(0).last_chunk());
+  EXPECT_EQ(r.samples["__name__=m,k=a,"].size(), 25u);
+  EXPECT_EQ(r.samples["__name__=m,k=b,"].size(), 1u);
+
+  // Step 60 s from start = kNow - 240 s: the last sample in each
+  // (t - 60 s, t] window, stamped t.
+  auto stepped = Query(R"(m{k="a"})", kNow - 240'000, kNow, 60'000);
+  ASSERT_TRUE(stepped.status.ok());
+  auto& s = stepped.samples["__name__=m,k=a,"];
+  ASSERT_EQ(s.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(s[i].first, kNow - 240'000 + i * 60'000);
+    // Index of the last sample at or before t: (t - (kNow - 250 s)) / 10 s; none after kNow - 10 s.
+    EXPECT_EQ(s[i].second, std::min(1 + 6 * i, 24));
+  }
+}
+
+TEST_F(DaemonTest, QueryErrorsAreInvalidArgumentWithAReason) {
+  auto bad = Query("m{a=", 0, kNow);
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.status.error_message().find("position"), std::string::npos);
+  auto all = Query(R"({a=~".*"})", 0, kNow);
+  EXPECT_EQ(all.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(all.status.error_message().find("every series"), std::string::npos);
+  auto range = Query("m", kNow, kNow - 1);
+  EXPECT_EQ(range.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto regex = Query(R"(m{a=~"(("})", 0, kNow);
+  EXPECT_EQ(regex.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(DaemonTest, CancelledQueryStopsAndTheDaemonServesOn) {
+  std::vector<v1::Series> series;
+  for (int i = 0; i < 200; ++i) {
+    std::vector<std::pair<int64_t, double>> samples;
+    for (int j = 0; j < 100; ++j) samples.emplace_back(kNow - j * 1000, j);
+    series.push_back(MakeSeries({{"__name__", "big"}, {"i", std::to_string(i)}}, v1::METRIC_TYPE_GAUGE, samples));
+  }
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("big", 1, series)}, &ack).ok());
+  grpc::ClientContext ctx;
+  v1::QueryRequest req;
+  req.set_selector("big");
+  req.set_start_ms(kNow - 200'000);
+  req.set_end_ms(kNow);
+  req.set_max_samples_per_chunk(100);
+  auto reader = query_->Query(&ctx, req);
+  v1::QueryResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ctx.TryCancel();
+  int more = 0;
+  while (reader->Read(&resp)) ++more;
+  EXPECT_LT(more, 199);  // it stopped well before the end
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(Stats().samples(), 20'000u);
+}
+
+TEST_F(DaemonTest, ExpiredDeadlineIsDeadlineExceeded) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() - std::chrono::seconds(1));
+  v1::StatsResponse resp;
+  EXPECT_EQ(query_->Stats(&ctx, v1::StatsRequest(), &resp).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(DaemonTest, ListSeriesHonoursTheLimit) {
+  std::vector<v1::Series> series;
+  for (int i = 0; i < 5; ++i) {
+    series.push_back(MakeSeries({{"__name__", "s"}, {"i", std::to_string(i)}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}));
+  }
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("l", 1, series)}, &ack).ok());
+  grpc::ClientContext ctx;
+  v1::ListSeriesRequest req;
+  req.set_selector(R"(s{i=~"[0-3]"})");
+  req.set_limit(3);
+  v1::ListSeriesResponse resp;
+  ASSERT_TRUE(query_->ListSeries(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.series_size(), 3);
+  EXPECT_TRUE(resp.truncated());
+  EXPECT_EQ(resp.series(0).labels(0).value(), "s");
+}
+
+TEST_F(DaemonTest, HealthIsServing) {
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckResponse resp;
+  auto stub = grpc::health::v1::Health::NewStub(channel_);
+  ASSERT_TRUE(stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Over TCP through a relay that counts bytes: the batch is very
+// compressible, so gzip must shrink what crosses the socket. With gzip off
+// the same batch is bigger than its raw size; this fails if compression is
+// not negotiated.
+TEST_F(DaemonTest, GzipIsNegotiatedOnTheWire) {
+  std::vector<v1::Series> series;
+  for (int i = 0; i < 2000; ++i) {
+    series.push_back(MakeSeries({{"__name__", "compressible_metric_name_repeated"}, {"instance", "host-" + std::to_string(i)},
+                                 {"job", "a-rather-long-job-name"}},
+                                v1::METRIC_TYPE_GAUGE, {{kNow, 1}}));
+  }
+  const size_t raw = Batch("g", 1, series).ByteSizeLong();
+  auto measure = [&](bool gzip, uint64_t seq) {
+    testing::CountingRelay relay(daemon_->grpc_port());
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(relay.port()), grpc::InsecureChannelCredentials());
+    v1::PushAck ack;
+    EXPECT_TRUE(Push({Batch("g", seq, series)}, &ack, channel, gzip).ok());
+    EXPECT_EQ(ack.batches_applied(), 1u);
+    return relay.client_to_server_bytes();
+  };
+  uint64_t plain = measure(false, 1);
+  uint64_t gzipped = measure(true, 2);
+  EXPECT_GT(plain, raw);
+  EXPECT_LT(gzipped * 5, raw) << "gzip: " << gzipped << " bytes, raw batch: " << raw;
+}
+
+TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("m", 1, {MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                    MakeSeries({{"__name__", "ok"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                   &ack).ok());
+  auto resp = testing::HttpGet(daemon_->http_port(), "/metrics");
+  ASSERT_EQ(resp.status, 200);
+  const std::string& body = resp.body;
+  EXPECT_NE(body.find("sheaf_ingest_samples_total 1\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("sheaf_ingest_rejected_series_total{reason=\"invalid_metric_name\"} 1\n"), std::string::npos);
+  EXPECT_NE(body.find("sheaf_ingest_rejected_series_total{reason=\"series_limit\"} 0\n"), std::string::npos);
+  EXPECT_NE(body.find("sheaf_grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Push\",grpc_service=\"sheaf.v1.IngestService\"} 1"),
+            std::string::npos);
+  EXPECT_NE(body.find("sheaf_grpc_server_handling_seconds_bucket{grpc_method=\"Push\""), std::string::npos);
+  EXPECT_NE(body.find("sheaf_storage_samples 1\n"), std::string::npos);
+  EXPECT_NE(body.find("sheaf_storage_disk_bytes "), std::string::npos);
+  // promtool is the reference linter of the exposition format.
+  testing::TempDir tmp;
+  std::string file = tmp.Sub("metrics.txt");
+  FILE* f = std::fopen(file.c_str(), "w");
+  std::fwrite(body.data(), 1, body.size(), f);
+  std::fclose(f);
+  std::string cmd = "promtool check metrics < " + file + " > " + tmp.Sub("out.txt") + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::string out;
+  if (FILE* o = std::fopen(tmp.Sub("out.txt").c_str(), "r")) {
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), o)) > 0;) out.append(buf, n);
+    std::fclose(o);
+  }
+  EXPECT_EQ(rc, 0) << "promtool check metrics: " << out;
+}
+
+TEST(DaemonStartTest, TakenPortIsAClearError) {
+  testing::TempDir dir;
+  DaemonConfig config;
+  config.grpc_listen = "127.0.0.1:0";
+  config.http_listen = "127.0.0.1:0";
+  config.data_dir = dir.Sub("a");
+  auto first = Daemon::Start(config);
+  ASSERT_TRUE(first.ok()) << first.status();
+  DaemonConfig second = config;
+  second.data_dir = dir.Sub("b");
+  second.grpc_listen = "127.0.0.1:" + std::to_string((*first)->grpc_port());
+  auto taken = Daemon::Start(second);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(taken.status().message().find("grpc"), std::string::npos) << taken.status();
+  DaemonConfig third = config;
+  third.data_dir = dir.Sub("c");
+  third.http_listen = "127.0.0.1:" + std::to_string((*first)->http_port());
+  auto http_taken = Daemon::Start(third);
+  ASSERT_FALSE(http_taken.ok());
+  EXPECT_NE(http_taken.status().message().find("HTTP"), std::string::npos) << http_taken.status();
+}
+
+}  // namespace
+}  // namespace sheaf::daemon

@@ -1,0 +1,44 @@
+// Small network helpers for tests: an HTTP GET over loopback and a TCP relay
+// that counts the bytes it forwards (to see what really crosses the wire).
+#ifndef SHEAF_TESTS_SUPPORT_NET_H_
+#define SHEAF_TESTS_SUPPORT_NET_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sheaf::testing {
+
+struct HttpResponse {
+  int status = 0;  // 0 if the request failed
+  std::string body;
+};
+
+// GET http://127.0.0.1:port/path with a 10 s bound on the whole exchange.
+HttpResponse HttpGet(int port, const std::string& path);
+
+// Listens on 127.0.0.1 (port 0: chosen by the kernel) and relays every
+// accepted connection to 127.0.0.1:target_port.
+class CountingRelay {
+ public:
+  explicit CountingRelay(int target_port);
+  ~CountingRelay();
+  int port() const { return port_; }
+  uint64_t client_to_server_bytes() const { return up_; }
+
+ private:
+  void AcceptLoop();
+  int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> up_{0};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;
+};
+
+}  // namespace sheaf::testing
+
+#endif  // SHEAF_TESTS_SUPPORT_NET_H_

@@ -1,0 +1,293 @@
+// sheafctl: query sheafd from a terminal.
+#include <grpcpp/grpcpp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+#include "health.grpc.pb.h"
+#include "proto/duration.h"
+#include "proto/flags.h"
+#include "sheaf/v1/query.grpc.pb.h"
+#include "sheaf_version.h"
+
+namespace {
+
+using namespace sheaf;
+
+constexpr char kUsage[] = R"(sheafctl [flags] COMMAND [ARGS]
+
+commands:
+  query SELECTOR   stream samples of the matching series, e.g.
+                   sheafctl query 'node_load1{host="web-1"}' --since 15m
+  series SELECTOR  list the label sets of matching series
+  stats            series and samples stored, disk bytes, uptime, version
+  health           the daemon's gRPC health status (exit 0 if SERVING))";
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Unix seconds, Unix milliseconds (13+ digits) or RFC 3339 UTC
+// (2026-01-02T03:04:05Z).
+bool ParseTime(const std::string& text, int64_t* ms) {
+  if (text.empty()) return false;
+  if (text.find_first_not_of("0123456789") == std::string::npos) {
+    int64_t v = std::stoll(text);
+    *ms = text.size() >= 13 ? v : v * 1000;
+    return true;
+  }
+  std::tm tm = {};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) return false;
+  int64_t frac_ms = 0;
+  if (*end == '.') {
+    int digits = 0;
+    for (++end; *end >= '0' && *end <= '9'; ++end, ++digits) {
+      if (digits < 3) frac_ms = frac_ms * 10 + (*end - '0');
+    }
+    for (; digits < 3; ++digits) frac_ms *= 10;
+  }
+  if (std::string(end) != "Z") return false;
+  *ms = static_cast<int64_t>(timegm(&tm)) * 1000 + frac_ms;
+  return true;
+}
+
+std::string FormatTime(int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(((ms % 1000) + 1000) % 1000));
+  return out;
+}
+
+std::string FormatValue(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  // Shortest form that reads back the same, like Prometheus.
+  for (int precision = 1; precision <= 17; ++precision) {
+    char shorter[32];
+    std::snprintf(shorter, sizeof(shorter), "%.*g", precision, v);
+    if (std::strtod(shorter, nullptr) == v) return shorter;
+  }
+  return buf;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string SeriesName(const google::protobuf::RepeatedPtrField<v1::Label>& labels) {
+  std::string name, rest;
+  for (const auto& l : labels) {
+    if (l.name() == "__name__") {
+      name = l.value();
+      continue;
+    }
+    if (!rest.empty()) rest += ", ";
+    rest += l.name() + "=" + JsonString(l.value());
+  }
+  return name + "{" + rest + "}";
+}
+
+const char* TypeName(v1::MetricType t) {
+  switch (t) {
+    case v1::METRIC_TYPE_COUNTER: return "counter";
+    case v1::METRIC_TYPE_GAUGE: return "gauge";
+    case v1::METRIC_TYPE_HISTOGRAM: return "histogram";
+    default: return "untyped";
+  }
+}
+
+int Fail(const char* what, const grpc::Status& s) {
+  static constexpr const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                                           "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  int code = static_cast<int>(s.error_code());
+  std::fprintf(stderr, "sheafctl: %s failed: %s: %s\n", what, code >= 0 && code <= 16 ? kCodes[code] : "?",
+               s.error_message().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string addr = "127.0.0.1:7470", format = "table", start_text, end_text;
+  std::chrono::milliseconds timeout = std::chrono::seconds(30), since = std::chrono::hours(1), step{0};
+  uint64_t limit = 10000, chunk = 0;
+  bool version = false;
+  FlagSet flags("sheafctl", kUsage);
+  flags.String("addr", &addr, "sheafd's gRPC address");
+  flags.Duration("timeout", &timeout, "deadline for the whole call");
+  flags.Duration("since", &since, "query: how far back from --end (or now)");
+  flags.String("start", &start_text, "query: start time (RFC 3339 UTC, or Unix seconds or ms); overrides --since");
+  flags.String("end", &end_text, "query: end time (default now)");
+  flags.Duration("step", &step, "query: one sample per step (the last in each step); 0 for every sample");
+  flags.String("format", &format, "table, json (one object per line) or csv");
+  flags.Uint("limit", &limit, "series: at most this many");
+  flags.Uint("chunk", &chunk, "query: samples per streamed message (0: the daemon's default)");
+  flags.Bool("version", &version, "print the version and exit");
+  std::vector<std::string> args;
+  if (auto s = flags.Parse(argc, argv, &args); !s.ok()) {
+    std::fprintf(stderr, "sheafctl: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (version) {
+    std::printf("sheafctl %s\n", SHEAF_VERSION);
+    return 0;
+  }
+  if (flags.help_requested() || args.empty()) {
+    std::fputs(flags.Usage().c_str(), flags.help_requested() ? stdout : stderr);
+    return flags.help_requested() ? 0 : 2;
+  }
+  if (format != "table" && format != "json" && format != "csv") {
+    std::fprintf(stderr, "sheafctl: --format must be table, json or csv\n");
+    return 2;
+  }
+  const std::string command = args[0];
+  auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+
+  if (command == "query") {
+    if (args.size() != 2) {
+      std::fprintf(stderr, "sheafctl: usage: sheafctl query SELECTOR [--since 15m] [--step 1m]\n");
+      return 2;
+    }
+    v1::QueryRequest req;
+    req.set_selector(args[1]);
+    int64_t end = NowMs(), start = 0;
+    if (!end_text.empty() && !ParseTime(end_text, &end)) {
+      std::fprintf(stderr, "sheafctl: --end \"%s\" is not a time (RFC 3339 UTC or Unix time)\n", end_text.c_str());
+      return 2;
+    }
+    start = end - since.count();
+    if (!start_text.empty() && !ParseTime(start_text, &start)) {
+      std::fprintf(stderr, "sheafctl: --start \"%s\" is not a time (RFC 3339 UTC or Unix time)\n", start_text.c_str());
+      return 2;
+    }
+    req.set_start_ms(start);
+    req.set_end_ms(end);
+    req.set_step_ms(step.count());
+    req.set_max_samples_per_chunk(static_cast<uint32_t>(chunk));
+    auto stub = v1::QueryService::NewStub(channel);
+    auto reader = stub->Query(&context, req);
+    v1::QueryResponse resp;
+    bool continuing = false;  // the previous chunk's series goes on
+    uint64_t series = 0, samples = 0;
+    if (format == "csv") std::printf("series,timestamp_ms,value\n");
+    while (reader->Read(&resp)) {
+      for (const v1::SeriesChunk& c : resp.chunks()) {
+        std::string name = SeriesName(c.labels());
+        if (!continuing) ++series;
+        samples += c.samples_size();
+        if (format == "table") {
+          if (!continuing) std::printf("%s  (%s)\n", name.c_str(), TypeName(c.type()));
+          for (const auto& s : c.samples()) {
+            std::printf("  %s  %s\n", FormatTime(s.timestamp_ms()).c_str(), FormatValue(s.value()).c_str());
+          }
+        } else if (format == "csv") {
+          std::string quoted = "\"";
+          for (char ch : name) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+          quoted += "\"";
+          for (const auto& s : c.samples()) {
+            std::printf("%s,%lld,%s\n", quoted.c_str(), static_cast<long long>(s.timestamp_ms()),
+                        FormatValue(s.value()).c_str());
+          }
+        } else {
+          std::string line = "{\"metric\":{";
+          for (int i = 0; i < c.labels_size(); ++i) {
+            if (i > 0) line += ",";
+            line += JsonString(c.labels(i).name()) + ":" + JsonString(c.labels(i).value());
+          }
+          line += "},\"type\":\"" + std::string(TypeName(c.type())) + "\",\"samples\":[";
+          for (int i = 0; i < c.samples_size(); ++i) {
+            if (i > 0) line += ",";
+            double v = c.samples(i).value();
+            line += "[" + std::to_string(c.samples(i).timestamp_ms()) + "," +
+                    (std::isfinite(v) ? FormatValue(v) : JsonString(FormatValue(v))) + "]";
+          }
+          line += "],\"last_chunk\":" + std::string(c.last_chunk() ? "true" : "false") + "}";
+          std::printf("%s\n", line.c_str());
+        }
+        continuing = !c.last_chunk();
+      }
+      std::fflush(stdout);  // show series as they stream in
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return Fail("query", status);
+    if (format == "table") std::fprintf(stderr, "%llu series, %llu samples\n", static_cast<unsigned long long>(series), static_cast<unsigned long long>(samples));
+    return 0;
+  }
+  if (command == "series") {
+    if (args.size() != 2) {
+      std::fprintf(stderr, "sheafctl: usage: sheafctl series SELECTOR\n");
+      return 2;
+    }
+    v1::ListSeriesRequest req;
+    req.set_selector(args[1]);
+    req.set_limit(static_cast<uint32_t>(limit));
+    v1::ListSeriesResponse resp;
+    grpc::Status status = v1::QueryService::NewStub(channel)->ListSeries(&context, req, &resp);
+    if (!status.ok()) return Fail("series", status);
+    for (const auto& s : resp.series()) {
+      if (format == "json") {
+        std::string line = "{";
+        for (int i = 0; i < s.labels_size(); ++i) {
+          if (i > 0) line += ",";
+          line += JsonString(s.labels(i).name()) + ":" + JsonString(s.labels(i).value());
+        }
+        std::printf("%s}\n", line.c_str());
+      } else {
+        std::printf("%s\n", SeriesName(s.labels()).c_str());
+      }
+    }
+    if (resp.truncated()) std::fprintf(stderr, "(more than %llu series match; raise --limit)\n", static_cast<unsigned long long>(limit));
+    return 0;
+  }
+  if (command == "stats") {
+    v1::StatsResponse resp;
+    grpc::Status status = v1::QueryService::NewStub(channel)->Stats(&context, v1::StatsRequest(), &resp);
+    if (!status.ok()) return Fail("stats", status);
+    if (format == "json") {
+      std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,\"version\":%s}\n",
+                  static_cast<unsigned long long>(resp.series()), static_cast<unsigned long long>(resp.samples()),
+                  static_cast<unsigned long long>(resp.storage_bytes()), static_cast<unsigned long long>(resp.agents()),
+                  resp.uptime_seconds(), JsonString(resp.version()).c_str());
+    } else {
+      std::printf("series         %llu\nsamples        %llu\nstorage_bytes  %llu\nagents         %llu\nuptime_seconds %.0f\nversion        %s\n",
+                  static_cast<unsigned long long>(resp.series()), static_cast<unsigned long long>(resp.samples()),
+                  static_cast<unsigned long long>(resp.storage_bytes()), static_cast<unsigned long long>(resp.agents()),
+                  resp.uptime_seconds(), resp.version().c_str());
+    }
+    return 0;
+  }
+  if (command == "health") {
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status status = grpc::health::v1::Health::NewStub(channel)->Check(&context, req, &resp);
+    if (!status.ok()) return Fail("health", status);
+    std::printf("%s\n", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()).c_str());
+    return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+  }
+  std::fprintf(stderr, "sheafctl: unknown command \"%s\"\n\n%s", command.c_str(), flags.Usage().c_str());
+  return 2;
+}
