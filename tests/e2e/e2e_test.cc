@@ -1,0 +1,189 @@
+// End to end with real processes on loopback: sheafd, sheaf-agent,
+// sheafctl, sheaf-loadgen, promtool and a real Prometheus. Binaries come
+// from the environment (set by meson): SHEAFD, SHEAF_AGENT, SHEAFCTL,
+// SHEAF_LOADGEN.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+
+#include "tests/support/net.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace sheaf {
+namespace {
+
+using std::chrono::seconds;
+using testing::Process;
+using testing::RunCommand;
+using testing::WaitFor;
+
+std::string Bin(const char* env) {
+  const char* v = std::getenv(env);
+  return v ? v : "";
+}
+
+// Value of `key N` or `"key":N` in a tool's output; -1 if absent.
+int64_t Field(const std::string& out, const std::string& key) {
+  std::smatch m;
+  std::regex re("\"?" + key + "\"?[ :]+([0-9]+)");
+  return std::regex_search(out, m, re) ? std::stoll(m[1]) : -1;
+}
+
+class Sheafd {
+ public:
+  Sheafd(const testing::TempDir& dir, const std::string& data, std::vector<std::string> extra = {}) {
+    ready_ = dir.Sub("ready-" + std::to_string(++starts_));
+    std::vector<std::string> argv = {Bin("SHEAFD"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                                     "--data-dir", data, "--ready-file", ready_, "--grace-period", "5s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_ = Process::Start(argv, dir.Sub("sheafd.log"));
+    ok_ = WaitFor([&] { return !testing::ReadFile(ready_).empty() || !process_->running(); }, seconds(30)) &&
+          process_->running();
+    std::string r = testing::ReadFile(ready_);
+    grpc_port_ = static_cast<int>(Field(r, "grpc_port="));
+    http_port_ = static_cast<int>(Field(r, "http_port="));
+    std::smatch m;
+    if (std::regex_search(r, m, std::regex("grpc_port=([0-9]+)"))) grpc_port_ = std::stoi(m[1]);
+    if (std::regex_search(r, m, std::regex("http_port=([0-9]+)"))) http_port_ = std::stoi(m[1]);
+  }
+  bool ok() const { return ok_ && grpc_port_ > 0 && http_port_ > 0; }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  int http_port() const { return http_port_; }
+  Process& process() { return *process_; }
+  std::string log() const { return testing::ReadFile(process_->log_path()); }
+
+ private:
+  static inline int starts_ = 0;
+  std::string ready_;
+  std::unique_ptr<Process> process_;
+  bool ok_ = false;
+  int grpc_port_ = 0, http_port_ = 0;
+};
+
+testing::CommandResult Ctl(const Sheafd& d, std::vector<std::string> args) {
+  std::vector<std::string> argv = {Bin("SHEAFCTL"), "--addr", d.addr()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, seconds(30));
+}
+
+int64_t StoredSamples(const Sheafd& d) { return Field(Ctl(d, {"stats", "--format", "json"}).output, "samples"); }
+
+TEST(EndToEndTest, AgentMetricsFlowToQueryAndScrape) {
+  testing::TempDir dir;
+  Sheafd daemon(dir, dir.Sub("data"));
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  auto agent = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1s",
+                               "--stream-max-age", "1s", "--agent-id", "e2e-host", "--label", "region=test"},
+                              dir.Sub("agent.log"));
+  // The agent's load average arrives and is queryable.
+  testing::CommandResult q;
+  ASSERT_TRUE(WaitFor([&] {
+    q = Ctl(daemon, {"query", "node_load1", "--since", "5m", "--format", "csv"});
+    return q.exit_code == 0 && q.output.find("node_load1{host=\"\"e2e-host\"\", region=\"\"test\"\"}") != std::string::npos;
+  }, seconds(30))) << q.output << testing::ReadFile(dir.Sub("agent.log"));
+  // Counters keep their type and the host's CPU modes are there.
+  auto series = Ctl(daemon, {"series", R"(node_cpu_seconds_total{mode="idle"})"});
+  EXPECT_EQ(series.exit_code, 0);
+  EXPECT_NE(series.output.find("host=\"e2e-host\""), std::string::npos) << series.output;
+  auto json = Ctl(daemon, {"query", R"(node_cpu_seconds_total{mode="idle"})", "--format", "json"});
+  EXPECT_NE(json.output.find("\"type\":\"counter\""), std::string::npos) << json.output;
+  EXPECT_EQ(Ctl(daemon, {"health"}).output, "SERVING\n");
+
+  auto metrics = testing::HttpGet(daemon.http_port(), "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_GT(Field(metrics.body, "sheaf_ingest_samples_total"), 0) << metrics.body;
+  std::ofstream(dir.Sub("metrics.txt")) << metrics.body;
+  EXPECT_EQ(std::system(("promtool check metrics < " + dir.Sub("metrics.txt")).c_str()), 0);
+
+  agent->Signal(SIGTERM);
+  EXPECT_EQ(agent->Wait(seconds(15)), 0) << testing::ReadFile(dir.Sub("agent.log"));
+  daemon.process().Signal(SIGTERM);
+  EXPECT_EQ(daemon.process().Wait(seconds(15)), 0) << daemon.log();
+}
+
+TEST(EndToEndTest, LoadgenSamplesAreCountedExactlyAndSurviveRestart) {
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    Sheafd daemon(dir, data);
+    ASSERT_TRUE(daemon.ok()) << daemon.log();
+    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "100", "--series-per-host",
+                            "10", "--points", "100", "--batch", "2000", "--streams", "2"},
+                           seconds(120));
+    ASSERT_EQ(load.exit_code, 0) << load.output;
+    EXPECT_EQ(Field(load.output, "samples_acked"), 100'000);
+    EXPECT_EQ(StoredSamples(daemon), 100'000);
+    daemon.process().Signal(SIGTERM);
+    ASSERT_EQ(daemon.process().Wait(seconds(15)), 0) << daemon.log();
+  }
+  Sheafd reopened(dir, data);
+  ASSERT_TRUE(reopened.ok()) << reopened.log();
+  auto stats = Ctl(reopened, {"stats", "--format", "json"});
+  EXPECT_EQ(Field(stats.output, "samples"), 100'000) << stats.output;
+  EXPECT_EQ(Field(stats.output, "series"), 1'000) << stats.output;
+  auto q = Ctl(reopened, {"query", R"(node_load1{host="host-0007"})", "--since", "2h", "--format", "csv"});
+  ASSERT_EQ(q.exit_code, 0);
+  EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 101) << q.output;  // header + 100 points
+}
+
+TEST(EndToEndTest, AcknowledgedSamplesSurviveKill9) {
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    Sheafd daemon(dir, data);
+    ASSERT_TRUE(daemon.ok()) << daemon.log();
+    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "20", "--series-per-host",
+                            "10", "--points", "100", "--batch", "500", "--streams", "4"},
+                           seconds(120));
+    ASSERT_EQ(load.exit_code, 0) << load.output;
+    ASSERT_EQ(Field(load.output, "samples_acked"), 20'000);
+    daemon.process().Signal(SIGKILL);  // no flush, no goodbye
+    daemon.process().Wait(seconds(10));
+  }
+  Sheafd reopened(dir, data);
+  ASSERT_TRUE(reopened.ok()) << reopened.log();
+  EXPECT_EQ(StoredSamples(reopened), 20'000);
+}
+
+TEST(EndToEndTest, TakenPortExitsWithCodeOneAndAClearMessage) {
+  testing::TempDir dir;
+  Sheafd first(dir, dir.Sub("a"));
+  ASSERT_TRUE(first.ok());
+  auto second = Process::Start({Bin("SHEAFD"), "--grpc-listen", first.addr(), "--http-listen", "127.0.0.1:0",
+                                "--data-dir", dir.Sub("b")},
+                               dir.Sub("second.log"));
+  EXPECT_EQ(second->Wait(seconds(20)), 1);
+  EXPECT_NE(testing::ReadFile(dir.Sub("second.log")).find("is the port taken"), std::string::npos)
+      << testing::ReadFile(dir.Sub("second.log"));
+}
+
+TEST(EndToEndTest, RealPrometheusScrapesSheafd) {
+  testing::TempDir dir;
+  Sheafd daemon(dir, dir.Sub("data"));
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  int prom_port = testing::FreePort();
+  std::ofstream(dir.Sub("prometheus.yml")) << "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                                           << "  - job_name: sheafd\n    static_configs:\n"
+                                           << "      - targets: ['127.0.0.1:" << daemon.http_port() << "']\n";
+  auto prom = Process::Start({"/usr/bin/prometheus", "--config.file=" + dir.Sub("prometheus.yml"),
+                              "--storage.tsdb.path=" + dir.Sub("prom"),
+                              "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+                             dir.Sub("prometheus.log"));
+  testing::HttpResponse r;
+  bool scraped = WaitFor([&] {
+    r = testing::HttpGet(prom_port, "/api/v1/query?query=sheaf_storage_series%7Bjob%3D%22sheafd%22%7D");
+    return r.status == 200 && r.body.find("\"result\":[{") != std::string::npos;
+  }, seconds(60));
+  EXPECT_TRUE(scraped) << r.body << testing::ReadFile(dir.Sub("prometheus.log"));
+  auto up = testing::HttpGet(prom_port, "/api/v1/query?query=up%7Bjob%3D%22sheafd%22%7D");
+  EXPECT_NE(up.body.find("\"1\"]"), std::string::npos) << up.body;
+  prom->Signal(SIGTERM);
+  prom->Wait(seconds(15));
+}
+
+}  // namespace
+}  // namespace sheaf
