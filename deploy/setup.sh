@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what sheaf needs to build, test and run, from Debian 12's
+# packages. Idempotent and fast when everything is there: apt is only
+# touched if a package is missing. Run as root (or with sudo).
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  meson ninja-build pkg-config g++
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  prometheus-cpp-dev librocksdb-dev libfmt-dev libyaml-cpp-dev libre2-dev libabsl-dev zlib1g-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev python3
+  prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
