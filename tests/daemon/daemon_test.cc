@@ -423,6 +423,30 @@ TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
   EXPECT_EQ(rc, 0) << "promtool check metrics: " << out;
 }
 
+// Bytes of a MetricBatch as the first version of sheaf.v1 wrote it (agent
+// "web-1", one dictionary series and one inline series). Whatever the proto
+// becomes, these must decode and store the same way: old agents stay in
+// the field for years.
+constexpr char kFirstVersionBatch[] =
+    "\x0a\x05\x77\x65\x62\x2d\x31\x10\x81\x80\xf9\xc0\xc1\xc4\x82\x03\x1a\x36\x08\x01\x12\x22\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x16\x6e\x6f\x64\x65\x5f\x63\x70\x75\x5f\x73\x65\x63\x6f\x6e\x64\x73\x5f\x74\x6f\x74\x61\x6c\x12\x0c\x0a\x04\x6d\x6f\x64\x65\x12\x04\x69\x64\x6c\x65\x18\x01\x22\x14\x08\x01\x12\x06\x98\x98\xf1\xc2\xb1\x34\x1a\x08\x29\x5c\x8f\xc2\xd5\x1c\xc8\x40\x2a\x2c\x0a\x16\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x0a\x6e\x6f\x64\x65\x5f\x6c\x6f\x61\x64\x31\x10\x02\x1a\x10\x08\x98\x98\xf1\xc2\xb1\x34\x11\x00\x00\x00\x00\x00\x00\xd0\x3f";
+
+TEST_F(DaemonTest, FirstVersionBatchBytesAreStillAccepted) {
+  std::string bytes(kFirstVersionBatch, sizeof(kFirstVersionBatch) - 1);
+  v1::MetricBatch decoded;
+  ASSERT_TRUE(decoded.ParseFromString(bytes));
+  EXPECT_EQ(decoded.agent_id(), "web-1");
+  EXPECT_EQ(decoded.sequence(), 1700000000000001u);
+  ASSERT_EQ(decoded.definitions_size(), 1);
+  EXPECT_EQ(decoded.definitions(0).type(), v1::METRIC_TYPE_COUNTER);
+  EXPECT_EQ(decoded.samples(0).values(0), 12345.67);
+  EXPECT_EQ(decoded.series(0).samples(0).value(), 0.25);
+
+  // And the daemon stores both series from the raw bytes.
+  ASSERT_TRUE(RawPush({bytes}).ok());
+  EXPECT_EQ(Stats().series(), 2u);
+  EXPECT_EQ(Stats().samples(), 2u);
+}
+
 TEST(DaemonStartTest, TakenPortIsAClearError) {
   testing::TempDir dir;
   DaemonConfig config;
