@@ -8,12 +8,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "health.grpc.pb.h"
 #include "proto/batch_encoder.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 #include "sheaf/v1/query.grpc.pb.h"
 #include "tests/support/net.h"
+#include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace sheaf::daemon {
@@ -80,11 +82,17 @@ class DaemonTest : public ::testing::Test {
 
   // Sends raw bytes as messages of a Push stream, as a broken client would.
   grpc::Status RawPush(const std::vector<std::string>& messages) {
+    return RawCall("/sheaf.v1.IngestService/Push", messages, nullptr);
+  }
+
+  // Any streaming call with hand-made request bytes; the first response's
+  // bytes go to *response.
+  grpc::Status RawCall(const std::string& method, const std::vector<std::string>& messages, std::string* response) {
     grpc::GenericStub stub(channel_);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::CompletionQueue cq;
-    auto call = stub.PrepareCall(&ctx, "/sheaf.v1.IngestService/Push", &cq);
+    auto call = stub.PrepareCall(&ctx, method, &cq);
     void* tag;
     bool ok;
     call->StartCall(reinterpret_cast<void*>(1));
@@ -101,6 +109,11 @@ class DaemonTest : public ::testing::Test {
     grpc::ByteBuffer resp;
     call->Read(&resp, reinterpret_cast<void*>(4));
     cq.Next(&tag, &ok);
+    if (ok && response != nullptr) {
+      std::vector<grpc::Slice> slices;
+      (void)resp.Dump(&slices);
+      for (const auto& sl : slices) response->append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
     grpc::Status status;
     call->Finish(&status, reinterpret_cast<void*>(5));
     cq.Next(&tag, &ok);
@@ -362,6 +375,54 @@ TEST_F(DaemonTest, HealthIsServing) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   ASSERT_TRUE(stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// grpcurl and friends find the services through reflection (v1alpha on
+// gRPC 1.51). Request: ServerReflectionRequest{list_services: ""} = field 7.
+TEST_F(DaemonTest, ReflectionListsTheServices) {
+  std::string response;
+  auto status = RawCall("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                        {std::string("\x3a\x00", 2)}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  for (const char* service : {"sheaf.v1.IngestService", "sheaf.v1.QueryService", "grpc.health.v1.Health"}) {
+    EXPECT_NE(response.find(service), std::string::npos) << service;
+  }
+}
+
+// A stream that is open when shutdown begins may finish within the grace
+// period: its later batches are stored and acknowledged. New calls are
+// refused. Over TCP, like agents.
+TEST_F(DaemonTest, InFlightStreamFinishesDuringGracefulShutdown) {
+  auto tcp = grpc::CreateChannel("127.0.0.1:" + std::to_string(daemon_->grpc_port()), grpc::InsecureChannelCredentials());
+  auto ingest = v1::IngestService::NewStub(tcp);
+  auto query = v1::QueryService::NewStub(tcp);
+  grpc::ClientContext ctx;
+  ctx.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+  v1::PushAck ack;
+  auto writer = ingest->Push(&ctx, &ack);
+  ASSERT_TRUE(writer->Write(Batch("g", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow - 1, 1}})})));
+  // Make sure the first batch is in before shutting down.
+  ASSERT_TRUE(testing::WaitFor([&] { return Stats().samples() == 1; }, std::chrono::seconds(10)));
+  channel_.reset();  // the in-process channel must not outlive the server
+  query_.reset();
+  ingest_.reset();
+  std::thread stopper([&] { daemon_->Shutdown(); });
+  // Shutdown has begun once new calls are refused.
+  grpc::Status refused;
+  EXPECT_TRUE(testing::WaitFor([&] {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    v1::StatsResponse r;
+    refused = query->Stats(&c, v1::StatsRequest(), &r);
+    return !refused.ok();
+  }, std::chrono::seconds(10)));
+  EXPECT_TRUE(writer->Write(Batch("g", 2, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 2}})})));
+  writer->WritesDone();
+  auto status = writer->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ack.durable_sequence(), 2u);
+  EXPECT_EQ(ack.batches_applied(), 2u);
+  stopper.join();
 }
 
 // Over TCP through a relay that counts bytes: the batch is very
