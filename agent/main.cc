@@ -62,12 +62,11 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(5);
   uint64_t max_pending = 8640;
   int64_t count = 0;
-  bool version = false;
   agent::ShipperOptions shipper;
   shipper.agent_id = HostName();
 
   FlagSet flags("sheaf-agent", "sheaf-agent [flags]");
-  flags.String("config", &config_file, "YAML file with any of these settings (names as here, without --)");
+  flags.ConfigFile(&config_file);
   flags.String("daemon", &daemon_address, "sheafd's gRPC address (host:port)");
   flags.String("agent-id", &shipper.agent_id, "this agent's identity; also the default host label");
   flags.Duration("interval", &interval, "how often to collect");
@@ -81,25 +80,7 @@ int main(int argc, char** argv) {
   flags.Int("count", &count, "stop after this many collections (0: run until SIGTERM)");
   flags.Duration("shutdown-timeout", &shutdown_timeout, "on SIGTERM, how long to try to get queued batches acknowledged");
   flags.String("log-level", &log_level, "debug, info, warn or error");
-  flags.Bool("version", &version, "print the version and exit");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "sheaf-agent: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (version) {
-    std::printf("sheaf-agent %s\n", SHEAF_VERSION);
-    return 0;
-  }
-  if (!config_file.empty()) {
-    if (auto s = flags.ApplyYamlFile(config_file); !s.ok()) {
-      std::fprintf(stderr, "sheaf-agent: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
-  }
+  if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   LogLevel level;
   if (!ParseLogLevel(log_level, &level)) {
     std::fprintf(stderr, "sheaf-agent: --log-level: \"%s\" is not debug, info, warn or error\n", log_level.c_str());

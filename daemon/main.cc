@@ -8,7 +8,6 @@
 #include "daemon/daemon.h"
 #include "proto/flags.h"
 #include "proto/log.h"
-#include "sheaf_version.h"
 
 namespace {
 
@@ -35,10 +34,9 @@ int main(int argc, char** argv) {
   std::string config_file, ready_file, log_level = "info";
   int64_t workers = static_cast<int64_t>(config.ingest.workers);
   int64_t queue = static_cast<int64_t>(config.ingest.queue_capacity);
-  bool version = false;
 
   sheaf::FlagSet flags("sheafd", "sheafd [flags]");
-  flags.String("config", &config_file, "YAML file with any of these settings (names as here, without --)");
+  flags.ConfigFile(&config_file);
   flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
   flags.String("http-listen", &config.http_listen, "address for HTTP /metrics; port 0 picks one");
   flags.String("data-dir", &config.data_dir, "directory of the RocksDB store");
@@ -54,26 +52,7 @@ int main(int argc, char** argv) {
   flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
   flags.String("ready-file", &ready_file, "write the bound ports here once serving");
   flags.String("log-level", &log_level, "debug, info, warn or error");
-  flags.Bool("version", &version, "print the version and exit");
-
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "sheafd: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (version) {
-    std::printf("sheafd %s\n", SHEAF_VERSION);
-    return 0;
-  }
-  if (!config_file.empty()) {
-    if (auto s = flags.ApplyYamlFile(config_file); !s.ok()) {
-      std::fprintf(stderr, "sheafd: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
-  }
+  if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   sheaf::LogLevel level;
   if (!sheaf::ParseLogLevel(log_level, &level)) {
     std::fprintf(stderr, "sheafd: --log-level: \"%s\" is not debug, info, warn or error\n", log_level.c_str());

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 
 #include "proto/duration.h"
+#include "sheaf_version.h"
 
 namespace sheaf {
 namespace {
@@ -27,7 +29,36 @@ absl::Status ParseNumber(const std::string& flag, const std::string& text, T* ou
 
 }  // namespace
 
-FlagSet::FlagSet(std::string program, std::string usage) : program_(std::move(program)), usage_(std::move(usage)) {}
+FlagSet::FlagSet(std::string program, std::string usage) : program_(std::move(program)), usage_(std::move(usage)) {
+  Bool("version", &version_requested_, "print the version and exit");
+}
+
+void FlagSet::ConfigFile(std::string* target) {
+  config_file_ = target;
+  String("config", target, "YAML file with any of these settings (names as here, without --)");
+}
+
+std::optional<int> FlagSet::ParseMain(int argc, char** argv, std::vector<std::string>* positional) {
+  if (auto s = Parse(argc, argv, positional); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program_.c_str(), std::string(s.message()).c_str());
+    return 2;
+  }
+  if (help_requested_) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  if (version_requested_) {
+    std::printf("%s %s\n", program_.c_str(), SHEAF_VERSION);
+    return 0;
+  }
+  if (config_file_ != nullptr && !config_file_->empty()) {
+    if (auto s = ApplyYamlFile(*config_file_); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program_.c_str(), std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  return std::nullopt;
+}
 
 void FlagSet::Add(Flag flag) { flags_.push_back(std::move(flag)); }
 

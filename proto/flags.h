@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,6 +36,15 @@ class FlagSet {
   // message naming the flag on any problem. `--help` sets help_requested().
   absl::Status Parse(int argc, char** argv, std::vector<std::string>* positional = nullptr);
 
+  // Registers --config FILE: a YAML file applied by ParseMain.
+  void ConfigFile(std::string* target);
+
+  // What every main() does with its flags: parses (with --help and
+  // --version built in) and applies --config. Returns the exit code when the
+  // program should stop now (0 after --help/--version, 2 with a message on
+  // stderr for bad flags or a bad config file), nullopt to go on.
+  std::optional<int> ParseMain(int argc, char** argv, std::vector<std::string>* positional = nullptr);
+
   // Applies a YAML mapping of flag names to scalars (or sequences, for list
   // flags). Keys given on the command line are skipped; unknown keys are an
   // error naming the key, so typos don't pass silently.
@@ -60,6 +70,8 @@ class FlagSet {
   std::vector<Flag> flags_;
   std::set<std::string> set_on_command_line_;
   bool help_requested_ = false;
+  bool version_requested_ = false;
+  std::string* config_file_ = nullptr;
 };
 
 }  // namespace sheaf

@@ -71,14 +71,7 @@ int main(int argc, char** argv) {
   flags.Bool("gzip", &gzip, "compress with gzip");
   flags.Bool("dry-run", &dry_run, "send nothing; report bytes per sample on the wire");
   flags.Duration("timeout", &timeout, "deadline of each stream");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "sheaf-loadgen: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
+  if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (hosts < 1 || series_per_host < 1 || points < 1 || batch < 1 || streams < 1 || streams > hosts) {
     std::fprintf(stderr, "sheaf-loadgen: --hosts, --series-per-host, --points, --batch must be >= 1 and "
                          "1 <= --streams <= --hosts\n");

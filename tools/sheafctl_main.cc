@@ -9,7 +9,6 @@
 #include "proto/duration.h"
 #include "proto/flags.h"
 #include "sheaf/v1/query.grpc.pb.h"
-#include "sheaf_version.h"
 
 namespace {
 
@@ -133,7 +132,6 @@ int main(int argc, char** argv) {
   std::string addr = "127.0.0.1:7470", format = "table", start_text, end_text;
   std::chrono::milliseconds timeout = std::chrono::seconds(30), since = std::chrono::hours(1), step{0};
   uint64_t limit = 10000, chunk = 0;
-  bool version = false;
   FlagSet flags("sheafctl", kUsage);
   flags.String("addr", &addr, "sheafd's gRPC address");
   flags.Duration("timeout", &timeout, "deadline for the whole call");
@@ -144,19 +142,11 @@ int main(int argc, char** argv) {
   flags.String("format", &format, "table, json (one object per line) or csv");
   flags.Uint("limit", &limit, "series: at most this many");
   flags.Uint("chunk", &chunk, "query: samples per streamed message (0: the daemon's default)");
-  flags.Bool("version", &version, "print the version and exit");
   std::vector<std::string> args;
-  if (auto s = flags.Parse(argc, argv, &args); !s.ok()) {
-    std::fprintf(stderr, "sheafctl: %s\n", std::string(s.message()).c_str());
+  if (auto exit_code = flags.ParseMain(argc, argv, &args)) return *exit_code;
+  if (args.empty()) {
+    std::fputs(flags.Usage().c_str(), stderr);
     return 2;
-  }
-  if (version) {
-    std::printf("sheafctl %s\n", SHEAF_VERSION);
-    return 0;
-  }
-  if (flags.help_requested() || args.empty()) {
-    std::fputs(flags.Usage().c_str(), flags.help_requested() ? stdout : stderr);
-    return flags.help_requested() ? 0 : 2;
   }
   if (format != "table" && format != "json" && format != "csv") {
     std::fprintf(stderr, "sheafctl: --format must be table, json or csv\n");
