@@ -54,6 +54,7 @@ struct Daemon::State {
   std::unique_ptr<DaemonMetrics> metrics;
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
+  std::unique_ptr<AdminService> admin;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<prometheus::Exposer> exposer;
   int grpc_port = 0;
@@ -78,6 +79,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->metrics = std::make_unique<DaemonMetrics>(st->store.get());
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->metrics.get(), config.ingest);
   st->query = std::make_unique<QueryService>(st->store.get());
+  st->admin = std::make_unique<AdminService>(st->store.get());
 
   // HTTP first: prometheus-cpp throws when the port is taken.
   try {
@@ -104,6 +106,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(st->ingest.get());
   builder.RegisterService(st->query.get());
+  builder.RegisterService(st->admin.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(st->metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -141,6 +144,7 @@ void Daemon::Shutdown() {
     };
     LogDebug("gRPC server stopped after {} ms", since());
     st.ingest->Stop();  // writes whatever is still queued
+    st.admin->Stop();   // a running compaction finishes first
     if (auto s = st.store->Flush(); !s.ok()) LogError("flushing the store: {}", s.ToString());
     LogDebug("store flushed after {} ms", since());
     StopExposer(std::move(st.exposer), st.http_port);

@@ -63,6 +63,25 @@ class ScrapeTimeCollectable : public prometheus::Collectable {
     out.push_back(Gauge("sheaf_storage_samples", "Samples in the store (distinct series and timestamp).", st.samples));
     out.push_back(Gauge("sheaf_storage_disk_bytes", "Bytes of live SST files and write-ahead log.", st.disk_bytes));
     out.push_back(Gauge("sheaf_storage_agents", "Agents with a recorded durable sequence.", st.agents));
+    prometheus::MetricFamily families = Gauge("sheaf_storage_family_disk_bytes",
+                                              "Live SST bytes by RocksDB column family.", 0);
+    families.metric.clear();
+    for (const auto& [name, bytes] : st.family_disk_bytes) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"family", name});
+      m.gauge.value = static_cast<double>(bytes);
+      families.metric.push_back(m);
+    }
+    out.push_back(families);
+    out.push_back(Gauge("sheaf_storage_wal_bytes", "Bytes of RocksDB write-ahead log files.", st.wal_bytes));
+    out.push_back(Gauge("sheaf_storage_pending_compaction_bytes", "Compaction debt: bytes RocksDB estimates it must compact.",
+                        st.pending_compaction_bytes));
+    out.push_back(Counter("sheaf_storage_write_stalls_total", "Times writes were slowed or stopped for compaction.",
+                          st.write_stalls));
+    out.push_back(Gauge("sheaf_storage_head_samples", "Recent samples in memory, not yet cut into blocks.", st.head_samples));
+    out.push_back(Gauge("sheaf_storage_memtable_bytes", "Bytes in RocksDB memtables (bounded by --write-buffer-bytes).",
+                        st.memtable_bytes));
+    out.push_back(Gauge("sheaf_storage_block_cache_bytes", "Bytes in use in the RocksDB block cache.", st.block_cache_bytes));
     AddProcess(out);
     return out;
   }

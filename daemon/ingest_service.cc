@@ -182,6 +182,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       service_->metrics_->BatchDuplicate();
       return grpc::Status::OK;
     }
+    for (auto [id, n] : result->too_old) {
+      auto info = service_->store_->GetSeries(id);
+      Count(Rejection{v1::REJECT_REASON_OUT_OF_ORDER,
+                      fmt::format("{} has {} samples older than its newest sample by more than the "
+                                  "out-of-order window", info ? storage::FormatLabels(info->labels) : "a series", n)},
+            n);
+    }
     ack_.set_batches_applied(ack_.batches_applied() + 1);
     ack_.set_samples_stored(ack_.samples_stored() + result->samples_added);
     service_->metrics_->BatchApplied(result->samples_added,

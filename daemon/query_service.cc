@@ -89,6 +89,12 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
       return;
     }
     ids_ = *std::move(ids);
+    // A step of at least a rollup resolution reads the coarsest such rollup.
+    if (step_ > 0) {
+      for (int64_t r : store_->RollupResolutions()) {
+        if (r <= step_) resolution_ = std::max(resolution_, r);
+      }
+    }
     WriteNext();
   }
 
@@ -111,8 +117,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
         storage::SeriesId id = ids_[next_++];
         auto info = store_->GetSeries(id);
         if (!info) continue;
-        // For a step, the first output point at start_ covers (start_ - step_, start_].
-        iter_ = store_->Read(id, step_ > 0 ? start_ - step_ + 1 : start_, end_);
+        iter_ = OpenSeries(id);
         chunk_ = response_.add_chunks();
         ToProto(info->labels, chunk_->mutable_labels());
         chunk_->set_type(ToProto(info->type));
@@ -129,9 +134,13 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
           --budget;
           continue;
         }
-        // The output point for s is the first start_ + k*step_ >= s.
-        int64_t k = s.timestamp_ms <= start_ ? 0 : (s.timestamp_ms - start_ + step_ - 1) / step_;
+        // The output point for s is the first start_ + k*step_ > s, so point
+        // t holds the last sample of [t - step, t): the same windows as the
+        // rollups', hence the same answer from raw samples or rollups.
+        int64_t d = s.timestamp_ms - start_;
+        int64_t k = (d >= 0 ? d / step_ : -((-d + step_ - 1) / step_)) + 1;
         int64_t t = start_ + k * step_;
+        if (t > end_) continue;
         if (pending_ && pending_->timestamp_ms != t) {
           Emit(*pending_);
           --budget;
@@ -171,6 +180,23 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
     StartWrite(&response_);
   }
 
+  // The samples of one series to answer from: raw, or the last sample of
+  // each rollup window (the same as raw when the step is a multiple of the
+  // resolution and start is aligned to it).
+  std::unique_ptr<storage::SampleIterator> OpenSeries(storage::SeriesId id) {
+    // For a step, the first output point at start_ covers [start_ - step_, start_).
+    const int64_t from = step_ > 0 ? start_ - step_ : start_;
+    if (resolution_ == 0) return store_->Read(id, from, end_);
+    auto windows = store_->ReadRollup(id, resolution_, from, end_);
+    if (!windows.ok()) return std::make_unique<storage::VectorSampleIterator>(windows.status());
+    std::vector<storage::Sample> samples;
+    samples.reserve(windows->size());
+    for (const auto& [start, agg] : *windows) {
+      if (agg.last_ts >= from && agg.last_ts <= end_) samples.push_back({agg.last_ts, agg.last});
+    }
+    return std::make_unique<storage::VectorSampleIterator>(std::move(samples));
+  }
+
   void Emit(const storage::Sample& s) {
     v1::Sample* out = chunk_->add_samples();
     out->set_timestamp_ms(s.timestamp_ms);
@@ -179,6 +205,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
 
   storage::SeriesStore* store_;
   int64_t start_ = 0, end_ = 0, step_ = 0;
+  int64_t resolution_ = 0;  // rollup read for a step, 0 for raw samples
   uint32_t chunk_samples_ = kDefaultChunkSamples;
   std::vector<storage::SeriesId> ids_;
   size_t next_ = 0;  // index into ids_ of the next series to open
@@ -236,12 +263,79 @@ grpc::ServerUnaryReactor* QueryService::Stats(grpc::CallbackServerContext* conte
   response->set_samples(st.samples);
   response->set_storage_bytes(st.disk_bytes);
   response->set_agents(st.agents);
+  response->set_head_samples(st.head_samples);
+  response->set_pending_compaction_bytes(st.pending_compaction_bytes);
+  response->set_write_stalls(st.write_stalls);
+  for (const auto& [family, bytes] : st.family_disk_bytes) (*response->mutable_column_family_bytes())[family] = bytes;
   response->set_uptime_seconds(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
   response->set_version(SHEAF_VERSION);
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryService::LabelNames(grpc::CallbackServerContext* context,
+                                                   const v1::LabelNamesRequest* /*request*/,
+                                                   v1::LabelNamesResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  auto names = store_->LabelNames();
+  if (names.ok()) {
+    for (auto& n : *names) response->add_names(std::move(n));
+  }
+  reactor->Finish(ToGrpcStatus(names.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryService::LabelValues(grpc::CallbackServerContext* context,
+                                                    const v1::LabelValuesRequest* request,
+                                                    v1::LabelValuesResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  if (request->name().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name is required, e.g. \"host\""));
+    return reactor;
+  }
+  auto values = store_->LabelValues(request->name());
+  if (values.ok()) {
+    for (auto& v : *values) response->add_values(std::move(v));
+  }
+  reactor->Finish(ToGrpcStatus(values.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* context,
+                                                const v1::CompactRequest* /*request*/, v1::CompactResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  std::lock_guard lock(mu_);
+  if (running_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "a compaction is already running; wait for it to finish"));
+    return reactor;
+  }
+  if (worker_.joinable()) worker_.join();
+  running_ = true;
+  worker_ = std::thread([this, reactor, response] {
+    auto started = std::chrono::steady_clock::now();
+    response->set_storage_bytes_before(store_->Stats().disk_bytes);
+    absl::Status s = store_->Compact();
+    response->set_storage_bytes_after(store_->Stats().disk_bytes);
+    response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    {
+      std::lock_guard lock(mu_);
+      running_ = false;
+    }
+    reactor->Finish(ToGrpcStatus(s));
+  });
+  return reactor;
+}
+
+void AdminService::Stop() {
+  std::thread worker;
+  {
+    std::lock_guard lock(mu_);
+    worker = std::move(worker_);
+  }
+  if (worker.joinable()) worker.join();
 }
 
 }  // namespace sheaf::daemon

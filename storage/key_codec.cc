@@ -1,6 +1,7 @@
 #include "storage/key_codec.h"
 
 #include <bit>
+
 #include <cstring>
 
 namespace sheaf::storage::keys {
@@ -115,26 +116,53 @@ std::string PostingKey(TenantId tenant, std::string_view name, std::string_view 
   return k;
 }
 
-std::string SampleKey(SeriesId id, int64_t timestamp_ms) {
+std::string SeriesTimeKey(SeriesId id, int64_t time_ms) {
   std::string k;
   k.reserve(16);
   PutFixed64BE(k, id);
-  PutFixed64BE(k, static_cast<uint64_t>(timestamp_ms) ^ kSignBit);
+  PutFixed64BE(k, static_cast<uint64_t>(time_ms) ^ kSignBit);
   return k;
 }
 
-std::optional<DecodedSampleKey> DecodeSampleKey(std::string_view key) {
+std::optional<DecodedSeriesTimeKey> DecodeSeriesTimeKey(std::string_view key) {
   if (key.size() != 16) return std::nullopt;
-  return DecodedSampleKey{GetFixed64BE(key),
-                          static_cast<int64_t>(GetFixed64BE(key.substr(8)) ^ kSignBit)};
+  return DecodedSeriesTimeKey{GetFixed64BE(key), static_cast<int64_t>(GetFixed64BE(key.substr(8)) ^ kSignBit)};
 }
 
-std::string EncodeDouble(double v) {
-  std::string out;
-  PutFixed64BE(out, std::bit_cast<uint64_t>(v));
-  return out;
+std::string LogKey(uint64_t log_seq) {
+  std::string k;
+  PutFixed64BE(k, log_seq);
+  return k;
 }
 
-double DecodeDouble(std::string_view in) { return std::bit_cast<double>(GetFixed64BE(in)); }
+void AppendLogEntry(std::string& record, SeriesId id, const Sample* samples, size_t n) {
+  PutVarint(record, id);
+  PutVarint(record, n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t t = samples[i].timestamp_ms;
+    PutVarint(record, (static_cast<uint64_t>(t) << 1) ^ static_cast<uint64_t>(t >> 63));  // zigzag
+    uint64_t bits = std::bit_cast<uint64_t>(samples[i].value);
+    for (int b = 0; b < 8; ++b) record.push_back(static_cast<char>(bits >> (8 * b)));
+  }
+}
+
+bool DecodeLogRecord(std::string_view record, const std::function<void(SeriesId, const Sample&)>& fn) {
+  while (!record.empty()) {
+    auto id = GetVarint(&record);
+    auto n = GetVarint(&record);
+    if (!id || !n || *n > record.size()) return false;
+    for (uint64_t i = 0; i < *n; ++i) {
+      auto z = GetVarint(&record);
+      if (!z || record.size() < 8) return false;
+      uint64_t bits = 0;
+      for (int b = 7; b >= 0; --b) bits = (bits << 8) | static_cast<unsigned char>(record[b]);
+      record.remove_prefix(8);
+      fn(*id, Sample{static_cast<int64_t>((*z >> 1) ^ (~(*z & 1) + 1)), std::bit_cast<double>(bits)});
+    }
+  }
+  return true;
+}
+
+std::string RollupFamily(int64_t resolution_ms) { return "rollup_" + std::to_string(resolution_ms); }
 
 }  // namespace sheaf::storage::keys

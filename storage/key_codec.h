@@ -12,12 +12,20 @@
 //     'S' tenant(4) canonical_labels   -> series id (8) type (1)
 //     'I' series_id(8)                 -> tenant (4) type (1) canonical_labels
 //     'P' tenant(4) lp(name) lp(value) series_id(8) -> ""      (postings)
-//   "samples"
-//     series_id(8) timestamp(8)        -> value (IEEE-754 double, 8 bytes BE)
+//   "samples"   series_id(8) window_start(8) -> sample block (sample_codec.h),
+//               one key per series per block window (2 h by default); new
+//               data arrives as merge operands (partial blocks) that the
+//               block merge operator combines.
+//   "log"       log_seq(8)             -> samples not yet in blocks (head):
+//               repeated { varint series_id, varint n, n x (zigzag varint
+//               timestamp, 8-byte LE double) }. Replayed at open; deleted
+//               in the same write that puts those samples into blocks.
+//   "rollup_<resolution ms>"  series_id(8) window_start(8) -> Aggregate
+//               (rollup.h), one key per series per window; merge operands.
 //
 // canonical_labels = for each label sorted by name: lp(name) lp(value).
 // Length prefixes make it unambiguous for any bytes in names and values.
-// timestamp(8) is the int64 with its sign bit flipped, so negative times
+// window_start(8) is the int64 with its sign bit flipped, so negative times
 // sort before positive ones.
 //
 // Series ids are global across tenants, so sample keys need no tenant; the
@@ -26,6 +34,7 @@
 #define SHEAF_STORAGE_KEY_CODEC_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +50,8 @@ inline constexpr uint64_t kSchemaVersion = 1;
 // Column family names.
 inline constexpr char kIndexFamily[] = "index";
 inline constexpr char kSamplesFamily[] = "samples";
+inline constexpr char kLogFamily[] = "log";
+std::string RollupFamily(int64_t resolution_ms);  // "rollup_60000"
 
 void PutFixed64BE(std::string& out, uint64_t v);
 uint64_t GetFixed64BE(std::string_view in);  // REQUIRES: in.size() >= 8
@@ -65,14 +76,28 @@ std::string PostingKey(TenantId tenant, std::string_view name, std::string_view 
 // Prefix of every posting of name=value; the series id is the last 8 bytes.
 std::string PostingPrefix(TenantId tenant, std::string_view name, std::string_view value);
 
-std::string SampleKey(SeriesId id, int64_t timestamp_ms);
-struct DecodedSampleKey {
+// Key of a series' block or rollup window.
+std::string SeriesTimeKey(SeriesId id, int64_t time_ms);
+struct DecodedSeriesTimeKey {
   SeriesId id;
-  int64_t timestamp_ms;
+  int64_t time_ms;
 };
-std::optional<DecodedSampleKey> DecodeSampleKey(std::string_view key);
-std::string EncodeDouble(double v);
-double DecodeDouble(std::string_view in);  // REQUIRES: in.size() >= 8
+std::optional<DecodedSeriesTimeKey> DecodeSeriesTimeKey(std::string_view key);
+
+std::string LogKey(uint64_t log_seq);
+// Log records (layout above): entries appended one series at a time.
+void AppendLogEntry(std::string& record, SeriesId id, const Sample* samples, size_t n);
+// Calls fn(id, sample) for every sample; false if the record is corrupt.
+bool DecodeLogRecord(std::string_view record, const std::function<void(SeriesId, const Sample&)>& fn);
+
+// Start of the window of length `window_ms` holding `t` (floor, also for
+// negative t). Times within one window of INT64_MIN give INT64_MIN rather
+// than overflow.
+inline int64_t WindowStart(int64_t t, int64_t window_ms) {
+  if (t < INT64_MIN + window_ms) return INT64_MIN;
+  int64_t r = t % window_ms;
+  return r < 0 ? t - r - window_ms : t - r;
+}
 
 }  // namespace sheaf::storage::keys
 

@@ -1,18 +1,42 @@
 // SeriesStore on RocksDB. Key layouts: storage/key_codec.h.
+//
+// Write path. Agents send one sample per series per batch, so per-sample
+// RocksDB entries would cost a memtable insert per sample. Instead each
+// batch is one log record (the "log" column family) written in the same
+// WriteBatch as the agent's sequence and the sample count, and its samples
+// join the series' in-memory head. Heads are cut into compressed blocks
+// (merge operands of the "samples" column family) together with their
+// rollup aggregates, and the log records they came from are deleted, in one
+// atomic write: when the heads hold max_head_samples, every
+// head_flush_interval_ms, and on Flush(). Opening replays the log into the
+// heads, so an acknowledged sample is in the log or in a block, never lost
+// and never in both.
+//
+// Out-of-order samples (within out_of_order_window_ms of the series' newest)
+// go into the head if they fall inside its time range, otherwise straight
+// into their block and rollup windows as merge operands. Every sample in a
+// block is older than every sample in its series' head.
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <span>
 #include <filesystem>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 
 #include "storage/key_codec.h"
+#include "storage/rocksdb_operators.h"
+#include "storage/sample_codec.h"
 #include "storage/series_store.h"
 
 namespace sheaf::storage {
@@ -31,36 +55,93 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return absl::InternalError(msg);
 }
 
-constexpr int64_t kMaxTsUnknown = INT64_MIN;
+std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
-class RocksSampleIterator : public SampleIterator {
+int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr int64_t kMaxTsUnknown = INT64_MIN;
+constexpr int64_t kNoSamples = INT64_MIN + 1;
+
+bool ByTime(const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; }
+
+// Calls fn(window_start, first, n) for each run of `samples` (sorted) that
+// falls into one window of `window_ms`.
+template <typename Fn>
+void ForEachWindow(const std::vector<Sample>& samples, int64_t window_ms, Fn fn) {
+  size_t i = 0;
+  while (i < samples.size()) {
+    int64_t w = keys::WindowStart(samples[i].timestamp_ms, window_ms);
+    size_t j = i;
+    while (j < samples.size() && samples[j].timestamp_ms < w + window_ms) ++j;
+    fn(w, &samples[i], j - i);
+    i = j;
+  }
+}
+
+// Counts slowdowns and stops of writes (compaction falling behind).
+class StallCounter : public rocksdb::EventListener {
  public:
-  RocksSampleIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, SeriesId id,
-                      int64_t start_ms, int64_t end_ms) {
-    // The upper bound is exclusive; end_ms is inclusive, so bound at end+1
-    // (or at the next series when end is the largest timestamp).
-    upper_key_ = end_ms == INT64_MAX ? keys::SampleKey(id + 1, INT64_MIN)
-                                     : keys::SampleKey(id, end_ms + 1);
-    upper_ = rocksdb::Slice(upper_key_);
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper_;
-    it_.reset(db->NewIterator(ro, cf));
-    it_->Seek(keys::SampleKey(id, start_ms));
+  void OnStallConditionsChanged(const rocksdb::WriteStallInfo& info) override {
+    if (info.condition.cur != rocksdb::WriteStallCondition::kNormal) ++stalls;
   }
-  bool Valid() const override { return it_->Valid(); }
-  void Next() override { it_->Next(); }
-  Sample sample() const override {
-    auto k = keys::DecodeSampleKey(std::string_view(it_->key().data(), it_->key().size()));
-    return Sample{k ? k->timestamp_ms : 0,
-                  keys::DecodeDouble(std::string_view(it_->value().data(), it_->value().size()))};
+  std::atomic<uint64_t> stalls{0};
+};
+
+// One series' blocks up to an upper key bound (decoded one at a time, kept
+// to [start, end]), then its head snapshot.
+class BlockSampleIterator : public SampleIterator {
+ public:
+  BlockSampleIterator(std::unique_ptr<rocksdb::Iterator> it, std::string upper, std::vector<Sample> head,
+                       int64_t start, int64_t end)
+      : it_(std::move(it)), upper_(std::move(upper)), head_(std::move(head)), start_(start), end_(end) {
+    Fill();
   }
-  absl::Status status() const override { return FromRocks(it_->status(), "reading samples"); }
+  bool Valid() const override { return pos_ < buffer_.size(); }
+  void Next() override {
+    if (++pos_ >= buffer_.size()) Fill();
+  }
+  Sample sample() const override { return buffer_[pos_]; }
+  absl::Status status() const override { return status_; }
 
  private:
-  std::string upper_key_;
-  rocksdb::Slice upper_;
+  void Fill() {
+    buffer_.clear();
+    pos_ = 0;
+    while (buffer_.empty() && it_ && it_->Valid() && View(it_->key()) < upper_) {
+      block_.clear();
+      if (auto s = DecodeBlockAppend(View(it_->value()), &block_); !s.ok()) {
+        status_ = absl::DataLossError("corrupt block: " + std::string(s.message()));
+        it_.reset();
+        return;
+      }
+      for (const Sample& x : block_) {
+        if (x.timestamp_ms >= start_ && x.timestamp_ms <= end_) buffer_.push_back(x);
+      }
+      it_->Next();
+    }
+    if (it_ && (!it_->Valid() || View(it_->key()) >= upper_)) {
+      if (!it_->status().ok()) status_ = FromRocks(it_->status(), "reading blocks");
+      it_.reset();
+    }
+    if (buffer_.empty() && !it_ && !head_done_) {
+      head_done_ = true;
+      buffer_ = std::move(head_);
+    }
+  }
+
   std::unique_ptr<rocksdb::Iterator> it_;
+  std::string upper_;
+  std::vector<Sample> head_;
+  int64_t start_, end_;
+  std::vector<Sample> block_, buffer_;
+  size_t pos_ = 0;
+  bool head_done_ = false;
+  absl::Status status_;
 };
+
 
 class RocksSeriesStore : public SeriesStore {
  public:
@@ -73,28 +154,54 @@ class RocksSeriesStore : public SeriesStore {
 
   absl::Status Init(const StoreOptions& options) {
     options_ = options;
+    if (!options_.now_ms) options_.now_ms = WallClockMs;
+    if (options_.block_window_ms <= 0 || options_.out_of_order_window_ms < 0) {
+      return absl::InvalidArgumentError("block window must be > 0 and out-of-order window >= 0");
+    }
+    for (const RollupSpec& r : options_.rollups) {
+      if (r.resolution_ms <= 0) return absl::InvalidArgumentError("rollup resolutions must be > 0");
+    }
     std::error_code ec;
     std::filesystem::create_directories(options.path, ec);
-    if (ec) return absl::FailedPreconditionError("cannot create data directory " + options.path + ": " + ec.message());
+    if (ec) {
+      return absl::FailedPreconditionError("cannot create data directory " + options.path + ": " + ec.message());
+    }
 
     rocksdb::Options db_options;
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
     db_options.max_background_jobs = 2;
-    db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-        options.write_buffer_bytes);
+    db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes);
+    stalls_ = std::make_shared<StallCounter>();
+    db_options.listeners.push_back(stalls_);
+    block_cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
     rocksdb::BlockBasedTableOptions table;
-    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-    rocksdb::ColumnFamilyOptions cf_options;
-    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    cf_options.compression = rocksdb::kLZ4Compression;
-    cf_options.bottommost_compression = rocksdb::kZSTD;
-
-    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-        {rocksdb::kDefaultColumnFamilyName, cf_options},
-        {keys::kIndexFamily, cf_options},
-        {keys::kSamplesFamily, cf_options},
+    table.block_cache = block_cache_;
+    auto base = [&] {
+      rocksdb::ColumnFamilyOptions cf;
+      cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+      cf.compression = rocksdb::kLZ4Compression;
+      cf.bottommost_compression = rocksdb::kZSTD;
+      return cf;
     };
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, base()},
+        {keys::kIndexFamily, base()},
+    };
+    rocksdb::ColumnFamilyOptions samples_cf = base();
+    samples_cf.merge_operator = NewBlockMergeOperator();
+    samples_cf.compaction_filter_factory =
+        NewRetentionFilterFactory(options_.block_window_ms, options_.raw_retention_ms, options_.now_ms);
+    families.push_back({keys::kSamplesFamily, samples_cf});
+    rocksdb::ColumnFamilyOptions log_cf = base();
+    log_cf.compression = rocksdb::kNoCompression;  // short-lived: deleted at the next head flush
+    families.push_back({keys::kLogFamily, log_cf});
+    for (const RollupSpec& r : options_.rollups) {
+      rocksdb::ColumnFamilyOptions cf = base();
+      cf.merge_operator = NewRollupMergeOperator();
+      cf.compaction_filter_factory = NewRetentionFilterFactory(r.resolution_ms, r.retention_ms, options_.now_ms);
+      families.push_back({keys::RollupFamily(r.resolution_ms), cf});
+    }
     rocksdb::DB* db = nullptr;
     auto s = rocksdb::DB::Open(rocksdb::DBOptions(db_options), options.path, families, &handles_, &db);
     if (!s.ok()) {
@@ -107,7 +214,11 @@ class RocksSeriesStore : public SeriesStore {
     meta_ = handles_[0];
     index_ = handles_[1];
     samples_ = handles_[2];
-    return Load();
+    log_ = handles_[3];
+    rollups_.assign(handles_.begin() + 4, handles_.end());
+    last_flush_ms_ = options_.now_ms();
+    if (auto st = Load(); !st.ok()) return st;
+    return ReplayLog();
   }
 
   absl::StatusOr<SeriesId> GetOrCreateSeries(const Labels& labels, MetricType type) override {
@@ -134,9 +245,7 @@ class RocksSeriesStore : public SeriesStore {
     reverse.push_back(static_cast<char>(type));
     reverse += canonical;
     wb.Put(index_, keys::SeriesByIdKey(id), reverse);
-    for (const Label& l : labels) {
-      wb.Put(index_, keys::PostingKey(kDefaultTenant, l.name, l.value, id), "");
-    }
+    for (const Label& l : labels) wb.Put(index_, keys::PostingKey(kDefaultTenant, l.name, l.value, id), "");
     std::string next;
     keys::PutFixed64BE(next, id + 1);
     wb.Put(meta_, keys::NextSeriesIdKey(), next);
@@ -144,7 +253,7 @@ class RocksSeriesStore : public SeriesStore {
     // the samples that use this id makes it durable too.
     auto s = db_->Write(rocksdb::WriteOptions(), &wb);
     if (!s.ok()) return FromRocks(s, "creating series");
-    entries_.push_back(Entry{canonical, type, kMaxTsUnknown});
+    entries_.push_back(Entry{canonical, type, kMaxTsUnknown, {}});
     by_labels_.emplace(std::move(canonical), id);
     return id;
   }
@@ -162,41 +271,63 @@ class RocksSeriesStore : public SeriesStore {
       }
     }
     rocksdb::WriteBatch wb;
-    std::vector<std::pair<SeriesId, int64_t>> new_max;  // applied only after a good write
+    std::string log_record;
+    // Applied to the heads only once the write succeeded.
+    std::vector<std::pair<Entry*, std::vector<Sample>>> to_head;
     {
       std::shared_lock lock(mu_);
-      std::vector<Sample> sorted;
+      std::vector<Sample> sorted, in_head, to_blocks;
       for (const SeriesSamples& ss : batch.series) {
         if (ss.id == 0 || ss.id > entries_.size()) {
           return absl::InvalidArgumentError("unknown series id " + std::to_string(ss.id));
         }
-        Entry& entry = entries_[ss.id - 1];
-        if (entry.max_ts == kMaxTsUnknown) entry.max_ts = LoadMaxTimestamp(ss.id);
-        // Sort and keep the last of equal timestamps, so counting below sees
-        // each (series, timestamp) once.
+        Entry& e = entries_[ss.id - 1];
+        if (auto st = EnsureMaxTs(ss.id, e); !st.ok()) return st;
+        // Sorted, and the last of equal timestamps kept (last write wins),
+        // so each (series, timestamp) is counted once.
         sorted.assign(ss.samples.begin(), ss.samples.end());
-        std::stable_sort(sorted.begin(), sorted.end(),
-                         [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; });
-        int64_t max_ts = entry.max_ts;
+        std::stable_sort(sorted.begin(), sorted.end(), ByTime);
+        size_t kept = 0;
         for (size_t i = 0; i < sorted.size(); ++i) {
           if (i + 1 < sorted.size() && sorted[i + 1].timestamp_ms == sorted[i].timestamp_ms) continue;
-          std::string key = keys::SampleKey(ss.id, sorted[i].timestamp_ms);
-          if (sorted[i].timestamp_ms > max_ts) {
+          sorted[kept++] = sorted[i];
+        }
+        sorted.resize(kept);
+        in_head.clear();
+        to_blocks.clear();
+        uint64_t too_old = 0;
+        int64_t max_ts = e.max_ts;
+        const int64_t head_first = e.head.empty() ? INT64_MAX : e.head.front().timestamp_ms;
+        for (const Sample& x : sorted) {
+          if (x.timestamp_ms > max_ts) {
             ++result.samples_added;
-          } else {
-            // Older than the newest sample: new only if not stored yet.
-            std::string existing;
-            auto s = db_->Get(rocksdb::ReadOptions(), samples_, key, &existing);
-            if (s.IsNotFound()) ++result.samples_added;
-            else if (!s.ok()) return FromRocks(s, "checking for an existing sample");
+            in_head.push_back(x);
+            continue;  // max_ts moves on below, after the write
           }
-          wb.Put(samples_, key, keys::EncodeDouble(sorted[i].value));
+          if (max_ts != kNoSamples && x.timestamp_ms < max_ts - options_.out_of_order_window_ms) {
+            ++too_old;
+            continue;
+          }
+          if (x.timestamp_ms >= head_first) {
+            if (!std::binary_search(e.head.begin(), e.head.end(), x, ByTime)) ++result.samples_added;
+            in_head.push_back(x);
+          } else {
+            auto exists = InBlocks(ss.id, x.timestamp_ms);
+            if (!exists.ok()) return exists.status();
+            if (!*exists) ++result.samples_added;
+            to_blocks.push_back(x);
+          }
         }
-        if (!sorted.empty() && sorted.back().timestamp_ms > max_ts) {
-          new_max.emplace_back(ss.id, sorted.back().timestamp_ms);
+        if (too_old > 0) result.too_old.emplace_back(ss.id, too_old);
+        if (!in_head.empty()) {
+          keys::AppendLogEntry(log_record, ss.id, in_head.data(), in_head.size());
+          to_head.emplace_back(&e, in_head);
         }
+        if (!to_blocks.empty()) WriteBlocks(wb, ss.id, e.type, to_blocks);
       }
     }
+    uint64_t log_seq = next_log_seq_;
+    if (!log_record.empty()) wb.Put(log_, keys::LogKey(log_seq), log_record);
     std::string count;
     keys::PutFixed64BE(count, sample_count_ + result.samples_added);
     wb.Put(meta_, keys::SampleCountKey(), count);
@@ -209,15 +340,23 @@ class RocksSeriesStore : public SeriesStore {
     wo.sync = options_.sync;
     auto s = db_->Write(wo, &wb);
     if (!s.ok()) return FromRocks(s, "writing samples");
+    if (!log_record.empty()) ++next_log_seq_;
     sample_count_ += result.samples_added;
     {
-      std::shared_lock lock(mu_);
-      for (auto [id, ts] : new_max) entries_[id - 1].max_ts = std::max(entries_[id - 1].max_ts, ts);
+      std::lock_guard lock(head_mu_);
+      for (auto& [e, samples] : to_head) {
+        for (const Sample& x : samples) AddToHead(*e, x);
+      }
     }
     if (idempotent) {
       std::lock_guard lock(agents_mu_);
       agent_seq_[batch.agent_id] = batch.sequence;
       result.durable_sequence = batch.sequence;
+    }
+    if (head_samples_ >= options_.max_head_samples ||
+        options_.now_ms() - last_flush_ms_ >= options_.head_flush_interval_ms) {
+      // The batch is durable already; a failed cut leaves it in the log.
+      (void)FlushHeads();
     }
     return result;
   }
@@ -241,8 +380,8 @@ class RocksSeriesStore : public SeriesStore {
         candidates = *std::move(postings);
       } else {
         std::vector<SeriesId> both;
-        std::set_intersection(candidates->begin(), candidates->end(), postings->begin(),
-                              postings->end(), std::back_inserter(both));
+        std::set_intersection(candidates->begin(), candidates->end(), postings->begin(), postings->end(),
+                              std::back_inserter(both));
         candidates = std::move(both);
       }
       if (candidates->empty()) return std::vector<SeriesId>{};
@@ -272,7 +411,118 @@ class RocksSeriesStore : public SeriesStore {
   }
 
   std::unique_ptr<SampleIterator> Read(SeriesId id, int64_t start_ms, int64_t end_ms) override {
-    return std::make_unique<RocksSampleIterator>(db_.get(), samples_, id, start_ms, end_ms);
+    std::string upper = end_ms == INT64_MAX ? keys::SeriesTimeKey(id + 1, INT64_MIN)
+                                            : keys::SeriesTimeKey(id, end_ms + 1);
+    std::vector<Sample> head;
+    std::unique_ptr<rocksdb::Iterator> it;
+    {
+      std::shared_lock lock(mu_);
+      // The head is copied and the blocks' snapshot taken under head_mu_, so
+      // a concurrent cut is seen whole or not at all.
+      std::lock_guard head_lock(head_mu_);
+      if (id >= 1 && id <= entries_.size()) {
+        for (const Sample& x : entries_[id - 1].head) {
+          if (x.timestamp_ms >= start_ms && x.timestamp_ms <= end_ms) head.push_back(x);
+        }
+      }
+      it.reset(db_->NewIterator(rocksdb::ReadOptions(), samples_));
+    }
+    it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, options_.block_window_ms)));
+    return std::make_unique<BlockSampleIterator>(std::move(it), std::move(upper), std::move(head), start_ms, end_ms);
+  }
+
+  absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
+                                                 int64_t end_ms) override {
+    size_t r = 0;
+    while (r < options_.rollups.size() && options_.rollups[r].resolution_ms != resolution_ms) ++r;
+    if (r == options_.rollups.size()) {
+      return absl::InvalidArgumentError("no rollup at resolution " + std::to_string(resolution_ms) + " ms");
+    }
+    std::map<int64_t, Aggregate> windows;
+    std::vector<Sample> head;
+    bool counter = false;
+    std::unique_ptr<rocksdb::Iterator> it;
+    {
+      std::shared_lock lock(mu_);
+      std::lock_guard head_lock(head_mu_);
+      if (id >= 1 && id <= entries_.size()) {
+        head = entries_[id - 1].head;
+        counter = entries_[id - 1].type == MetricType::kCounter;
+      }
+      it.reset(db_->NewIterator(rocksdb::ReadOptions(), rollups_[r]));
+    }
+    const std::string upper = keys::SeriesTimeKey(id, end_ms);
+    for (it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, resolution_ms)));
+         it->Valid() && View(it->key()) <= upper; it->Next()) {
+      auto k = keys::DecodeSeriesTimeKey(View(it->key()));
+      auto a = Aggregate::Decode(View(it->value()));
+      if (!k || !a) return absl::DataLossError("corrupt rollup entry of series " + std::to_string(id));
+      windows[k->time_ms] = *a;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading rollups");
+    ForEachWindow(head, resolution_ms, [&](int64_t w, const Sample* first, size_t n) {
+      if (w + resolution_ms <= start_ms || w > end_ms) return;
+      auto agg = Aggregate::Of(std::span<const Sample>(first, n), counter);
+      auto [pos, inserted] = windows.try_emplace(w, agg);
+      if (!inserted) pos->second = Aggregate::Merge(pos->second, agg);
+    });
+    std::vector<Window> out;
+    for (auto& [w, a] : windows) {
+      if (w >= keys::WindowStart(start_ms, resolution_ms) && w <= end_ms) out.emplace_back(w, a);
+    }
+    return out;
+  }
+
+  std::vector<int64_t> RollupResolutions() const override {
+    std::vector<int64_t> out;
+    for (const auto& r : options_.rollups) out.push_back(r.resolution_ms);
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> LabelNames() override {
+    std::vector<std::string> out;
+    std::string prefix = keys::PostingPrefix(kDefaultTenant, "", "").substr(0, 5);  // 'P' tenant
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
+    it->Seek(prefix);
+    while (it->Valid() && it->key().starts_with(prefix)) {
+      std::string_view rest = View(it->key()).substr(prefix.size());
+      auto n = keys::GetVarint(&rest);
+      if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
+      std::string name(rest.substr(0, *n));
+      out.push_back(name);
+      // Skip every posting of this name: its keys all start with
+      // prefix + lp(name); the next name sorts after lp(name) + 0xFF...
+      std::string next = prefix;
+      keys::PutVarint(next, name.size());
+      next += name;
+      next.append(10, '\xff');
+      it->Seek(next);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "listing label names");
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> LabelValues(std::string_view name) override {
+    std::vector<std::string> out;
+    std::string prefix = keys::PostingPrefix(kDefaultTenant, "", "").substr(0, 5);
+    keys::PutVarint(prefix, name.size());
+    prefix.append(name);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
+    it->Seek(prefix);
+    while (it->Valid() && it->key().starts_with(prefix)) {
+      std::string_view rest = View(it->key()).substr(prefix.size());
+      auto n = keys::GetVarint(&rest);
+      if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
+      std::string value(rest.substr(0, *n));
+      std::string next = keys::PostingPrefix(kDefaultTenant, name, value);
+      next.append(9, '\xff');
+      out.push_back(std::move(value));
+      it->Seek(next);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "listing label values");
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   StoreStats Stats() override {
@@ -282,28 +532,42 @@ class RocksSeriesStore : public SeriesStore {
       st.series = entries_.size();
     }
     st.samples = sample_count_;
+    st.head_samples = head_samples_;
     {
       std::lock_guard lock(agents_mu_);
       st.agents = agent_seq_.size();
     }
     for (auto* h : handles_) {
       uint64_t v = 0;
-      if (db_->GetIntProperty(h, "rocksdb.live-sst-files-size", &v)) st.disk_bytes += v;
+      if (db_->GetIntProperty(h, "rocksdb.live-sst-files-size", &v)) {
+        st.family_disk_bytes[h->GetName() == rocksdb::kDefaultColumnFamilyName ? "meta" : h->GetName()] = v;
+        st.disk_bytes += v;
+      }
+      if (db_->GetIntProperty(h, "rocksdb.estimate-pending-compaction-bytes", &v)) st.pending_compaction_bytes += v;
+      if (db_->GetIntProperty(h, "rocksdb.cur-size-all-mem-tables", &v)) st.memtable_bytes += v;
     }
     rocksdb::VectorLogPtr wal;
     if (db_->GetSortedWalFiles(wal).ok()) {
-      for (const auto& f : wal) st.disk_bytes += f->SizeFileBytes();
+      for (const auto& f : wal) st.wal_bytes += f->SizeFileBytes();
     }
+    st.disk_bytes += st.wal_bytes;
+    st.write_stalls = stalls_->stalls;
+    st.block_cache_bytes = block_cache_->GetUsage();
     return st;
   }
 
   absl::Status Flush() override {
+    {
+      std::lock_guard append_lock(append_mu_);
+      if (auto s = FlushHeads(); !s.ok()) return s;
+    }
     rocksdb::FlushOptions fo;
     fo.wait = true;
     return FromRocks(db_->Flush(fo, handles_), "flushing memtables");
   }
 
   absl::Status Compact() override {
+    if (auto s = Flush(); !s.ok()) return s;
     for (auto* h : handles_) {
       rocksdb::CompactRangeOptions co;
       co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -317,8 +581,107 @@ class RocksSeriesStore : public SeriesStore {
   struct Entry {
     std::string canonical;
     MetricType type;
-    int64_t max_ts;  // newest stored timestamp; kMaxTsUnknown until first append after open
+    // Newest stored timestamp: kMaxTsUnknown until first needed after open,
+    // kNoSamples if the series has none.
+    int64_t max_ts;
+    std::vector<Sample> head;  // sorted; newer than any sample in blocks
   };
+
+  // Inserts in time order; an equal timestamp replaces (last write wins).
+  // REQUIRES: head_mu_ and append_mu_ held.
+  void AddToHead(Entry& e, const Sample& x) {
+    if (e.head.empty() || x.timestamp_ms > e.head.back().timestamp_ms) {
+      e.head.push_back(x);
+      ++head_samples_;
+    } else {
+      auto it = std::lower_bound(e.head.begin(), e.head.end(), x, ByTime);
+      if (it != e.head.end() && it->timestamp_ms == x.timestamp_ms) {
+        it->value = x.value;
+      } else {
+        e.head.insert(it, x);
+        ++head_samples_;
+      }
+    }
+    e.max_ts = std::max(e.max_ts, x.timestamp_ms);
+  }
+
+  // Adds merge operands for `samples` (sorted) of one series to the sample
+  // blocks and every rollup.
+  void WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples) {
+    ForEachWindow(samples, options_.block_window_ms, [&](int64_t w, const Sample* first, size_t n) {
+      wb.Merge(samples_, keys::SeriesTimeKey(id, w), EncodeBlock(std::span<const Sample>(first, n)));
+    });
+    for (size_t r = 0; r < options_.rollups.size(); ++r) {
+      ForEachWindow(samples, options_.rollups[r].resolution_ms, [&](int64_t w, const Sample* first, size_t n) {
+        auto agg = Aggregate::Of(std::span<const Sample>(first, n), type == MetricType::kCounter);
+        wb.Merge(rollups_[r], keys::SeriesTimeKey(id, w), agg.Encode());
+      });
+    }
+  }
+
+  // Cuts every head into blocks and rollups and deletes the log they came
+  // from, in one write. REQUIRES: append_mu_ held.
+  absl::Status FlushHeads() {
+    last_flush_ms_ = options_.now_ms();
+    if (head_samples_ == 0 && next_log_seq_ == first_log_seq_) return absl::OkStatus();
+    rocksdb::WriteBatch wb;
+    {
+      std::shared_lock lock(mu_);
+      for (size_t i = 0; i < entries_.size(); ++i) {
+        if (!entries_[i].head.empty()) WriteBlocks(wb, i + 1, entries_[i].type, entries_[i].head);
+      }
+    }
+    wb.DeleteRange(log_, keys::LogKey(0), keys::LogKey(next_log_seq_));
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    std::shared_lock lock(mu_);
+    std::lock_guard head_lock(head_mu_);  // readers see the cut whole or not at all
+    auto s = db_->Write(wo, &wb);
+    if (!s.ok()) return FromRocks(s, "cutting heads into blocks");
+    for (Entry& e : entries_) {
+      e.head.clear();
+      e.head.shrink_to_fit();
+    }
+    head_samples_ = 0;
+    first_log_seq_ = next_log_seq_;
+    return absl::OkStatus();
+  }
+
+  // REQUIRES: append_mu_ held, mu_ shared.
+  absl::Status EnsureMaxTs(SeriesId id, Entry& e) {
+    if (e.max_ts != kMaxTsUnknown) return absl::OkStatus();
+    int64_t newest = kNoSamples;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), samples_));
+    it->SeekForPrev(keys::SeriesTimeKey(id, INT64_MAX));
+    if (it->Valid()) {
+      auto k = keys::DecodeSeriesTimeKey(View(it->key()));
+      if (k && k->id == id) {
+        auto info = PeekBlock(View(it->value()));
+        if (!info.ok()) return absl::DataLossError("corrupt block of series " + std::to_string(id));
+        newest = info->last_ts;
+      }
+    } else if (!it->status().ok()) {
+      return FromRocks(it->status(), "finding the newest sample");
+    }
+    if (!e.head.empty()) newest = std::max(newest, e.head.back().timestamp_ms);
+    e.max_ts = newest;
+    return absl::OkStatus();
+  }
+
+  // Whether the blocks of `id` hold a sample at `ts` (for exact counting of
+  // out-of-order samples).
+  absl::StatusOr<bool> InBlocks(SeriesId id, int64_t ts) {
+    std::string block;
+    auto s = db_->Get(rocksdb::ReadOptions(), samples_, keys::SeriesTimeKey(id, keys::WindowStart(ts, options_.block_window_ms)),
+                      &block);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return FromRocks(s, "checking for an existing sample");
+    std::vector<Sample> samples;
+    if (auto st = DecodeBlockAppend(block, &samples); !st.ok()) {
+      return absl::DataLossError("corrupt block of series " + std::to_string(id));
+    }
+    return std::binary_search(samples.begin(), samples.end(), Sample{ts, 0}, ByTime);
+  }
 
   // Reads the series table, agent sequences and counters into memory.
   absl::Status Load() {
@@ -332,8 +695,7 @@ class RocksSeriesStore : public SeriesStore {
     } else if (!s.ok()) {
       return FromRocks(s, "reading schema version");
     } else if (v.size() != 8 || keys::GetFixed64BE(v) != keys::kSchemaVersion) {
-      return absl::FailedPreconditionError("data directory " + options_.path +
-                                           " has an unsupported schema version");
+      return absl::FailedPreconditionError("data directory " + options_.path + " has an unsupported schema version");
     }
     s = db_->Get(rocksdb::ReadOptions(), meta_, keys::SampleCountKey(), &v);
     if (s.ok() && v.size() == 8) sample_count_ = keys::GetFixed64BE(v);
@@ -342,13 +704,13 @@ class RocksSeriesStore : public SeriesStore {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
     std::string prefix(1, keys::kSeriesByIdPrefix);
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      std::string_view key(it->key().data(), it->key().size());
-      std::string_view value(it->value().data(), it->value().size());
+      std::string_view key = View(it->key());
+      std::string_view value = View(it->value());
       if (key.size() != 9 || value.size() < 5) return absl::DataLossError("corrupt series index entry");
       SeriesId id = keys::GetFixed64BE(key.substr(1));
       if (id != entries_.size() + 1) return absl::DataLossError("series ids in the index are not dense");
       std::string canonical(value.substr(5));
-      entries_.push_back(Entry{canonical, static_cast<MetricType>(value[4]), kMaxTsUnknown});
+      entries_.push_back(Entry{canonical, static_cast<MetricType>(value[4]), kMaxTsUnknown, {}});
       by_labels_.emplace(std::move(canonical), id);
     }
     if (!it->status().ok()) return FromRocks(it->status(), "loading series index");
@@ -356,22 +718,39 @@ class RocksSeriesStore : public SeriesStore {
     it.reset(db_->NewIterator(rocksdb::ReadOptions(), meta_));
     std::string agent_prefix = keys::AgentSequenceKey(kDefaultTenant, "");
     for (it->Seek(agent_prefix); it->Valid() && it->key().starts_with(agent_prefix); it->Next()) {
-      std::string_view key(it->key().data(), it->key().size());
       if (it->value().size() != 8) return absl::DataLossError("corrupt agent sequence");
-      agent_seq_[std::string(key.substr(agent_prefix.size()))] =
-          keys::GetFixed64BE(std::string_view(it->value().data(), 8));
+      agent_seq_[std::string(View(it->key()).substr(agent_prefix.size()))] = keys::GetFixed64BE(View(it->value()));
     }
     return FromRocks(it->status(), "loading agent sequences");
   }
 
-  int64_t LoadMaxTimestamp(SeriesId id) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), samples_));
-    it->SeekForPrev(keys::SampleKey(id, INT64_MAX));
-    if (it->Valid()) {
-      auto k = keys::DecodeSampleKey(std::string_view(it->key().data(), it->key().size()));
-      if (k && k->id == id) return k->timestamp_ms;
+  // Rebuilds the heads from the log: the samples acknowledged but not yet
+  // cut into blocks.
+  absl::Status ReplayLog() {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), log_));
+    bool first = true;
+    std::lock_guard head_lock(head_mu_);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 8) return absl::DataLossError("corrupt log key");
+      uint64_t seq = keys::GetFixed64BE(View(it->key()));
+      if (first) first_log_seq_ = seq;
+      first = false;
+      next_log_seq_ = seq + 1;
+      bool bad_id = false;
+      bool ok = keys::DecodeLogRecord(View(it->value()), [&](SeriesId id, const Sample& x) {
+        if (id == 0 || id > entries_.size()) {
+          bad_id = true;
+          return;
+        }
+        AddToHead(entries_[id - 1], x);
+      });
+      if (!ok || bad_id) return absl::DataLossError("corrupt log record " + std::to_string(seq));
     }
-    return INT64_MIN + 1;  // known: no samples
+    if (!it->status().ok()) return FromRocks(it->status(), "replaying the log");
+    // max_ts is "unknown" until blocks are consulted too.
+    for (Entry& e : entries_) e.max_ts = kMaxTsUnknown;
+    if (first) first_log_seq_ = next_log_seq_;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<SeriesId>> Postings(const std::string& name, const std::string& value) {
@@ -380,7 +759,7 @@ class RocksSeriesStore : public SeriesStore {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       if (it->key().size() != prefix.size() + 8) continue;
-      ids.push_back(keys::GetFixed64BE(std::string_view(it->key().data() + prefix.size(), 8)));
+      ids.push_back(keys::GetFixed64BE(View(it->key()).substr(prefix.size())));
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading postings");
     return ids;
@@ -392,12 +771,22 @@ class RocksSeriesStore : public SeriesStore {
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* index_ = nullptr;
   rocksdb::ColumnFamilyHandle* samples_ = nullptr;
+  rocksdb::ColumnFamilyHandle* log_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> rollups_;  // parallel to options_.rollups
+  std::shared_ptr<rocksdb::Cache> block_cache_;
+  std::shared_ptr<StallCounter> stalls_;
 
-  std::shared_mutex mu_;  // guards entries_ and by_labels_
-  std::vector<Entry> entries_;  // entries_[id - 1]
+  // Lock order: append_mu_, then mu_, then head_mu_.
+  std::mutex append_mu_;  // one writer at a time: Append, FlushHeads; guards max_ts and the log sequence
+  std::shared_mutex mu_;  // guards the shape of entries_ and by_labels_
+  std::deque<Entry> entries_;  // entries_[id - 1]; a deque, so growing never moves heads
   std::unordered_map<std::string, SeriesId> by_labels_;
+  std::mutex head_mu_;  // guards head contents against readers
+  std::atomic<uint64_t> head_samples_ = 0;
+  uint64_t next_log_seq_ = 1;
+  uint64_t first_log_seq_ = 1;  // oldest log record not yet cut
+  int64_t last_flush_ms_ = 0;
 
-  std::mutex append_mu_;  // one Append at a time (sole writer of sample_count_, max_ts)
   std::atomic<uint64_t> sample_count_ = 0;
   std::mutex agents_mu_;
   std::unordered_map<std::string, uint64_t> agent_seq_;

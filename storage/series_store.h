@@ -14,12 +14,24 @@
 #include <string_view>
 #include <vector>
 
+#include <functional>
+#include <map>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "storage/matcher.h"
+#include "storage/rollup.h"
 #include "storage/types.h"
 
 namespace sheaf::storage {
+
+struct RollupSpec {
+  int64_t resolution_ms;  // window length
+  int64_t retention_ms;   // windows older than this are dropped at compaction
+};
+
+inline constexpr int64_t kDayMs = 86'400'000;
 
 struct StoreOptions {
   std::string path;  // directory; created if missing
@@ -32,6 +44,23 @@ struct StoreOptions {
   // one write buffer manager, so this is the total).
   uint64_t block_cache_bytes = 64ull << 20;
   uint64_t write_buffer_bytes = 64ull << 20;
+
+  // Raw samples are kept in compressed blocks of this many milliseconds per
+  // series, and dropped once older than raw_retention_ms.
+  int64_t block_window_ms = 2 * 3'600'000;
+  int64_t raw_retention_ms = 15 * kDayMs;
+  // Rollup resolutions, finest first.
+  std::vector<RollupSpec> rollups = {{60'000, 90 * kDayMs}, {3'600'000, 730 * kDayMs}};
+  // A sample older than its series' newest sample by more than this is
+  // rejected (counted in AppendResult::too_old); within it, it is stored in
+  // time order (same timestamp: last write wins).
+  int64_t out_of_order_window_ms = 3'600'000;
+  // Recent samples live in memory (the head, 16 bytes each) and in a log
+  // until they are cut into blocks: at this many samples, or this often.
+  uint64_t max_head_samples = 4'000'000;
+  int64_t head_flush_interval_ms = 10 * 60'000;
+  // Clock for retention and head flushes; the wall clock when empty.
+  std::function<int64_t()> now_ms;
 };
 
 struct SeriesSamples {
@@ -50,6 +79,9 @@ struct AppendResult {
   bool duplicate = false;         // sequence was already durable; nothing written
   uint64_t samples_added = 0;     // new (series, timestamp) pairs
   uint64_t durable_sequence = 0;  // agent's highest durable sequence after this call
+  // Samples not stored because they were older than their series' newest
+  // sample by more than out_of_order_window_ms, by series.
+  std::vector<std::pair<SeriesId, uint64_t>> too_old;
 };
 
 struct SeriesInfo {
@@ -68,11 +100,34 @@ class SampleIterator {
   virtual absl::Status status() const = 0;
 };
 
+// A SampleIterator over samples in memory (or over an error).
+class VectorSampleIterator : public SampleIterator {
+ public:
+  explicit VectorSampleIterator(std::vector<Sample> samples) : samples_(std::move(samples)) {}
+  explicit VectorSampleIterator(absl::Status error) : status_(std::move(error)) {}
+  bool Valid() const override { return pos_ < samples_.size(); }
+  void Next() override { ++pos_; }
+  Sample sample() const override { return samples_[pos_]; }
+  absl::Status status() const override { return status_; }
+
+ private:
+  std::vector<Sample> samples_;
+  size_t pos_ = 0;
+  absl::Status status_;
+};
+
 struct StoreStats {
   uint64_t series = 0;
   uint64_t samples = 0;     // exact: distinct (series, timestamp) pairs stored
   uint64_t disk_bytes = 0;  // live SST files + write-ahead log
   uint64_t agents = 0;      // agents with a recorded sequence
+  std::map<std::string, uint64_t> family_disk_bytes;  // live SST bytes per column family
+  uint64_t wal_bytes = 0;
+  uint64_t pending_compaction_bytes = 0;  // compaction debt (estimate)
+  uint64_t write_stalls = 0;              // times writes were slowed or stopped
+  uint64_t head_samples = 0;              // samples in memory not yet in blocks
+  uint64_t memtable_bytes = 0;
+  uint64_t block_cache_bytes = 0;         // in use
 };
 
 class SeriesStore {
@@ -101,11 +156,25 @@ class SeriesStore {
   // Samples of `id` with start_ms <= timestamp <= end_ms, in time order.
   virtual std::unique_ptr<SampleIterator> Read(SeriesId id, int64_t start_ms, int64_t end_ms) = 0;
 
+  // Rollup windows of `id` at one of the configured resolutions that start
+  // in [start_ms, end_ms], in time order, including samples still in the
+  // head. INVALID_ARGUMENT for a resolution that is not configured.
+  using Window = std::pair<int64_t, Aggregate>;  // window start, aggregate
+  virtual absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
+                                                         int64_t end_ms) = 0;
+  virtual std::vector<int64_t> RollupResolutions() const = 0;
+
+  // Every label name in use, sorted; and the values of one name, sorted.
+  virtual absl::StatusOr<std::vector<std::string>> LabelNames() = 0;
+  virtual absl::StatusOr<std::vector<std::string>> LabelValues(std::string_view name) = 0;
+
   virtual StoreStats Stats() = 0;
 
-  // Memtables to disk (for a clean shutdown and before measuring size).
+  // Cuts every head into blocks and writes memtables to disk (for a clean
+  // shutdown and before measuring size).
   virtual absl::Status Flush() = 0;
-  // Full manual compaction of every column family.
+  // Flush(), then a full manual compaction of every column family (applies
+  // retention, merges block fragments into whole blocks).
   virtual absl::Status Compact() = 0;
 };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end ingest benchmark: sheaf-loadgen's default fleet (1000 hosts x
-# 10 series x 360 points = 3.6M samples) into a fresh sheafd, RUNS times
-# (default 3); prints each run and the medians. Also the wire size of the
+# 10 series x 360 points = 3.6M samples) into a fresh sheafd, then a full
+# compaction (sheafctl compact) and the bytes on disk; RUNS times (default
+# 3); prints each run and the medians. Also the wire size of the
 # same data (every batch serialized and gzip-compressed as gRPC does).
 #   bash tools/bench.sh            # RUNS=5 STREAMS=4 bash tools/bench.sh
 set -euo pipefail
@@ -41,12 +42,18 @@ for i in $(seq "$RUNS"); do
   acked=$(echo "$out" | awk '/samples_acked/{print $2}')
   cpu=$(metric process_cpu_seconds_total "$hp")
   peak=$(metric process_resident_memory_max_bytes "$hp")
-  bytes=$($B/tools/sheafctl --addr "127.0.0.1:$gp" stats --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["storage_bytes"])')
+  # Everything into blocks and fully compacted: the bytes a fleet costs at rest.
+  $B/tools/sheafctl --addr "127.0.0.1:$gp" --timeout 30m compact >/dev/null
+  stats=$($B/tools/sheafctl --addr "127.0.0.1:$gp" stats --format json)
+  bytes=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["storage_bytes"])')
+  sample_bytes=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["column_family_bytes"].get("samples", 0))')
   kill -TERM "$pid"; wait "$pid" || true
-  echo "run $i: acked=$acked samples/s=$rate sheafd_cpu_s=$cpu sheafd_peak_rss_MiB=$((${peak%.*} / 1048576)) store_bytes=$bytes"
+  echo "run $i: acked=$acked samples/s=$rate sheafd_cpu_s=$cpu sheafd_peak_rss_MiB=$((${peak%.*} / 1048576))" \
+       "store_bytes=$bytes ($(python3 -c "print(round($bytes/3600000, 3))") B/sample; samples CF $(python3 -c "print(round($sample_bytes/3600000, 3))") B/sample)"
   rates+=("$rate"); cpus+=("$cpu"); rss+=("${peak%.*}"); disk+=("$bytes")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 m_rate=$(median "${rates[@]}"); m_cpu=$(median "${cpus[@]}")
 echo "median: samples/s=$m_rate sheafd_cpu_s=$m_cpu samples_per_sheafd_cpu_s=$(python3 -c "print(round(3600000/$m_cpu))")" \
-     "peak_rss_MiB=$(( $(median "${rss[@]}") / 1048576 )) store_bytes=$(median "${disk[@]}")"
+     "peak_rss_MiB=$(( $(median "${rss[@]}") / 1048576 )) store_bytes=$(median "${disk[@]}")" \
+     "bytes_per_sample=$(python3 -c "print(round($(median "${disk[@]}")/3600000, 3))")"

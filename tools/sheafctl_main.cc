@@ -20,7 +20,9 @@ commands:
   query SELECTOR   stream samples of the matching series, e.g.
                    sheafctl query 'node_load1{host="web-1"}' --since 15m
   series SELECTOR  list the label sets of matching series
+  labels [NAME]    label names in use; with NAME, that label's values
   stats            series and samples stored, disk bytes, uptime, version
+  compact          cut heads into blocks and fully compact the store (slow)
   health           the daemon's gRPC health status (exit 0 if SERVING))";
 
 int64_t NowMs() {
@@ -257,17 +259,56 @@ int main(int argc, char** argv) {
     v1::StatsResponse resp;
     grpc::Status status = v1::QueryService::NewStub(channel)->Stats(&context, v1::StatsRequest(), &resp);
     if (!status.ok()) return Fail("stats", status);
+    auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     if (format == "json") {
-      std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,\"version\":%s}\n",
-                  static_cast<unsigned long long>(resp.series()), static_cast<unsigned long long>(resp.samples()),
-                  static_cast<unsigned long long>(resp.storage_bytes()), static_cast<unsigned long long>(resp.agents()),
-                  resp.uptime_seconds(), JsonString(resp.version()).c_str());
+      std::string families;
+      for (const auto& [name, bytes] : resp.column_family_bytes()) {
+        families += (families.empty() ? "" : ",") + JsonString(name) + ":" + std::to_string(bytes);
+      }
+      std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"
+                  "\"head_samples\":%llu,\"pending_compaction_bytes\":%llu,\"write_stalls\":%llu,"
+                  "\"column_family_bytes\":{%s},\"version\":%s}\n",
+                  u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), resp.uptime_seconds(),
+                  u(resp.head_samples()), u(resp.pending_compaction_bytes()), u(resp.write_stalls()), families.c_str(),
+                  JsonString(resp.version()).c_str());
     } else {
-      std::printf("series         %llu\nsamples        %llu\nstorage_bytes  %llu\nagents         %llu\nuptime_seconds %.0f\nversion        %s\n",
-                  static_cast<unsigned long long>(resp.series()), static_cast<unsigned long long>(resp.samples()),
-                  static_cast<unsigned long long>(resp.storage_bytes()), static_cast<unsigned long long>(resp.agents()),
-                  resp.uptime_seconds(), resp.version().c_str());
+      std::printf("series                    %llu\nsamples                   %llu\nstorage_bytes             %llu\n"
+                  "agents                    %llu\nhead_samples              %llu\npending_compaction_bytes  %llu\n"
+                  "write_stalls              %llu\nuptime_seconds            %.0f\nversion                   %s\n",
+                  u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), u(resp.head_samples()),
+                  u(resp.pending_compaction_bytes()), u(resp.write_stalls()), resp.uptime_seconds(), resp.version().c_str());
+      for (const auto& [name, bytes] : resp.column_family_bytes()) {
+        std::printf("  bytes[%s]%*s%llu\n", name.c_str(), static_cast<int>(std::max<size_t>(1, 17 - name.size())), "", u(bytes));
+      }
     }
+    return 0;
+  }
+  if (command == "labels") {
+    auto stub = v1::QueryService::NewStub(channel);
+    std::vector<std::string> out;
+    grpc::Status status;
+    if (args.size() == 1) {
+      v1::LabelNamesResponse resp;
+      status = stub->LabelNames(&context, v1::LabelNamesRequest(), &resp);
+      out.assign(resp.names().begin(), resp.names().end());
+    } else {
+      v1::LabelValuesRequest req;
+      req.set_name(args[1]);
+      v1::LabelValuesResponse resp;
+      status = stub->LabelValues(&context, req, &resp);
+      out.assign(resp.values().begin(), resp.values().end());
+    }
+    if (!status.ok()) return Fail("labels", status);
+    for (const auto& v : out) std::printf("%s\n", v.c_str());
+    return 0;
+  }
+  if (command == "compact") {
+    v1::CompactResponse resp;
+    grpc::Status status = v1::AdminService::NewStub(channel)->Compact(&context, v1::CompactRequest(), &resp);
+    if (!status.ok()) return Fail("compact", status);
+    std::printf("storage_bytes_before %llu\nstorage_bytes_after  %llu\nseconds              %.1f\n",
+                static_cast<unsigned long long>(resp.storage_bytes_before()),
+                static_cast<unsigned long long>(resp.storage_bytes_after()), resp.seconds());
     return 0;
   }
   if (command == "health") {

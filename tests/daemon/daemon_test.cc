@@ -293,16 +293,90 @@ TEST_F(DaemonTest, QueryStreamsInChunksAndDownsamplesBySteps) {
   EXPECT_EQ(r.samples["__name__=m,k=b,"].size(), 1u);
 
   // Step 60 s from start = kNow - 240 s: the last sample in each
-  // (t - 60 s, t] window, stamped t.
+  // [t - 60 s, t) window, stamped t.
   auto stepped = Query(R"(m{k="a"})", kNow - 240'000, kNow, 60'000);
   ASSERT_TRUE(stepped.status.ok());
   auto& s = stepped.samples["__name__=m,k=a,"];
   ASSERT_EQ(s.size(), 5u);
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(s[i].first, kNow - 240'000 + i * 60'000);
-    // Index of the last sample at or before t: (t - (kNow - 250 s)) / 10 s; none after kNow - 10 s.
-    EXPECT_EQ(s[i].second, std::min(1 + 6 * i, 24));
+    // Index of the last sample before t = kNow - 240 s + 60 s * i; sample j is at kNow - 250 s + 10 s * j.
+    EXPECT_EQ(s[i].second, 6 * i);
   }
+}
+
+TEST_F(DaemonTest, SamplesTooFarOutOfOrderAreRejectedWithTheirReason) {
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("o", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})}, &ack).ok());
+  ASSERT_TRUE(Push({Batch("o", 2, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE,
+                                              {{kNow - 7'200'000, 2}, {kNow - 600'000, 3}})})},
+                   &ack).ok());
+  EXPECT_EQ(ack.samples_stored(), 1u);  // 10 min late is fine, 2 h is not
+  ASSERT_EQ(ack.rejected_size(), 1);
+  EXPECT_EQ(ack.rejected(0).reason(), v1::REJECT_REASON_OUT_OF_ORDER);
+  EXPECT_EQ(ack.rejected(0).samples(), 1u);
+  EXPECT_NE(ack.rejected(0).example().find("out-of-order window"), std::string::npos);
+}
+
+// With a step of an hour the answer comes from the 1h rollup: the last
+// sample of each hour, the same as from raw samples when aligned (the raw
+// path is checked against the same windows with a 30 s step below).
+TEST_F(DaemonTest, StepQueriesOverRollupsMatchRawSamples) {
+  const int64_t hour0 = (kNow - 3 * 3'600'000) / 3'600'000 * 3'600'000;
+  std::vector<std::pair<int64_t, double>> samples;
+  for (int i = 0; i < 3 * 360; ++i) samples.emplace_back(hour0 + i * 10'000, i);
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("r", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, samples)})}, &ack).ok());
+  auto hourly = Query("m", hour0 + 3'600'000, hour0 + 3 * 3'600'000, 3'600'000);
+  ASSERT_TRUE(hourly.status.ok()) << hourly.status.error_message();
+  auto& s = hourly.samples["__name__=m,"];
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0], std::make_pair(hour0 + 3'600'000, 359.0));  // last sample before the hour
+  EXPECT_EQ(s[1], std::make_pair(hour0 + 7'200'000, 719.0));
+  EXPECT_EQ(s[2], std::make_pair(hour0 + 10'800'000, 1079.0));
+  auto raw = Query("m", hour0 + 3'600'000, hour0 + 3 * 3'600'000, 30'000);  // below every resolution: raw
+  auto& r = raw.samples["__name__=m,"];
+  ASSERT_EQ(r.size(), 241u);
+  EXPECT_EQ(r[0], s[0]);
+  EXPECT_EQ(r[120], s[1]);
+  EXPECT_EQ(r[240], s[2]);
+}
+
+TEST_F(DaemonTest, LabelNamesValuesAndCompaction) {
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("l", 1, {MakeSeries({{"__name__", "up"}, {"job", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                    MakeSeries({{"__name__", "up"}, {"job", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                   &ack).ok());
+  {
+    grpc::ClientContext ctx;
+    v1::LabelNamesResponse resp;
+    ASSERT_TRUE(query_->LabelNames(&ctx, v1::LabelNamesRequest(), &resp).ok());
+    EXPECT_EQ(std::vector<std::string>(resp.names().begin(), resp.names().end()),
+              (std::vector<std::string>{"__name__", "job"}));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::LabelValuesRequest req;
+    req.set_name("job");
+    v1::LabelValuesResponse resp;
+    ASSERT_TRUE(query_->LabelValues(&ctx, req, &resp).ok());
+    EXPECT_EQ(std::vector<std::string>(resp.values().begin(), resp.values().end()),
+              (std::vector<std::string>{"a", "b"}));
+    grpc::ClientContext ctx2;
+    EXPECT_EQ(query_->LabelValues(&ctx2, v1::LabelValuesRequest(), &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(Stats().head_samples(), 2u);
+  grpc::ClientContext ctx;
+  v1::CompactResponse resp;
+  auto admin = v1::AdminService::NewStub(channel_);
+  ASSERT_TRUE(admin->Compact(&ctx, v1::CompactRequest(), &resp).ok());
+  EXPECT_GT(resp.storage_bytes_after(), 0u);
+  auto st = Stats();
+  EXPECT_EQ(st.head_samples(), 0u);
+  EXPECT_EQ(st.samples(), 2u);
+  EXPECT_GT(st.column_family_bytes().at("samples"), 0u);
+  EXPECT_EQ(Query("up", kNow - 1000, kNow).samples.size(), 2u);
 }
 
 TEST_F(DaemonTest, QueryErrorsAreInvalidArgumentWithAReason) {

@@ -2,38 +2,40 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <limits>
 
 namespace sheaf::storage::keys {
 namespace {
 
-TEST(KeyCodecTest, SampleKeysSortByIdThenTime) {
+TEST(KeyCodecTest, SeriesTimeKeysSortByIdThenTime) {
   std::vector<std::string> in = {
-      SampleKey(1, -5), SampleKey(1, 0), SampleKey(1, 7), SampleKey(2, INT64_MIN),
-      SampleKey(2, INT64_MAX), SampleKey(UINT64_MAX, 0),
+      SeriesTimeKey(1, -5), SeriesTimeKey(1, 0), SeriesTimeKey(1, 7), SeriesTimeKey(2, INT64_MIN),
+      SeriesTimeKey(2, INT64_MAX), SeriesTimeKey(UINT64_MAX, 0),
   };
   for (size_t i = 1; i < in.size(); ++i) EXPECT_LT(in[i - 1], in[i]) << i;
 }
 
-TEST(KeyCodecTest, SampleKeyRoundTripsExtremes) {
+TEST(KeyCodecTest, SeriesTimeKeyRoundTripsExtremes) {
   for (auto [id, ts] : std::vector<std::pair<uint64_t, int64_t>>{
            {1, 0}, {UINT64_MAX, INT64_MAX}, {42, INT64_MIN}, {7, -1}, {7, 1700000000000}}) {
-    auto k = DecodeSampleKey(SampleKey(id, ts));
+    auto k = DecodeSeriesTimeKey(SeriesTimeKey(id, ts));
     ASSERT_TRUE(k.has_value());
     EXPECT_EQ(k->id, id);
-    EXPECT_EQ(k->timestamp_ms, ts);
+    EXPECT_EQ(k->time_ms, ts);
   }
-  EXPECT_FALSE(DecodeSampleKey("short").has_value());
+  EXPECT_FALSE(DecodeSeriesTimeKey("short").has_value());
 }
 
-TEST(KeyCodecTest, DoubleRoundTripsSpecialValues) {
-  for (double v : {0.0, -0.0, 1.5, -1e300, std::numeric_limits<double>::infinity(),
-                   std::numeric_limits<double>::denorm_min()}) {
-    EXPECT_EQ(std::signbit(DecodeDouble(EncodeDouble(v))), std::signbit(v));
-    EXPECT_EQ(DecodeDouble(EncodeDouble(v)), v);
-  }
-  EXPECT_TRUE(std::isnan(DecodeDouble(EncodeDouble(std::nan("")))));
+TEST(KeyCodecTest, WindowStartFloorsAlsoForNegativeTimes) {
+  EXPECT_EQ(WindowStart(0, 60'000), 0);
+  EXPECT_EQ(WindowStart(59'999, 60'000), 0);
+  EXPECT_EQ(WindowStart(60'000, 60'000), 60'000);
+  EXPECT_EQ(WindowStart(-1, 60'000), -60'000);
+  EXPECT_EQ(WindowStart(-60'000, 60'000), -60'000);
+}
+
+TEST(KeyCodecTest, LogKeysSortBySequence) {
+  EXPECT_LT(LogKey(1), LogKey(2));
+  EXPECT_LT(LogKey(255), LogKey(256));
 }
 
 TEST(KeyCodecTest, CanonicalLabelsRoundTripAnyBytes) {

@@ -15,11 +15,16 @@ class SeriesStoreTest : public ::testing::Test {
   void SetUp() override { Open(); }
 
   void Open(uint64_t max_series = 1000) {
-    store_.reset();
     StoreOptions o;
-    o.path = dir_.Sub("db");
     o.max_series = max_series;
-    o.sync = false;  // durability is tested across processes elsewhere
+    Open(o);
+  }
+
+  void Open(StoreOptions o) {
+    store_.reset();
+    o.path = dir_.Sub("db");
+    o.sync = false;  // durability is tested across processes (crash_test.cc)
+    o.now_ms = [this] { return now_ms_; };
     auto s = SeriesStore::Open(o);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
@@ -47,6 +52,7 @@ class SeriesStoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  int64_t now_ms_ = 1'800'000'000'000;  // the store's clock (retention, head flushes)
   std::unique_ptr<SeriesStore> store_;
 };
 
@@ -185,6 +191,150 @@ TEST_F(SeriesStoreTest, SecondOpenOfTheSameDirectoryFailsClearly) {
       << second.status();
 }
 
+TEST_F(SeriesStoreTest, OutOfOrderWithinTheWindowIsStoredInOrderOlderIsRejected) {
+  SeriesId id = Series({{"__name__", "g"}});
+  const int64_t t = 10'000'000;
+  Append({"", 0, {{id, {{t, 1}, {t + 60'000, 2}}}}});
+  // 30 min late: inside the 1 h window, stored in order and counted.
+  auto late = Append({"", 0, {{id, {{t + 60'000 - 1'800'000, 3}}}}});
+  EXPECT_EQ(late.samples_added, 1u);
+  EXPECT_TRUE(late.too_old.empty());
+  // 2 h late: rejected, reported per series.
+  auto old = Append({"", 0, {{id, {{t + 60'000 - 7'200'000, 4}, {t + 60'000 - 7'300'000, 5}}}}});
+  EXPECT_EQ(old.samples_added, 0u);
+  ASSERT_EQ(old.too_old.size(), 1u);
+  EXPECT_EQ(old.too_old[0], std::make_pair(id, uint64_t{2}));
+  EXPECT_THAT(ReadAll(id), ::testing::ElementsAre(IsSample(t + 60'000 - 1'800'000, 3), IsSample(t, 1),
+                                                  IsSample(t + 60'000, 2)));
+  EXPECT_EQ(store_->Stats().samples, 3u);
+}
+
+TEST_F(SeriesStoreTest, HeadsAreCutIntoBlocksAndEverythingReadsBackAcrossThem) {
+  StoreOptions o;
+  o.max_head_samples = 25;  // cut often
+  Open(o);
+  SeriesId a = Series({{"__name__", "a"}});
+  SeriesId b = Series({{"__name__", "b"}}, MetricType::kCounter);
+  std::vector<Sample> expect_a, expect_b;
+  for (int i = 0; i < 100; ++i) {
+    Sample sa{1'000'000 + i * 10'000LL, i * 0.5}, sb{1'000'000 + i * 10'000LL, i * 3.0};
+    expect_a.push_back(sa);
+    expect_b.push_back(sb);
+    Append({"agent", static_cast<uint64_t>(i + 1), {{a, {sa}}, {b, {sb}}}});
+  }
+  EXPECT_LT(store_->Stats().head_samples, 50u);  // most are in blocks now
+  auto check = [&] {
+    auto got_a = ReadAll(a);
+    ASSERT_EQ(got_a.size(), expect_a.size());
+    for (size_t i = 0; i < got_a.size(); ++i) EXPECT_THAT(got_a[i], IsSample(expect_a[i].timestamp_ms, expect_a[i].value));
+    EXPECT_EQ(ReadAll(b).size(), 100u);
+    // A range inside the data, across block and head.
+    auto mid = ReadAll(a, 1'000'000 + 40 * 10'000, 1'000'000 + 95 * 10'000);
+    ASSERT_EQ(mid.size(), 56u);
+    EXPECT_THAT(mid.front(), IsSample(1'000'000 + 40 * 10'000, 20.0));
+    EXPECT_EQ(store_->Stats().samples, 200u);
+  };
+  check();
+  // Re-sending a cut sample is not new (exact counts survive the cut).
+  EXPECT_EQ(Append({"", 0, {{a, {{1'000'000 + 5 * 10'000, 9.0}}}}}).samples_added, 0u);
+  EXPECT_THAT(ReadAll(a, 1'050'000, 1'050'000), ::testing::ElementsAre(IsSample(1'050'000, 9.0)));
+  expect_a[5].value = 9.0;
+  Open(o);
+  check();
+}
+
+TEST_F(SeriesStoreTest, UnflushedHeadIsReplayedFromTheLogOnOpen) {
+  SeriesId id = Series({{"__name__", "m"}});
+  Append({"agent", 1, {{id, {{100, 1}, {200, 2}}}}});
+  EXPECT_EQ(store_->Stats().head_samples, 2u);
+  Open();  // no Flush: the samples live only in the log
+  EXPECT_EQ(store_->Stats().head_samples, 2u);
+  EXPECT_THAT(ReadAll(id), ::testing::ElementsAre(IsSample(100, 1), IsSample(200, 2)));
+  EXPECT_EQ(store_->Stats().samples, 2u);
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(store_->Stats().head_samples, 0u);
+  Open();
+  EXPECT_EQ(store_->Stats().head_samples, 0u);  // the log was emptied with the cut
+  EXPECT_THAT(ReadAll(id), ::testing::ElementsAre(IsSample(100, 1), IsSample(200, 2)));
+}
+
+TEST_F(SeriesStoreTest, RollupsAggregateWindowsWithCounterResets) {
+  SeriesId c = Series({{"__name__", "requests_total"}}, MetricType::kCounter);
+  const int64_t m0 = 60'000 * 1000;  // a minute boundary
+  // Minute 0: 10, 15, 20 -> increase 10. Minute 1: reset to 3, then 8:
+  // seam 20 -> 3 is a reset (+3), then +5.
+  Append({"", 0, {{c, {{m0 + 0, 10}, {m0 + 20'000, 15}, {m0 + 40'000, 20}}}}});
+  ASSERT_TRUE(store_->Flush().ok());  // minute 0 in the store, minute 1 in the head
+  Append({"", 0, {{c, {{m0 + 60'000, 3}, {m0 + 80'000, 8}}}}});
+  auto windows = store_->ReadRollup(c, 60'000, m0, m0 + 119'999);
+  ASSERT_TRUE(windows.ok()) << windows.status();
+  ASSERT_EQ(windows->size(), 2u);
+  const Aggregate& w0 = (*windows)[0].second;
+  EXPECT_EQ((*windows)[0].first, m0);
+  EXPECT_EQ(w0.count, 3u);
+  EXPECT_EQ(w0.sum, 45);
+  EXPECT_EQ(w0.min, 10);
+  EXPECT_EQ(w0.max, 20);
+  EXPECT_EQ(w0.last, 20);
+  EXPECT_EQ(w0.increase, 10);
+  const Aggregate& w1 = (*windows)[1].second;
+  EXPECT_EQ(w1.count, 2u);
+  EXPECT_EQ(w1.increase, 5);  // within the window; the seam is across windows
+  // The hour window holds everything, with the reset counted.
+  auto hour = store_->ReadRollup(c, 3'600'000, m0, m0 + 119'999);
+  ASSERT_TRUE(hour.ok());
+  ASSERT_EQ(hour->size(), 1u);
+  EXPECT_EQ((*hour)[0].second.count, 5u);
+  EXPECT_EQ((*hour)[0].second.increase, 10 + 3 + 5);
+  // After a cut, the stored aggregates say the same.
+  ASSERT_TRUE(store_->Flush().ok());
+  auto again = store_->ReadRollup(c, 3'600'000, m0, m0 + 119'999);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].second.increase, 18);
+  EXPECT_EQ((*again)[0].second.count, 5u);
+  EXPECT_FALSE(store_->ReadRollup(c, 123, 0, 1).ok());  // not a configured resolution
+}
+
+TEST_F(SeriesStoreTest, RetentionDropsExpiredWindowsPerResolutionAtCompaction) {
+  StoreOptions o;
+  o.raw_retention_ms = 2 * kDayMs;
+  o.rollups = {{60'000, 10 * kDayMs}, {3'600'000, 100 * kDayMs}};
+  Open(o);
+  SeriesId id = Series({{"__name__", "m"}});
+  const int64_t t0 = now_ms_;
+  Append({"", 0, {{id, {{t0, 1}, {t0 + 60'000, 2}}}}});
+  ASSERT_TRUE(store_->Compact().ok());
+  auto count_rollup = [&](int64_t res) {
+    auto w = store_->ReadRollup(id, res, t0 - kDayMs, t0 + kDayMs);
+    EXPECT_TRUE(w.ok());
+    return w.ok() ? w->size() : 0;
+  };
+  EXPECT_EQ(ReadAll(id).size(), 2u);
+  now_ms_ = t0 + 3 * kDayMs;  // past raw retention only
+  ASSERT_TRUE(store_->Compact().ok());
+  EXPECT_TRUE(ReadAll(id).empty());
+  EXPECT_EQ(count_rollup(60'000), 2u);
+  EXPECT_EQ(count_rollup(3'600'000), 1u);
+  now_ms_ = t0 + 11 * kDayMs;  // past the 1m rollups' retention
+  ASSERT_TRUE(store_->Compact().ok());
+  EXPECT_EQ(count_rollup(60'000), 0u);
+  EXPECT_EQ(count_rollup(3'600'000), 1u);
+}
+
+TEST_F(SeriesStoreTest, ListsLabelNamesAndValues) {
+  Series({{"__name__", "cpu"}, {"host", "web-1"}, {"mode", "idle"}});
+  Series({{"__name__", "cpu"}, {"host", "web-10"}, {"mode", "user"}});
+  Series({{"__name__", "mem"}, {"host", "db"}});
+  auto names = store_->LabelNames();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"__name__", "host", "mode"}));
+  auto hosts = store_->LabelValues("host");
+  ASSERT_TRUE(hosts.ok());
+  EXPECT_EQ(*hosts, (std::vector<std::string>{"db", "web-1", "web-10"}));
+  EXPECT_EQ(*store_->LabelValues("__name__"), (std::vector<std::string>{"cpu", "mem"}));
+  EXPECT_TRUE(store_->LabelValues("nope")->empty());
+}
+
 TEST_F(SeriesStoreTest, StatsReportDiskBytes) {
   SeriesId id = Series({{"__name__", "m"}});
   std::vector<Sample> samples;
@@ -195,6 +345,9 @@ TEST_F(SeriesStoreTest, StatsReportDiskBytes) {
   EXPECT_EQ(st.samples, 1000u);
   EXPECT_EQ(st.series, 1u);
   EXPECT_GT(st.disk_bytes, 0u);
+  EXPECT_GT(st.family_disk_bytes["samples"], 0u);
+  EXPECT_GT(st.family_disk_bytes["rollup_60000"], 0u);
+  EXPECT_EQ(st.head_samples, 0u);
 }
 
 }  // namespace

@@ -1,0 +1,117 @@
+#include "storage/rocksdb_operators.h"
+
+#include <string_view>
+#include <vector>
+
+#include "storage/key_codec.h"
+#include "storage/rollup.h"
+#include "storage/sample_codec.h"
+
+namespace sheaf::storage {
+namespace {
+
+std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+class BlockMergeOperator : public rocksdb::MergeOperator {
+ public:
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    std::vector<std::string_view> blocks;
+    blocks.reserve(in.operand_list.size() + 1);
+    if (in.existing_value != nullptr) blocks.push_back(View(*in.existing_value));
+    for (const auto& op : in.operand_list) blocks.push_back(View(op));
+    return Merge(blocks, &out->new_value);
+  }
+
+  bool PartialMergeMulti(const rocksdb::Slice& /*key*/, const std::deque<rocksdb::Slice>& operands,
+                         std::string* new_value, rocksdb::Logger* /*logger*/) const override {
+    std::vector<std::string_view> blocks;
+    for (const auto& op : operands) blocks.push_back(View(op));
+    return Merge(blocks, new_value);
+  }
+
+  const char* Name() const override { return "sheaf.BlockMerge"; }
+
+ private:
+  static bool Merge(const std::vector<std::string_view>& blocks, std::string* out) {
+    if (blocks.size() == 1) {
+      out->assign(blocks[0]);
+      return true;
+    }
+    auto merged = MergeBlocks(blocks);
+    if (!merged.ok()) return false;
+    *out = *std::move(merged);
+    return true;
+  }
+};
+
+class RollupMergeOperator : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger* /*logger*/) const override {
+    auto b = Aggregate::Decode(View(value));
+    if (!b) return false;
+    if (existing == nullptr) {
+      new_value->assign(value.data(), value.size());
+      return true;
+    }
+    auto a = Aggregate::Decode(View(*existing));
+    if (!a) return false;
+    *new_value = Aggregate::Merge(*a, *b).Encode();
+    return true;
+  }
+  const char* Name() const override { return "sheaf.RollupMerge"; }
+};
+
+class RetentionFilter : public rocksdb::CompactionFilter {
+ public:
+  RetentionFilter(int64_t window_ms, int64_t cutoff_ms) : window_ms_(window_ms), cutoff_ms_(cutoff_ms) {}
+
+  bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& /*value*/, std::string* /*new_value*/,
+              bool* /*value_changed*/) const override {
+    return Expired(key);
+  }
+  bool FilterMergeOperand(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& /*operand*/) const override {
+    return Expired(key);
+  }
+  const char* Name() const override { return "sheaf.Retention"; }
+
+ private:
+  bool Expired(const rocksdb::Slice& key) const {
+    auto k = keys::DecodeSeriesTimeKey(View(key));
+    return k && k->time_ms + window_ms_ <= cutoff_ms_;
+  }
+  int64_t window_ms_;
+  int64_t cutoff_ms_;
+};
+
+class RetentionFilterFactory : public rocksdb::CompactionFilterFactory {
+ public:
+  RetentionFilterFactory(int64_t window_ms, int64_t retention_ms, std::function<int64_t()> now_ms)
+      : window_ms_(window_ms), retention_ms_(retention_ms), now_ms_(std::move(now_ms)) {}
+
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& /*context*/) override {
+    if (retention_ms_ <= 0) return nullptr;
+    // One cutoff per compaction: the clock is read once, not per key.
+    return std::make_unique<RetentionFilter>(window_ms_, now_ms_() - retention_ms_);
+  }
+  const char* Name() const override { return "sheaf.RetentionFactory"; }
+
+ private:
+  int64_t window_ms_;
+  int64_t retention_ms_;
+  std::function<int64_t()> now_ms_;
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator() { return std::make_shared<BlockMergeOperator>(); }
+
+std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() { return std::make_shared<RollupMergeOperator>(); }
+
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms, int64_t retention_ms,
+                                                                             std::function<int64_t()> now_ms) {
+  return std::make_shared<RetentionFilterFactory>(window_ms, retention_ms, std::move(now_ms));
+}
+
+}  // namespace sheaf::storage

@@ -1,0 +1,30 @@
+// RocksDB plug-ins of the store: the merge operators that combine sample
+// blocks and rollup aggregates, and the compaction filter that enforces
+// retention. Internal to storage/. Nothing here may throw into RocksDB:
+// corrupt input makes a merge fail (RocksDB reports corruption), never crash.
+#ifndef SHEAF_STORAGE_ROCKSDB_OPERATORS_H_
+#define SHEAF_STORAGE_ROCKSDB_OPERATORS_H_
+
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/merge_operator.h>
+
+#include <functional>
+#include <memory>
+
+namespace sheaf::storage {
+
+// Operands and values are sample blocks; the merge is the blocks' union in
+// time order, last write winning on equal timestamps. Name never changes.
+std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator();
+
+// Operands and values are encoded Aggregates; the merge is Aggregate::Merge.
+std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator();
+
+// Drops keys (series_id, window_start) whose window ended more than
+// `retention_ms` before now_ms(). retention_ms <= 0 keeps everything.
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(
+    int64_t window_ms, int64_t retention_ms, std::function<int64_t()> now_ms);
+
+}  // namespace sheaf::storage
+
+#endif  // SHEAF_STORAGE_ROCKSDB_OPERATORS_H_
