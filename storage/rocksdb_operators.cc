@@ -12,8 +12,14 @@ namespace {
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
-class BlockMergeOperator : public rocksdb::MergeOperator {
+// Values and operands are blocks of some kind; merging is `merge` over the
+// existing value and the operands in order (later ones win).
+using MergeFn = absl::StatusOr<std::string> (*)(std::span<const std::string_view>);
+
+class BlockListMergeOperator : public rocksdb::MergeOperator {
  public:
+  BlockListMergeOperator(const char* name, MergeFn merge) : name_(name), merge_(merge) {}
+
   bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
     std::vector<std::string_view> blocks;
     blocks.reserve(in.operand_list.size() + 1);
@@ -29,38 +35,27 @@ class BlockMergeOperator : public rocksdb::MergeOperator {
     return Merge(blocks, new_value);
   }
 
-  const char* Name() const override { return "sheaf.BlockMerge"; }
+  const char* Name() const override { return name_; }
 
  private:
-  static bool Merge(const std::vector<std::string_view>& blocks, std::string* out) {
+  bool Merge(const std::vector<std::string_view>& blocks, std::string* out) const {
     if (blocks.size() == 1) {
       out->assign(blocks[0]);
       return true;
     }
-    auto merged = MergeBlocks(blocks);
-    if (!merged.ok()) return false;
+    auto merged = merge_(blocks);
+    if (!merged.ok()) return false;  // RocksDB reports corruption
     *out = *std::move(merged);
     return true;
   }
+
+  const char* name_;
+  MergeFn merge_;
 };
 
-class RollupMergeOperator : public rocksdb::AssociativeMergeOperator {
- public:
-  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing, const rocksdb::Slice& value,
-             std::string* new_value, rocksdb::Logger* /*logger*/) const override {
-    auto b = Aggregate::Decode(View(value));
-    if (!b) return false;
-    if (existing == nullptr) {
-      new_value->assign(value.data(), value.size());
-      return true;
-    }
-    auto a = Aggregate::Decode(View(*existing));
-    if (!a) return false;
-    *new_value = Aggregate::Merge(*a, *b).Encode();
-    return true;
-  }
-  const char* Name() const override { return "sheaf.RollupMerge"; }
-};
+absl::StatusOr<std::string> MergeSampleBlocks(std::span<const std::string_view> blocks) {
+  return MergeBlocks(blocks);
+}
 
 class RetentionFilter : public rocksdb::CompactionFilter {
  public:
@@ -105,9 +100,14 @@ class RetentionFilterFactory : public rocksdb::CompactionFilterFactory {
 
 }  // namespace
 
-std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator() { return std::make_shared<BlockMergeOperator>(); }
+// The names are stored in the database's options: never change them.
+std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator() {
+  return std::make_shared<BlockListMergeOperator>("sheaf.BlockMerge", &MergeSampleBlocks);
+}
 
-std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() { return std::make_shared<RollupMergeOperator>(); }
+std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() {
+  return std::make_shared<BlockListMergeOperator>("sheaf.RollupBlockMerge", &MergeRollupBlocks);
+}
 
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms, int64_t retention_ms,
                                                                              std::function<int64_t()> now_ms) {

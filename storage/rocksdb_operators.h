@@ -17,7 +17,7 @@ namespace sheaf::storage {
 // time order, last write winning on equal timestamps. Name never changes.
 std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator();
 
-// Operands and values are encoded Aggregates; the merge is Aggregate::Merge.
+// Operands and values are rollup blocks; the merge is MergeRollupBlocks.
 std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator();
 
 // Drops keys (series_id, window_start) whose window ended more than

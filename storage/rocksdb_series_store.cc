@@ -81,6 +81,11 @@ void ForEachWindow(const std::vector<Sample>& samples, int64_t window_ms, Fn fn)
   }
 }
 
+// Rollup windows are stored in blocks of this many windows per key (a day
+// of 1m windows, two months of 1h windows).
+constexpr int64_t kRollupBlockWindows = 1440;
+int64_t RollupBlockMs(int64_t resolution_ms) { return resolution_ms * kRollupBlockWindows; }
+
 // Counts slowdowns and stops of writes (compaction falling behind).
 class StallCounter : public rocksdb::EventListener {
  public:
@@ -199,7 +204,8 @@ class RocksSeriesStore : public SeriesStore {
     for (const RollupSpec& r : options_.rollups) {
       rocksdb::ColumnFamilyOptions cf = base();
       cf.merge_operator = NewRollupMergeOperator();
-      cf.compaction_filter_factory = NewRetentionFilterFactory(r.resolution_ms, r.retention_ms, options_.now_ms);
+      cf.compaction_filter_factory =
+          NewRetentionFilterFactory(RollupBlockMs(r.resolution_ms), r.retention_ms, options_.now_ms);
       families.push_back({keys::RollupFamily(r.resolution_ms), cf});
     }
     rocksdb::DB* db = nullptr;
@@ -452,12 +458,16 @@ class RocksSeriesStore : public SeriesStore {
       it.reset(db_->NewIterator(rocksdb::ReadOptions(), rollups_[r]));
     }
     const std::string upper = keys::SeriesTimeKey(id, end_ms);
-    for (it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, resolution_ms)));
+    RollupWindows stored;
+    for (it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, RollupBlockMs(resolution_ms))));
          it->Valid() && View(it->key()) <= upper; it->Next()) {
-      auto k = keys::DecodeSeriesTimeKey(View(it->key()));
-      auto a = Aggregate::Decode(View(it->value()));
-      if (!k || !a) return absl::DataLossError("corrupt rollup entry of series " + std::to_string(id));
-      windows[k->time_ms] = *a;
+      stored.clear();
+      if (auto s = DecodeRollupBlock(View(it->value()), &stored); !s.ok()) {
+        return absl::DataLossError("series " + std::to_string(id) + ": " + std::string(s.message()));
+      }
+      for (auto& [w, a] : stored) {
+        if (w + resolution_ms > start_ms && w <= end_ms) windows[w] = a;
+      }
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading rollups");
     ForEachWindow(head, resolution_ms, [&](int64_t w, const Sample* first, size_t n) {
@@ -612,10 +622,21 @@ class RocksSeriesStore : public SeriesStore {
       wb.Merge(samples_, keys::SeriesTimeKey(id, w), EncodeBlock(std::span<const Sample>(first, n)));
     });
     for (size_t r = 0; r < options_.rollups.size(); ++r) {
-      ForEachWindow(samples, options_.rollups[r].resolution_ms, [&](int64_t w, const Sample* first, size_t n) {
-        auto agg = Aggregate::Of(std::span<const Sample>(first, n), type == MetricType::kCounter);
-        wb.Merge(rollups_[r], keys::SeriesTimeKey(id, w), agg.Encode());
+      const int64_t res = options_.rollups[r].resolution_ms;
+      RollupWindows windows;
+      ForEachWindow(samples, res, [&](int64_t w, const Sample* first, size_t n) {
+        windows.emplace_back(w, Aggregate::Of(std::span<const Sample>(first, n), type == MetricType::kCounter));
       });
+      // One operand per rollup block the windows fall into.
+      const int64_t block_ms = RollupBlockMs(res);
+      for (size_t i = 0; i < windows.size();) {
+        const int64_t block = keys::WindowStart(windows[i].first, block_ms);
+        size_t j = i;
+        while (j < windows.size() && windows[j].first < block + block_ms) ++j;
+        wb.Merge(rollups_[r], keys::SeriesTimeKey(id, block),
+                 EncodeRollupBlock(RollupWindows(windows.begin() + i, windows.begin() + j)));
+        i = j;
+      }
     }
   }
 

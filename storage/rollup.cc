@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <map>
+
+#include "storage/key_codec.h"
+#include "storage/sample_codec.h"
 
 namespace sheaf::storage {
 namespace {
@@ -94,6 +98,102 @@ std::optional<Aggregate> Aggregate::Decode(std::string_view in) {
   a.increase = std::bit_cast<double>(GetLE(p + 64));
   a.counter = p[72] != 0;
   return a;
+}
+
+namespace {
+
+enum Flags : uint8_t { kCounter = 1, kMinIsFirst = 2, kMaxIsLast = 4, kIncreaseIsDelta = 8 };
+constexpr uint8_t kRollupBlockVersion = 1;
+
+bool SameBits(double a, double b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
+
+void PutColumn(std::string& out, const RollupWindows& w, double (*field)(int64_t, const Aggregate&)) {
+  std::vector<Sample> col;
+  col.reserve(w.size());
+  for (const auto& [start, a] : w) col.push_back({start, field(start, a)});
+  std::string block = EncodeBlock(col);
+  keys::PutVarint(out, block.size());
+  out += block;
+}
+
+}  // namespace
+
+std::string EncodeRollupBlock(const RollupWindows& w) {
+  uint8_t flags = 0;
+  bool counter = !w.empty() && w.front().second.counter;
+  bool min_first = true, max_last = true, inc_delta = true;
+  for (const auto& [start, a] : w) {
+    min_first &= SameBits(a.min, a.first);
+    max_last &= SameBits(a.max, a.last);
+    inc_delta &= SameBits(a.increase, a.last - a.first);
+  }
+  if (counter) flags |= kCounter;
+  if (min_first) flags |= kMinIsFirst;
+  if (max_last) flags |= kMaxIsLast;
+  if (inc_delta || !counter) flags |= kIncreaseIsDelta;
+  std::string out;
+  out.push_back(static_cast<char>(kRollupBlockVersion));
+  out.push_back(static_cast<char>(flags));
+  PutColumn(out, w, [](int64_t, const Aggregate& a) { return static_cast<double>(a.count); });
+  PutColumn(out, w, [](int64_t s, const Aggregate& a) { return static_cast<double>(a.first_ts - s); });
+  PutColumn(out, w, [](int64_t s, const Aggregate& a) { return static_cast<double>(a.last_ts - s); });
+  PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.first; });
+  PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.last; });
+  PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.sum; });
+  if (!min_first) PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.min; });
+  if (!max_last) PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.max; });
+  if (!(flags & kIncreaseIsDelta)) PutColumn(out, w, [](int64_t, const Aggregate& a) { return a.increase; });
+  return out;
+}
+
+absl::Status DecodeRollupBlock(std::string_view in, RollupWindows* out) {
+  auto corrupt = [](const char* what) { return absl::DataLossError(std::string("corrupt rollup block: ") + what); };
+  if (in.size() < 2 || static_cast<uint8_t>(in[0]) != kRollupBlockVersion) return corrupt("version");
+  const uint8_t flags = static_cast<uint8_t>(in[1]);
+  in.remove_prefix(2);
+  const int columns = 6 + !(flags & kMinIsFirst) + !(flags & kMaxIsLast) + !(flags & kIncreaseIsDelta);
+  std::vector<std::vector<Sample>> col(columns);
+  for (int c = 0; c < columns; ++c) {
+    auto n = keys::GetVarint(&in);
+    if (!n || *n > in.size()) return corrupt("column length");
+    if (auto s = DecodeBlockAppend(in.substr(0, *n), &col[c]); !s.ok()) return corrupt("column");
+    in.remove_prefix(*n);
+    if (col[c].size() != col[0].size()) return corrupt("column sizes differ");
+  }
+  if (!in.empty()) return corrupt("trailing bytes");
+  const size_t base = out->size();
+  for (size_t i = 0; i < col[0].size(); ++i) {
+    int64_t start = col[0][i].timestamp_ms;
+    Aggregate a;
+    a.counter = flags & kCounter;
+    a.count = static_cast<uint64_t>(col[0][i].value);
+    a.first_ts = start + static_cast<int64_t>(col[1][i].value);
+    a.last_ts = start + static_cast<int64_t>(col[2][i].value);
+    a.first = col[3][i].value;
+    a.last = col[4][i].value;
+    a.sum = col[5][i].value;
+    int c = 6;
+    a.min = flags & kMinIsFirst ? a.first : col[c++][i].value;
+    a.max = flags & kMaxIsLast ? a.last : col[c++][i].value;
+    a.increase = flags & kIncreaseIsDelta ? (a.counter ? a.last - a.first : 0) : col[c++][i].value;
+    out->emplace_back(start, a);
+  }
+  (void)base;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MergeRollupBlocks(std::span<const std::string_view> blocks) {
+  std::map<int64_t, Aggregate> merged;
+  RollupWindows w;
+  for (std::string_view b : blocks) {
+    w.clear();
+    if (auto s = DecodeRollupBlock(b, &w); !s.ok()) return s;
+    for (auto& [start, a] : w) {
+      auto [it, inserted] = merged.try_emplace(start, a);
+      if (!inserted) it->second = Aggregate::Merge(it->second, a);
+    }
+  }
+  return EncodeRollupBlock(RollupWindows(merged.begin(), merged.end()));
 }
 
 }  // namespace sheaf::storage

@@ -10,6 +10,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 #include "storage/types.h"
 
@@ -45,6 +50,28 @@ struct Aggregate {
   std::string Encode() const;
   static std::optional<Aggregate> Decode(std::string_view in);
 };
+
+// A run of windows of one series, window start and aggregate, sorted by
+// window start with no repeats.
+using RollupWindows = std::vector<std::pair<int64_t, Aggregate>>;
+
+// Rollup blocks: the windows of one series over a longer stretch (a day of
+// 1m windows, a month of 1h windows), stored column by column, each column
+// a sample block (sample_codec.h) keyed by window start, so regular windows
+// and decimal values compress as raw samples do. Columns that repeat
+// another for the whole block (a counter's min is its first value, its max
+// its last) are flagged instead of stored.
+//
+// Layout: version (1 byte, = 1), flags (1 byte: bit 0 counter, bit 1 min ==
+// first, bit 2 max == last, bit 3 increase == last - first), then length-
+// prefixed sample blocks: count, first_ts - start, last_ts - start, first,
+// last, sum, [min], [max], [increase].
+std::string EncodeRollupBlock(const RollupWindows& windows);
+// Appends the windows to *out. DATA_LOSS on corrupt input.
+absl::Status DecodeRollupBlock(std::string_view block, RollupWindows* out);
+// Union of the blocks' windows; a window in several is Aggregate::Merge'd
+// in argument order.
+absl::StatusOr<std::string> MergeRollupBlocks(std::span<const std::string_view> blocks);
 
 }  // namespace sheaf::storage
 

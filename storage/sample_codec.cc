@@ -110,7 +110,9 @@ class ExactDivider {
   explicit ExactDivider(uint64_t d)
       : d_(d), pow2_((d & (d - 1)) == 0), shift_(std::countr_zero(d)) {}
   uint64_t Divide(uint64_t v) const {
-    const uint64_t m = pow2_ ? Magnitude(v) >> shift_ : Magnitude(v) / d_;
+    // Exact, so an arithmetic shift needs no rounding fix-up.
+    if (pow2_) return static_cast<uint64_t>(static_cast<int64_t>(v) >> shift_);
+    const uint64_t m = Magnitude(v) / d_;
     return IsNegative(v) ? 0 - m : m;
   }
 
@@ -387,7 +389,7 @@ class WidthHistogram {
     for (uint64_t seen = count[0]; 2 * seen < n;) seen += count[++median];
     int best_k = 0;
     double best = std::numeric_limits<double>::infinity();
-    for (int k = std::max(0, median - 3); k <= std::min({hi, median + 1, 63}); ++k) {
+    for (int k = std::max(0, median - 2); k <= std::min({hi, median + 1, 63}); ++k) {
       double bits = static_cast<double>(n) * (k + 1);
       for (int b = k + 1; b <= hi; ++b) {
         const double c = static_cast<double>(count[b]);
@@ -414,22 +416,19 @@ class WidthHistogram {
 struct SeqPlan {
   SeqDesc desc;
   double bits = std::numeric_limits<double>::infinity();  // estimated, incl. descriptor
-  // Delta plans: a rough size of the dod transform (widths of the second
-  // differences plus the Rice unary bit), to skip planning it when it is
-  // clearly worse, as for any noisy series.
-  double dod_guess = 0;
+  // Delta plans: a rough size of the dod transform's payload.
+  double dod_guess = std::numeric_limits<double>::infinity();
 };
 
-// Histograms one option's Rice values and counts its residue bits.
-struct OptionCost {
-  WidthHistogram zigzag;
-  WidthHistogram offset;
-  uint64_t residue_bits = 0;
-};
+// Options are ranked on at most about this many y's, taken at a fixed
+// stride: their statistics, not every value, decide the plan, and a full
+// pass per option would cost more than all of the decoding.
+constexpr size_t kPlanSample = 128;
 
-// Plans one transform's y values. Options are ranked by estimated size; an
-// exact count would pick a better k for ~0.05% of the bytes at twice the
-// encoding time.
+// Plans one transform's y values. Only the gcd, the minimum and the zero
+// count must be exact (the plan must fit every value); everything else is an
+// estimate from the sample. An exact size would pick a better k for ~0.05%
+// of the bytes.
 SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delta,
                       bool implied_base) {
   const uint64_t m = y.size();
@@ -437,19 +436,20 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
   d.dod = dod;
   d.first_delta = first_delta;
 
-  // One pass for what every option needs.
-  bool constant = true;
-  uint64_t second_order = 0;  // see PlanSeq
-  uint64_t prev = y[0];
+  uint64_t differ = 0;  // branch-free, so that it vectorizes
+  for (uint64_t v : y) differ |= v ^ y[0];
+  if (differ == 0) {
+    d.constant = true;
+    d.base = y[0];
+    return {d, 8.0 * DescBytes(d, implied_base), 0};
+  }
+
   uint64_t zeros = 0;
   uint64_t g = 0;
   __int128 sum = 0;
   int64_t min = std::numeric_limits<int64_t>::max();
   int64_t min_nonzero = std::numeric_limits<int64_t>::max();
   for (uint64_t v : y) {
-    constant &= v == y[0];
-    second_order += static_cast<uint64_t>(std::bit_width(ZigZag(v - prev)));
-    prev = v;
     const auto sv = static_cast<int64_t>(v);
     sum += sv;
     min = std::min(min, sv);
@@ -463,13 +463,9 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     if (g != 0 && ((g & (g - 1)) == 0 ? (mag & (g - 1)) == 0 : mag % g == 0)) continue;
     g = Gcd(g, mag);
   }
-  if (constant) {
-    d.constant = true;
-    d.base = y[0];
-    return {d, 8.0 * DescBytes(d, implied_base), 0};
-  }
   d.gcd = g;
   const ExactDivider divider(g);
+  const size_t stride = (m + kPlanSample - 1) / kPlanSample;
 
   SeqPlan best;
   // Zero flags cost a bit for every value, so they only pay off when zeros
@@ -485,36 +481,41 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     // Zigzag around the mean (cheaper to find than the median, and as good
     // here) or offset from the minimum, both floored to a multiple of 2^j
     // so that the residues are the values' own low bits.
-    const auto cost = [&](int shift, OptionCost* c, auto&& per_value) {
+    const auto cost = [&](int shift, auto&& per_value) {
       const uint64_t low = Mask(shift);
       const uint64_t center = mean & ~low;
       const uint64_t floor = lowest & ~low;
-      size_t i = 0;
-      for (uint64_t v : y) {
+      WidthHistogram zigzag, offset;
+      size_t sampled = 0;
+      for (size_t i = 0; i < m; i += stride) {
+        const uint64_t v = y[i];
         if (zero_flags && v == 0) continue;
         const uint64_t s = g > 1 ? divider.Divide(v) : v;
-        c->zigzag.Add(i, ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
-        c->offset.Add(i, (s - floor) >> shift);
-        ++i;
+        zigzag.Add(sampled, ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
+        offset.Add(sampled, (s - floor) >> shift);
+        ++sampled;
         per_value(s);
       }
+      if (sampled == 0) return sampled;
+      const double scale = static_cast<double>(count) / static_cast<double>(sampled);
       d.shift = shift;
-      for (bool offset : {false, true}) {
-        d.offset = offset;
-        d.base = offset ? floor : center;
-        const auto [k, rice_bits] = (offset ? c->offset : c->zigzag).EstimateRice();
+      for (bool is_offset : {false, true}) {
+        d.offset = is_offset;
+        d.base = is_offset ? floor : center;
+        const auto [k, rice_bits] = (is_offset ? offset : zigzag).EstimateRice();
         d.k = k;
-        const double bits = rice_bits + static_cast<double>(c->residue_bits) +
-                            (zero_flags ? static_cast<double>(m) : 0.0) +
+        const double bits = rice_bits * scale + (zero_flags ? static_cast<double>(m) : 0.0) +
                             8.0 * DescBytes(d, implied_base);
         if (bits < best.bits) best = {d, bits, 0};
       }
+      return sampled;
     };
 
     // j: dropping j low bits pays if enough values have them all zero.
     std::array<uint64_t, kMaxResidueBits + 1> divisible{};
-    OptionCost plain;
-    cost(0, &plain, [&](uint64_t s) { ++divisible[std::min(std::countr_zero(s), kMaxResidueBits)]; });
+    const size_t sampled = cost(0, [&](uint64_t s) {
+      ++divisible[std::min(std::countr_zero(s), kMaxResidueBits)];
+    });
     int best_shift = 0;
     int64_t best_gain = 0;
     uint64_t at_least = 0;
@@ -522,39 +523,64 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
       at_least += divisible[j];
       // Rice codes j fewer bits per value; the residue costs 1 bit, or
       // 1 + j where the low bits are not zero.
-      const int64_t gain = static_cast<int64_t>(at_least * j) - static_cast<int64_t>(count);
+      const int64_t gain = static_cast<int64_t>(at_least * j) - static_cast<int64_t>(sampled);
       if (gain > best_gain) {
         best_gain = gain;
         best_shift = j;
       }
     }
     if (best_shift > 0) {
-      OptionCost shifted;
+      // The residue bits join the estimate through `best`'s comparison:
+      // cost() adds what it knows, so add the residues here and recompare.
       const uint64_t low = Mask(best_shift);
-      cost(best_shift, &shifted, [&](uint64_t s) {
-        shifted.residue_bits += (s & low) != 0 ? 1 + static_cast<uint64_t>(best_shift) : 1;
+      uint64_t residue_bits = 0;
+      const SeqPlan before = best;
+      best = SeqPlan{};
+      cost(best_shift, [&](uint64_t s) {
+        residue_bits += (s & low) != 0 ? 1 + static_cast<uint64_t>(best_shift) : 1;
       });
+      best.bits += static_cast<double>(residue_bits) * static_cast<double>(count) /
+                   static_cast<double>(sampled);
+      if (before.bits <= best.bits) best = before;
     }
   }
-  best.dod_guess = static_cast<double>(second_order + m);
+
+  // The dod transform's y are these y's differences, and share their gcd:
+  // estimate it from the same sample so that PlanSeq plans it in full only
+  // when it may win, which noisy series (most of them) never do.
+  if (!dod && m >= 2) {
+    WidthHistogram second;
+    size_t pairs = 0;
+    for (size_t i = 1; i < m; i += stride) {
+      const uint64_t dd = y[i] - y[i - 1];
+      second.Add(pairs++, ZigZag(g > 1 ? divider.Divide(dd) : dd));
+    }
+    best.dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
+                     static_cast<double>(pairs);
+  }
   return best;
 }
 
-// Plans an IntSeq for x (size >= 2).
+// Plans an IntSeq for x (size >= 2). Leaves the plan's transform of x in *y.
 SeqPlan PlanSeq(std::span<const uint64_t> x, bool implied_base, std::vector<uint64_t>* y) {
   Transform(x, /*dod=*/false, y);
   SeqPlan delta = PlanTransform(*y, false, 0, implied_base);
   if (x.size() < 3 || delta.desc.constant || delta.dod_guess >= delta.bits) return delta;
   Transform(x, /*dod=*/true, y);
   SeqPlan dod = PlanTransform(*y, true, x[1] - x[0], implied_base);
-  return dod.bits < delta.bits ? dod : delta;
+  if (dod.bits < delta.bits) return dod;
+  Transform(x, /*dod=*/false, y);
+  return delta;
 }
 
-void WriteSeq(std::span<const uint64_t> x, const SeqDesc& d, BitWriter& w) {
+// Writes the payload of x (size >= 2) under plan d. `y` is scratch, or
+// already holds d's transform of x if `have_y`.
+void WriteSeq(std::span<const uint64_t> x, const SeqDesc& d, bool have_y,
+              std::vector<uint64_t>* ys, BitWriter& w) {
   if (d.constant) return;
+  if (!have_y) Transform(x, d.dod, ys);
   const ExactDivider divider(d.gcd);
-  for (size_t i = d.dod ? 2 : 1; i < x.size(); ++i) {
-    const uint64_t y = d.dod ? (x[i] - x[i - 1]) - (x[i - 1] - x[i - 2]) : x[i] - x[i - 1];
+  for (uint64_t y : *ys) {
     if (d.zero_flags) {
       w.Put(y == 0 ? 1 : 0, 1);
       if (y == 0) continue;
@@ -819,10 +845,9 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
 #ifndef NDEBUG
   for (size_t i = 1; i < n; ++i) assert(samples[i].timestamp_ms > samples[i - 1].timestamp_ms);
 #endif
-  std::vector<uint64_t> scratch;
-
   // Values: decimal if it qualifies and is smaller (or is asked for).
   std::vector<uint64_t> mantissas;
+  std::vector<uint64_t> value_y;  // the plan's transform of the mantissas
   int exponent = 0;
   SeqPlan value_plan;
   double value_bits = 0;  // estimated, to reserve the output
@@ -830,13 +855,22 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   if (n > 0 && options.value_mode != BlockValueMode::kXor &&
       ToDecimal(samples, &exponent, &mantissas)) {
     decimal = true;
-    if (n >= 2) value_plan = PlanSeq(mantissas, /*implied_base=*/false, &scratch);
+    if (n >= 2) value_plan = PlanSeq(mantissas, /*implied_base=*/false, &value_y);
     value_bits = n >= 2 ? value_plan.bits : 0.0;
     if (options.value_mode != BlockValueMode::kDecimal) {
-        const double decimal_bits = 8.0 * (1 + VarintLength(ZigZag(mantissas[0]))) + value_bits;
-      const auto xor_bits = static_cast<double>(XorBits(samples));
-      decimal = decimal_bits <= xor_bits;
-      if (!decimal) value_bits = xor_bits;
+      const double decimal_bits = 8.0 * (1 + VarintLength(ZigZag(mantissas[0]))) + value_bits;
+      // Decimal values rarely lose; a prefix tells when xor is far behind
+      // (the usual case) without a full pass.
+      constexpr size_t kXorPrefix = 32;
+      const bool xor_hopeless =
+          n > 4 * kXorPrefix &&
+          static_cast<double>(XorBits(samples.first(kXorPrefix))) * static_cast<double>(n) >
+              1.5 * kXorPrefix * decimal_bits;
+      if (!xor_hopeless) {
+        const auto xor_bits = static_cast<double>(XorBits(samples));
+        decimal = decimal_bits <= xor_bits;
+        if (!decimal) value_bits = xor_bits;
+      }
     }
   } else if (n > 0) {
     value_bits = static_cast<double>(XorBits(samples));
@@ -851,11 +885,12 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   if (n >= 2) PutVarint(out, static_cast<uint64_t>(samples[n - 1].timestamp_ms) - first);
 
   std::vector<uint64_t> timestamps;
+  std::vector<uint64_t> ts_y;
   SeqPlan ts_plan;
   if (n >= 3) {
     timestamps.reserve(n);
     for (const Sample& s : samples) timestamps.push_back(static_cast<uint64_t>(s.timestamp_ms));
-    ts_plan = PlanSeq(timestamps, /*implied_base=*/true, &scratch);
+    ts_plan = PlanSeq(timestamps, /*implied_base=*/true, &ts_y);
     PutSeqDesc(ts_plan.desc, /*implied_base=*/true, out);
   }
   if (decimal) {
@@ -868,11 +903,11 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
 
   BitWriter w(out);
   if (n >= 3) {
-    WriteSeq(timestamps, ts_plan.desc, w);
+    WriteSeq(timestamps, ts_plan.desc, /*have_y=*/true, &ts_y, w);
     w.Finish();
   }
   if (decimal) {
-    if (n >= 2) WriteSeq(mantissas, value_plan.desc, w);
+    if (n >= 2) WriteSeq(mantissas, value_plan.desc, /*have_y=*/true, &value_y, w);
   } else {
     XorStream(samples, [&](uint64_t bits, int width) { w.Put(bits, width); });
   }
