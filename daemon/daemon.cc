@@ -66,13 +66,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   auto st = std::make_unique<State>();
   st->config = config;
 
-  storage::StoreOptions so;
-  so.path = config.data_dir;
-  so.sync = config.wal_sync;
-  so.max_series = config.max_series;
-  so.block_cache_bytes = config.block_cache_bytes;
-  so.write_buffer_bytes = config.write_buffer_bytes;
-  auto store = storage::SeriesStore::Open(so);
+  auto store = storage::SeriesStore::Open(config.store);
   if (!store.ok()) return store.status();
   st->store = *std::move(store);
 
@@ -116,7 +110,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
                                          " (is the port taken or the address wrong? set --grpc-listen)");
   }
   LogInfo("sheafd serving gRPC on port {} and HTTP /metrics on port {}; data in {}", st->grpc_port,
-          st->http_port, config.data_dir);
+          st->http_port, config.store.path);
   return std::unique_ptr<Daemon>(new Daemon(std::move(st)));
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/ingest_service.h"
+#include "storage/series_store.h"
 
 namespace grpc {
 class Channel;
@@ -18,14 +19,11 @@ class Channel;
 namespace sheaf::daemon {
 
 struct DaemonConfig {
+  DaemonConfig() { store.path = "./data"; }
   std::string grpc_listen = "127.0.0.1:7470";  // port 0 picks a free port
   std::string http_listen = "127.0.0.1:9470";  // port 0 picks a free port
-  std::string data_dir = "./data";
-  bool wal_sync = true;  // fsync the WAL before acknowledging
-  uint64_t max_series = 5'000'000;
+  storage::StoreOptions store;                  // data directory, durability, retention, memory
   uint64_t max_recv_message_bytes = 16ull << 20;  // after decompression
-  uint64_t block_cache_bytes = 64ull << 20;
-  uint64_t write_buffer_bytes = 64ull << 20;
   std::chrono::milliseconds grace_period = std::chrono::seconds(10);
   IngestOptions ingest;
 };

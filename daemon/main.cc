@@ -1,17 +1,20 @@
 // sheafd: receives metrics from agents, stores them, answers queries.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "daemon/daemon.h"
+#include "proto/duration.h"
 #include "proto/flags.h"
 #include "proto/log.h"
 
 namespace {
 
 using sheaf::daemon::DaemonConfig;
+namespace storage = sheaf::storage;
 
 // Written once everything listens, so scripts and tests can wait for a
 // file instead of sleeping: "grpc_port=N\nhttp_port=M\n".
@@ -27,6 +30,36 @@ bool WriteReadyFile(const std::string& path, int grpc_port, int http_port) {
   return !ec;
 }
 
+std::string RollupsText(const std::vector<sheaf::storage::RollupSpec>& rollups) {
+  std::string out;
+  for (const auto& r : rollups) {
+    if (!out.empty()) out += ",";
+    out += sheaf::FormatDuration(std::chrono::milliseconds(r.resolution_ms)) + ":" +
+           sheaf::FormatDuration(std::chrono::milliseconds(r.retention_ms));
+  }
+  return out;
+}
+
+// "1m:90d,1h:2y" -> rollups, finest first. "" means none.
+bool ParseRollups(const std::string& text, std::vector<sheaf::storage::RollupSpec>* out) {
+  std::vector<sheaf::storage::RollupSpec> rollups;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    size_t colon = item.find(':');
+    if (colon == std::string::npos) return false;
+    auto res = sheaf::ParseDuration(item.substr(0, colon));
+    auto ret = sheaf::ParseDuration(item.substr(colon + 1));
+    if (!res.ok() || !ret.ok() || res->count() <= 0) return false;
+    rollups.push_back({res->count(), ret->count()});
+  }
+  std::sort(rollups.begin(), rollups.end(), [](const auto& a, const auto& b) { return a.resolution_ms < b.resolution_ms; });
+  *out = rollups;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -39,12 +72,21 @@ int main(int argc, char** argv) {
   flags.ConfigFile(&config_file);
   flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
   flags.String("http-listen", &config.http_listen, "address for HTTP /metrics; port 0 picks one");
-  flags.String("data-dir", &config.data_dir, "directory of the RocksDB store");
-  flags.Bool("wal-sync", &config.wal_sync, "fsync the write-ahead log before acknowledging a batch");
-  flags.Uint("max-series", &config.max_series, "series limit; new series past it are rejected");
+  storage::StoreOptions& store = config.store;
+  std::string rollups = RollupsText(store.rollups);
+  flags.String("data-dir", &store.path, "directory of the RocksDB store");
+  flags.Bool("wal-sync", &store.sync, "fsync the write-ahead log before acknowledging a batch");
+  flags.Uint("max-series", &store.max_series, "series limit; new series past it are rejected");
+  flags.Duration("raw-retention", &store.raw_retention_ms, "how long raw samples are kept");
+  flags.String("rollups", &rollups, "rollup resolutions and how long each is kept, finest first");
+  flags.Duration("out-of-order-window", &store.out_of_order_window_ms,
+                 "how far behind a series' newest sample a sample may arrive and still be stored");
+  flags.Uint("max-head-samples", &store.max_head_samples,
+             "recent samples kept in memory (16 bytes each) before they are cut into blocks");
+  flags.Duration("head-flush-interval", &store.head_flush_interval_ms, "cut recent samples into blocks at least this often");
+  flags.Uint("block-cache-bytes", &store.block_cache_bytes, "RocksDB block cache size");
+  flags.Uint("write-buffer-bytes", &store.write_buffer_bytes, "RocksDB memtable budget across all column families");
   flags.Uint("max-recv-message-bytes", &config.max_recv_message_bytes, "largest batch accepted, after decompression");
-  flags.Uint("block-cache-bytes", &config.block_cache_bytes, "RocksDB block cache size");
-  flags.Uint("write-buffer-bytes", &config.write_buffer_bytes, "RocksDB memtable budget across all column families");
   flags.Duration("grace-period", &config.grace_period, "on SIGTERM, how long in-flight calls may take to finish");
   flags.Duration("accept-past", &config.ingest.limits.accept_past, "oldest sample accepted, relative to now");
   flags.Duration("accept-future", &config.ingest.limits.accept_future, "newest sample accepted, relative to now");
@@ -53,6 +95,11 @@ int main(int argc, char** argv) {
   flags.String("ready-file", &ready_file, "write the bound ports here once serving");
   flags.String("log-level", &log_level, "debug, info, warn or error");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
+  if (!ParseRollups(rollups, &store.rollups)) {
+    std::fprintf(stderr, "sheafd: --rollups \"%s\": expected RESOLUTION:RETENTION,... e.g. 1m:90d,1h:2y\n",
+                 rollups.c_str());
+    return 2;
+  }
   sheaf::LogLevel level;
   if (!sheaf::ParseLogLevel(log_level, &level)) {
     std::fprintf(stderr, "sheafd: --log-level: \"%s\" is not debug, info, warn or error\n", log_level.c_str());

@@ -58,7 +58,7 @@ std::string FormatDuration(std::chrono::milliseconds d) {
     out = "-";
     ms = -ms;
   }
-  for (int u = 5; u >= 0; --u) {  // w down to ms; years are not exact
+  for (int u = 4; u >= 0; --u) {  // d down to ms: "15d" reads better than "2w1d"
     int64_t n = ms / kUnits[u].ms;
     if (n > 0) {
       out += std::to_string(n) + std::string(kUnits[u].suffix);

@@ -118,6 +118,16 @@ void FlagSet::Duration(const std::string& name, std::chrono::milliseconds* targe
        }});
 }
 
+void FlagSet::Duration(const std::string& name, int64_t* target_ms, const std::string& help) {
+  Add({name, help, FormatDuration(std::chrono::milliseconds(*target_ms)), false, false,
+       [name, target_ms](const std::string& v) {
+         auto d = ParseDuration(v);
+         if (!d.ok()) return absl::InvalidArgumentError("--" + name + ": " + std::string(d.status().message()));
+         *target_ms = d->count();
+         return absl::OkStatus();
+       }});
+}
+
 void FlagSet::StringList(const std::string& name, std::vector<std::string>* target, const std::string& help) {
   std::string def;
   for (const auto& s : *target) def += (def.empty() ? "" : ",") + s;

@@ -29,6 +29,7 @@ class FlagSet {
   void Double(const std::string& name, double* target, const std::string& help);
   void Bool(const std::string& name, bool* target, const std::string& help);
   void Duration(const std::string& name, std::chrono::milliseconds* target, const std::string& help);
+  void Duration(const std::string& name, int64_t* target_ms, const std::string& help);
   void StringList(const std::string& name, std::vector<std::string>* target, const std::string& help);
 
   // Parses argv[1..]; arguments that are not flags go to *positional (if

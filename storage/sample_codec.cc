@@ -372,41 +372,40 @@ class WidthHistogram {
   void Add(size_t i, uint64_t u) { ++counts_[i & 3][std::bit_width(u)]; }
 
   // Estimated Rice bits for the best k, and that k. Assumes values spread
-  // evenly within a bucket; good enough to rank plans, and the chosen plan's
-  // k is then settled exactly (ExactBits).
+  // evenly within a bucket; good enough to rank plans. Integer arithmetic
+  // in half bits: this runs a few times per block.
   std::pair<int, double> EstimateRice() const {
-    std::array<uint64_t, 65> count{};
-    uint64_t n = 0;
-    int hi = 0;
+    std::array<uint64_t, 65> count;
     for (int b = 0; b <= 64; ++b) {
       count[b] = uint64_t{counts_[0][b]} + counts_[1][b] + counts_[2][b] + counts_[3][b];
-      n += count[b];
-      if (count[b] != 0) hi = b;
     }
+    int hi = 64;
+    while (hi > 0 && count[hi] == 0) --hi;
+    uint64_t n = 0;
+    for (int b = 0; b <= hi; ++b) n += count[b];
     // The best k sits a little below the typical width: try a few around
-    // the median bucket (above hi, every q is already 0).
+    // the median bucket.
     int median = 0;
     for (uint64_t seen = count[0]; 2 * seen < n;) seen += count[++median];
     int best_k = 0;
-    double best = std::numeric_limits<double>::infinity();
-    for (int k = std::max(0, median - 2); k <= std::min({hi, median + 1, 63}); ++k) {
-      double bits = static_cast<double>(n) * (k + 1);
+    uint64_t best = std::numeric_limits<uint64_t>::max();
+    for (int k = std::max(0, median - 2); k <= std::min(median + 1, 63); ++k) {
+      uint64_t halves = 2 * n * static_cast<uint64_t>(k + 1);
       for (int b = k + 1; b <= hi; ++b) {
-        const double c = static_cast<double>(count[b]);
-        const int e = b - 1 - k;  // q >= 2^e in bucket b
-        const double escape = c * (kEscapeQ + 6 + b - (k + 1));
-        if (e >= 5) {  // 2^5 > kEscapeQ: all escape
-          bits += escape;
-        } else {
-          bits += std::min(c * (e == 0 ? 1.0 : 1.5 * (1 << e) - 0.5), escape);
-        }
+        // Bucket b holds q in [2^e, 2^(e+1)), e = b - 1 - k: about
+        // 1.5 * 2^e - 0.5 on average, or an escape instead of the unary
+        // code and the k low bits.
+        const int e = b - 1 - k;
+        const auto escape = static_cast<uint64_t>(2 * (kEscapeQ + 6 + b - (k + 1)));
+        const uint64_t unary = e == 0 ? 2 : e >= 6 ? escape : (uint64_t{3} << e) - 1;
+        halves += count[b] * std::min(unary, escape);
       }
-      if (bits < best) {
-        best = bits;
+      if (halves < best) {
+        best = halves;
         best_k = k;
       }
     }
-    return {best_k, best};
+    return {best_k, static_cast<double>(best) / 2};
   }
 
  private:
@@ -494,7 +493,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
         zigzag.Add(sampled, ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
         offset.Add(sampled, (s - floor) >> shift);
         ++sampled;
-        per_value(s);
+        per_value(i, s);
       }
       if (sampled == 0) return sampled;
       const double scale = static_cast<double>(count) / static_cast<double>(sampled);
@@ -513,9 +512,22 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
 
     // j: dropping j low bits pays if enough values have them all zero.
     std::array<uint64_t, kMaxResidueBits + 1> divisible{};
-    const size_t sampled = cost(0, [&](uint64_t s) {
+    // The dod transform's y are these y's differences and share their gcd:
+    // estimate it from the same sample so that PlanSeq plans it in full only
+    // when it may win, which noisy series (most of them) never do.
+    WidthHistogram second;
+    size_t pairs = 0;
+    const size_t sampled = cost(0, [&](size_t i, uint64_t s) {
       ++divisible[std::min(std::countr_zero(s), kMaxResidueBits)];
+      if (!dod && !zero_flags && i > 0) {
+        const uint64_t dd = y[i] - y[i - 1];
+        second.Add(pairs++, ZigZag(g > 1 ? divider.Divide(dd) : dd));
+      }
     });
+    if (pairs > 0) {
+      best.dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
+                       static_cast<double>(pairs);
+    }
     int best_shift = 0;
     int64_t best_gain = 0;
     uint64_t at_least = 0;
@@ -536,7 +548,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
       uint64_t residue_bits = 0;
       const SeqPlan before = best;
       best = SeqPlan{};
-      cost(best_shift, [&](uint64_t s) {
+      cost(best_shift, [&](size_t, uint64_t s) {
         residue_bits += (s & low) != 0 ? 1 + static_cast<uint64_t>(best_shift) : 1;
       });
       best.bits += static_cast<double>(residue_bits) * static_cast<double>(count) /
@@ -545,19 +557,6 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     }
   }
 
-  // The dod transform's y are these y's differences, and share their gcd:
-  // estimate it from the same sample so that PlanSeq plans it in full only
-  // when it may win, which noisy series (most of them) never do.
-  if (!dod && m >= 2) {
-    WidthHistogram second;
-    size_t pairs = 0;
-    for (size_t i = 1; i < m; i += stride) {
-      const uint64_t dd = y[i] - y[i - 1];
-      second.Add(pairs++, ZigZag(g > 1 ? divider.Divide(dd) : dd));
-    }
-    best.dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
-                     static_cast<double>(pairs);
-  }
   return best;
 }
 
@@ -861,7 +860,7 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
       const double decimal_bits = 8.0 * (1 + VarintLength(ZigZag(mantissas[0]))) + value_bits;
       // Decimal values rarely lose; a prefix tells when xor is far behind
       // (the usual case) without a full pass.
-      constexpr size_t kXorPrefix = 32;
+      constexpr size_t kXorPrefix = 16;
       const bool xor_hopeless =
           n > 4 * kXorPrefix &&
           static_cast<double>(XorBits(samples.first(kXorPrefix))) * static_cast<double>(n) >
@@ -888,9 +887,21 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   std::vector<uint64_t> ts_y;
   SeqPlan ts_plan;
   if (n >= 3) {
-    timestamps.reserve(n);
-    for (const Sample& s : samples) timestamps.push_back(static_cast<uint64_t>(s.timestamp_ms));
-    ts_plan = PlanSeq(timestamps, /*implied_base=*/true, &ts_y);
+    // Regular scrapes are the common case: spot them without building the
+    // sequence.
+    const auto ts = [&](size_t i) { return static_cast<uint64_t>(samples[i].timestamp_ms); };
+    const uint64_t step = ts(1) - ts(0);
+    uint64_t irregular = 0;
+    for (size_t i = 2; i < n; ++i) irregular |= (ts(i) - ts(i - 1)) ^ step;
+    if (irregular == 0) {
+      ts_plan.desc.constant = true;
+      ts_plan.desc.base = step;
+      ts_plan.bits = 8;
+    } else {
+      timestamps.resize(n);
+      for (size_t i = 0; i < n; ++i) timestamps[i] = ts(i);
+      ts_plan = PlanSeq(timestamps, /*implied_base=*/true, &ts_y);
+    }
     PutSeqDesc(ts_plan.desc, /*implied_base=*/true, out);
   }
   if (decimal) {

@@ -33,8 +33,8 @@ std::unique_ptr<daemon::Daemon> StartDaemon(const std::string& dir, int port) {
   daemon::DaemonConfig config;
   config.grpc_listen = "127.0.0.1:" + std::to_string(port);
   config.http_listen = "127.0.0.1:0";
-  config.data_dir = dir;
-  config.wal_sync = false;
+  config.store.path = dir;
+  config.store.sync = false;
   auto d = daemon::Daemon::Start(config);
   EXPECT_TRUE(d.ok()) << d.status();
   return d.ok() ? *std::move(d) : nullptr;
