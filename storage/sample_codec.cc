@@ -467,6 +467,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
   const size_t stride = (m + kPlanSample - 1) / kPlanSample;
 
   SeqPlan best;
+  double dod_guess = std::numeric_limits<double>::infinity();
   // Zero flags cost a bit for every value, so they only pay off when zeros
   // are frequent; 1/32 is below any break-even point.
   for (bool zero_flags : {false, true}) {
@@ -475,12 +476,14 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     const uint64_t count = zero_flags ? m - zeros : m;
     const uint64_t mean = divider.Divide(
         static_cast<uint64_t>(static_cast<int64_t>(sum / static_cast<int64_t>(count))));
-    const uint64_t lowest =
-        divider.Divide(static_cast<uint64_t>(zero_flags ? min_nonzero : min));
-    // Zigzag around the mean (cheaper to find than the median, and as good
-    // here) or offset from the minimum, both floored to a multiple of 2^j
-    // so that the residues are the values' own low bits.
-    const auto cost = [&](int shift, auto&& per_value) {
+    const uint64_t lowest = divider.Divide(static_cast<uint64_t>(zero_flags ? min_nonzero : min));
+
+    // Histograms the sample under `shift` and keeps the better of zigzag
+    // around the mean (cheaper to find than the median, and as good here)
+    // and offset from the minimum, both floored to a multiple of 2^shift so
+    // that the residues are the values' own low bits. `residue_bits` is
+    // for the sample; per_value(i, s) sees every sampled value.
+    const auto consider = [&](int shift, uint64_t residue_bits, auto&& per_value) {
       const uint64_t low = Mask(shift);
       const uint64_t center = mean & ~low;
       const uint64_t floor = lowest & ~low;
@@ -490,12 +493,13 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
         const uint64_t v = y[i];
         if (zero_flags && v == 0) continue;
         const uint64_t s = g > 1 ? divider.Divide(v) : v;
-        zigzag.Add(sampled, ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
+        zigzag.Add(sampled,
+                   ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
         offset.Add(sampled, (s - floor) >> shift);
         ++sampled;
         per_value(i, s);
       }
-      if (sampled == 0) return sampled;
+      if (sampled == 0) return;
       const double scale = static_cast<double>(count) / static_cast<double>(sampled);
       d.shift = shift;
       for (bool is_offset : {false, true}) {
@@ -503,38 +507,42 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
         d.base = is_offset ? floor : center;
         const auto [k, rice_bits] = (is_offset ? offset : zigzag).EstimateRice();
         d.k = k;
-        const double bits = rice_bits * scale + (zero_flags ? static_cast<double>(m) : 0.0) +
+        const double bits = (rice_bits + static_cast<double>(residue_bits)) * scale +
+                            (zero_flags ? static_cast<double>(m) : 0.0) +
                             8.0 * DescBytes(d, implied_base);
-        if (bits < best.bits) best = {d, bits, 0};
+        if (bits < best.bits) best = {d, bits};
       }
-      return sampled;
     };
 
-    // j: dropping j low bits pays if enough values have them all zero.
+    // divisible[j]: sampled values with exactly j (or, for the last, at
+    // least kMaxResidueBits) trailing zero bits.
     std::array<uint64_t, kMaxResidueBits + 1> divisible{};
+    size_t sampled = 0;
     // The dod transform's y are these y's differences and share their gcd:
     // estimate it from the same sample so that PlanSeq plans it in full only
     // when it may win, which noisy series (most of them) never do.
     WidthHistogram second;
     size_t pairs = 0;
-    const size_t sampled = cost(0, [&](size_t i, uint64_t s) {
+    consider(0, 0, [&](size_t i, uint64_t s) {
       ++divisible[std::min(std::countr_zero(s), kMaxResidueBits)];
+      ++sampled;
       if (!dod && !zero_flags && i > 0) {
         const uint64_t dd = y[i] - y[i - 1];
         second.Add(pairs++, ZigZag(g > 1 ? divider.Divide(dd) : dd));
       }
     });
     if (pairs > 0) {
-      best.dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
-                       static_cast<double>(pairs);
+      dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
+                  static_cast<double>(pairs);
     }
+
+    // j > 0 drops j low bits from the Rice code for a residue of 1 bit, or
+    // 1 + j bits where they are not all zero: worth a look if that gains.
     int best_shift = 0;
     int64_t best_gain = 0;
     uint64_t at_least = 0;
     for (int j = kMaxResidueBits; j >= 1; --j) {
       at_least += divisible[j];
-      // Rice codes j fewer bits per value; the residue costs 1 bit, or
-      // 1 + j where the low bits are not zero.
       const int64_t gain = static_cast<int64_t>(at_least * j) - static_cast<int64_t>(sampled);
       if (gain > best_gain) {
         best_gain = gain;
@@ -542,21 +550,14 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
       }
     }
     if (best_shift > 0) {
-      // The residue bits join the estimate through `best`'s comparison:
-      // cost() adds what it knows, so add the residues here and recompare.
-      const uint64_t low = Mask(best_shift);
-      uint64_t residue_bits = 0;
-      const SeqPlan before = best;
-      best = SeqPlan{};
-      cost(best_shift, [&](size_t, uint64_t s) {
-        residue_bits += (s & low) != 0 ? 1 + static_cast<uint64_t>(best_shift) : 1;
-      });
-      best.bits += static_cast<double>(residue_bits) * static_cast<double>(count) /
-                   static_cast<double>(sampled);
-      if (before.bits <= best.bits) best = before;
+      uint64_t at_least_shift = 0;
+      for (int j = best_shift; j <= kMaxResidueBits; ++j) at_least_shift += divisible[j];
+      const uint64_t residue_bits =
+          sampled + (sampled - at_least_shift) * static_cast<uint64_t>(best_shift);
+      consider(best_shift, residue_bits, [](size_t, uint64_t) {});
     }
   }
-
+  best.dod_guess = dod_guess;
   return best;
 }
 
@@ -572,14 +573,11 @@ SeqPlan PlanSeq(std::span<const uint64_t> x, bool implied_base, std::vector<uint
   return delta;
 }
 
-// Writes the payload of x (size >= 2) under plan d. `y` is scratch, or
-// already holds d's transform of x if `have_y`.
-void WriteSeq(std::span<const uint64_t> x, const SeqDesc& d, bool have_y,
-              std::vector<uint64_t>* ys, BitWriter& w) {
+// Writes the payload for plan d; `ys` is d's transform (PlanSeq leaves it).
+void WriteSeq(std::span<const uint64_t> ys, const SeqDesc& d, BitWriter& w) {
   if (d.constant) return;
-  if (!have_y) Transform(x, d.dod, ys);
   const ExactDivider divider(d.gcd);
-  for (uint64_t y : *ys) {
+  for (uint64_t y : ys) {
     if (d.zero_flags) {
       w.Put(y == 0 ? 1 : 0, 1);
       if (y == 0) continue;
@@ -774,7 +772,8 @@ uint64_t XorBits(std::span<const Sample> samples) {
   return bits;
 }
 
-void ReadXor(BitReader& r, Sample* out, uint64_t n) {
+// False if a window does not fit in 64 bits, which no encoder writes.
+bool ReadXor(BitReader& r, Sample* out, uint64_t n) {
   uint64_t prev = r.ReadWide(64);
   out[0].value = std::bit_cast<double>(prev);
   int window_lead = 0;
@@ -790,13 +789,12 @@ void ReadXor(BitReader& r, Sample* out, uint64_t n) {
       window_lead = static_cast<int>((bits >> 2) & 31);
       window_len = static_cast<int>((bits >> 7) & 63) + 1;
       r.Skip(13);
-      // A corrupt header can claim more than 64 bits; clamp so that the shift
-      // stays defined (the value is garbage, which RocksDB's checksums catch).
-      window_len = std::min(window_len, 64 - window_lead);
+      if (window_len > 64 - window_lead) return false;
       prev ^= r.ReadWide(window_len) << (64 - window_lead - window_len);
     }
     out[i].value = std::bit_cast<double>(prev);
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -914,11 +912,11 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
 
   BitWriter w(out);
   if (n >= 3) {
-    WriteSeq(timestamps, ts_plan.desc, /*have_y=*/true, &ts_y, w);
+    WriteSeq(ts_y, ts_plan.desc, w);
     w.Finish();
   }
   if (decimal) {
-    if (n >= 2) WriteSeq(mantissas, value_plan.desc, /*have_y=*/true, &value_y, w);
+    if (n >= 2) WriteSeq(value_y, value_plan.desc, w);
   } else {
     XorStream(samples, [&](uint64_t bits, int width) { w.Put(bits, width); });
   }
@@ -1009,7 +1007,7 @@ absl::Status DecodeImpl(std::string_view block, std::vector<Sample>* out, BlockS
       }
     }
   } else {
-    ReadXor(r, samples, n);
+    if (!ReadXor(r, samples, n)) return fail("bad xor window");
   }
   size_t used;
   if (r.Overrun() || !r.AlignedEnd(&used)) return fail("truncated values");
