@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -22,6 +23,24 @@ uint64_t GetLE(const char* p) {
   return v;
 }
 
+// Sums and differences of decimals (what exporters send: 0.01 s of CPU,
+// whole bytes) come out of binary floating point a hair off the exact
+// decimal (0.1 + 0.2 = 0.30000000000000004). Snapping them back to the
+// nearest decimal of at most 9 fractional digits when that is within 1e-12
+// relative makes them exact again, which is more accurate and lets the
+// rollup columns use the codec's decimal mode instead of raw doubles.
+double SnapDecimal(double v) {
+  if (!std::isfinite(v) || v == 0) return v;
+  double scale = 1;
+  for (int p = 0; p <= 9; ++p, scale *= 10) {
+    double m = std::round(v * scale);
+    if (std::fabs(m) >= 9007199254740992.0) return v;  // 2^53: no exact mantissa
+    double snapped = m / scale;
+    if (std::fabs(snapped - v) <= std::fabs(v) * 1e-12) return snapped;
+  }
+  return v;
+}
+
 }  // namespace
 
 Aggregate Aggregate::Merge(const Aggregate& x, const Aggregate& y) {
@@ -31,7 +50,7 @@ Aggregate Aggregate::Merge(const Aggregate& x, const Aggregate& y) {
   const Aggregate& b = x.first_ts <= y.first_ts ? y : x;  // later
   Aggregate out;
   out.count = a.count + b.count;
-  out.sum = a.sum + b.sum;
+  out.sum = SnapDecimal(a.sum + b.sum);
   out.min = std::min(a.min, b.min);
   out.max = std::max(a.max, b.max);
   out.first_ts = a.first_ts;
@@ -42,7 +61,7 @@ Aggregate Aggregate::Merge(const Aggregate& x, const Aggregate& y) {
   out.counter = a.counter || b.counter;
   if (out.counter) {
     double seam = b.first >= a.last ? b.first - a.last : b.first;
-    out.increase = a.increase + b.increase + seam;
+    out.increase = SnapDecimal(a.increase + b.increase + seam);
   }
   return out;
 }
@@ -66,6 +85,8 @@ Aggregate Aggregate::Of(std::span<const Sample> samples, bool counter) {
       out.increase += v >= prev ? v - prev : v;
     }
   }
+  out.sum = SnapDecimal(out.sum);
+  out.increase = SnapDecimal(out.increase);
   return out;
 }
 
@@ -125,7 +146,7 @@ std::string EncodeRollupBlock(const RollupWindows& w) {
   for (const auto& [start, a] : w) {
     min_first &= SameBits(a.min, a.first);
     max_last &= SameBits(a.max, a.last);
-    inc_delta &= SameBits(a.increase, a.last - a.first);
+    inc_delta &= SameBits(a.increase, SnapDecimal(a.last - a.first));
   }
   if (counter) flags |= kCounter;
   if (min_first) flags |= kMinIsFirst;
@@ -175,7 +196,7 @@ absl::Status DecodeRollupBlock(std::string_view in, RollupWindows* out) {
     int c = 6;
     a.min = flags & kMinIsFirst ? a.first : col[c++][i].value;
     a.max = flags & kMaxIsLast ? a.last : col[c++][i].value;
-    a.increase = flags & kIncreaseIsDelta ? (a.counter ? a.last - a.first : 0) : col[c++][i].value;
+    a.increase = flags & kIncreaseIsDelta ? (a.counter ? SnapDecimal(a.last - a.first) : 0) : col[c++][i].value;
     out->emplace_back(start, a);
   }
   (void)base;

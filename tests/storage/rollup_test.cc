@@ -54,3 +54,51 @@ TEST(RollupTest, EncodeRoundTripsAndRejectsWrongSizes) {
 
 }  // namespace
 }  // namespace sheaf::storage
+
+namespace sheaf::storage {
+namespace {
+
+TEST(RollupTest, SumsOfDecimalsStayDecimal) {
+  // 0.1 + 0.2 is 0.30000000000000004 in binary floating point.
+  Aggregate a = Aggregate::Of(std::vector<Sample>{{1, 0.1}, {2, 0.2}}, false);
+  EXPECT_EQ(a.sum, 0.3);
+  Aggregate c = Aggregate::Of(std::vector<Sample>{{1, 12340.12}, {2, 12345.67}}, true);
+  EXPECT_EQ(c.increase, 5.55);
+  // Values that are not decimals are left alone.
+  Aggregate t = Aggregate::Of(std::vector<Sample>{{1, 1.0 / 3}, {2, 1.0 / 3}}, false);
+  EXPECT_EQ(t.sum, 1.0 / 3 + 1.0 / 3);
+}
+
+TEST(RollupTest, BlocksRoundTripAndMergeWindows) {
+  RollupWindows w = {{0, Aggregate::Of(std::vector<Sample>{{0, 1}, {30, 2}}, true)},
+                     {60, Aggregate::Of(std::vector<Sample>{{60, 0.5}, {90, 4.25}}, true)},
+                     {120, Aggregate::Of(std::vector<Sample>{{125, 7}}, true)}};
+  std::string block = EncodeRollupBlock(w);
+  RollupWindows back;
+  ASSERT_TRUE(DecodeRollupBlock(block, &back).ok());
+  ASSERT_EQ(back.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(back[i].first, w[i].first);
+    EXPECT_EQ(back[i].second.Encode(), w[i].second.Encode()) << i;
+  }
+  // A later fragment of window 120 merges into it.
+  RollupWindows more = {{120, Aggregate::Of(std::vector<Sample>{{150, 9}}, true)}};
+  std::string b2 = EncodeRollupBlock(more);
+  std::vector<std::string_view> parts = {block, b2};
+  auto merged = MergeRollupBlocks(parts);
+  ASSERT_TRUE(merged.ok());
+  back.clear();
+  ASSERT_TRUE(DecodeRollupBlock(*merged, &back).ok());
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[2].second.count, 2u);
+  EXPECT_EQ(back[2].second.increase, 2);
+  EXPECT_EQ(back[2].second.last, 9);
+  // Corrupt input is an error, not a crash.
+  for (size_t n = 0; n < block.size(); ++n) {
+    RollupWindows x;
+    EXPECT_FALSE(DecodeRollupBlock(std::string_view(block).substr(0, n), &x).ok()) << n;
+  }
+}
+
+}  // namespace
+}  // namespace sheaf::storage
