@@ -872,7 +872,8 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   } else if (n > 0) {
     value_bits = static_cast<double>(XorBits(samples));
   }
-  const BlockValueMode mode = decimal ? BlockValueMode::kDecimal : BlockValueMode::kXor;
+  const BlockValueMode mode =
+      decimal || n == 0 ? BlockValueMode::kDecimal : BlockValueMode::kXor;
 
   out->push_back(static_cast<char>(kFormatVersion << 4 | static_cast<uint8_t>(mode)));
   PutVarint(out, n);

@@ -44,12 +44,14 @@
 //   (bit_width(u) - 1) and u in bit_width(u) bits.
 //   [residue]    j > 0 only: 0 if t mod 2^j == 0, else 1 and j bits of it.
 //
-// The encoder picks, per block and per sequence, the transform, zero flags,
-// gcd, j, offset/zigzag and k that give the fewest bits. The point of each:
+// The gcd is exact (all values are multiples of it). The encoder picks the
+// transform, zero flags, j, offset/zigzag and k per block and per sequence
+// by estimated size, from bit-width histograms of a sample of ~128 values;
+// base is the mean (zigzag) or the minimum (offset). What each is for:
 // regular scrapes make timestamps constant (0 bits); counters that did not
 // move cost 1 bit with zero flags; byte counters in 512/1024/4096 units drop
-// those bits via the gcd; disk counters that are "mostly whole pages" keep
-// ~3 bits/sample via j; bursts cost an escape instead of a huge unary code.
+// those bits via the gcd; disk counters that are "mostly whole pages" save
+// ~2 bits/sample via j; bursts cost an escape instead of a huge unary code.
 //
 // Value modes:
 //   decimal  every value is exactly m * 10^e for one e in [-12, 12] with
@@ -106,9 +108,10 @@ std::string EncodeBlock(std::span<const Sample> samples,
 
 // Decodes a block. Errors (DATA_LOSS) on truncated, corrupt or trailing
 // bytes and on an unknown format version; never reads outside `block`, and
-// allocates at most ~128 samples per byte of block (or kMaxBlockSamples for
-// a constant regular series). The decoded timestamps are strictly increasing
-// and end at the header's last timestamp, or it is an error.
+// allocates at most 8 samples per byte of block (or kMaxBlockSamples for a
+// constant regular series). The decoded timestamps are strictly increasing
+// and end at the header's last timestamp, or it is an error. There is no
+// checksum: a flipped payload bit may decode to other values.
 absl::StatusOr<std::vector<Sample>> DecodeBlock(std::string_view block);
 // Same, appending to *out. On error *out keeps its previous contents.
 absl::Status DecodeBlockAppend(std::string_view block, std::vector<Sample>* out);

@@ -13,7 +13,7 @@ RUNS=${RUNS:-3}
 STREAMS=${STREAMS:-4}
 B=./build
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 metric() {  # metric NAME PORT -> value from /metrics
   python3 - "$1" "$2" <<'PY'

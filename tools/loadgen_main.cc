@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <thread>
 
@@ -49,6 +50,41 @@ int64_t NowMs() {
       .count();
 }
 
+// Point by point, as the load generator sends it; values in their shortest
+// exact form so the other system stores exactly the same doubles.
+int ExportFleet(tools::FleetGenerator fleet, int points, const std::string& path) {
+  FILE* out = std::fopen(path.c_str(), "w");
+  if (out == nullptr) {
+    std::fprintf(stderr, "sheaf-loadgen: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::vector<std::string> names;
+  for (const auto& s : fleet.series()) {
+    std::string name, labels;
+    for (const auto& [n, v] : s.labels) {
+      if (n == "__name__") {
+        name = v;
+        continue;
+      }
+      labels += (labels.empty() ? "" : ",") + n + "=\"" + v + "\"";
+    }
+    names.push_back(name + "{" + labels + "}");
+  }
+  uint64_t samples = 0;
+  char value[64];
+  for (int p = 0; p < points; ++p) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto [end, ec] = std::to_chars(value, value + sizeof(value), fleet.Value(i, p));
+      *end = '\0';
+      std::fprintf(out, "%s %s %lld\n", names[i].c_str(), value, static_cast<long long>(fleet.TimestampMs(p)));
+      ++samples;
+    }
+  }
+  std::fclose(out);
+  std::printf("samples %llu\n", static_cast<unsigned long long>(samples));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -57,6 +93,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   std::chrono::milliseconds interval = std::chrono::seconds(10), timeout = std::chrono::minutes(30);
   bool gzip = true, dry_run = false;
+  std::string export_path;
   FlagSet flags("sheaf-loadgen", "sheaf-loadgen [flags]");
   flags.String("addr", &addr, "sheafd's gRPC address");
   flags.Int("hosts", &hosts, "hosts in the fleet");
@@ -70,6 +107,9 @@ int main(int argc, char** argv) {
   flags.String("agent-prefix", &agent_prefix, "agent ids are PREFIX-0, PREFIX-1, ...");
   flags.Bool("gzip", &gzip, "compress with gzip");
   flags.Bool("dry-run", &dry_run, "send nothing; report bytes per sample on the wire");
+  flags.String("export", &export_path,
+               "send nothing; write the fleet to this file in Prometheus text format with timestamps "
+               "(for importing the same data into another system, e.g. VictoriaMetrics' /api/v1/import/prometheus)");
   flags.Duration("timeout", &timeout, "deadline of each stream");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (hosts < 1 || series_per_host < 1 || points < 1 || batch < 1 || streams < 1 || streams > hosts) {
@@ -94,6 +134,8 @@ int main(int argc, char** argv) {
     keys.push_back(SeriesKey(s.labels));
     types.push_back(s.kind == tools::FleetMetricKind::kCounter ? v1::METRIC_TYPE_COUNTER : v1::METRIC_TYPE_GAUGE);
   }
+
+  if (!export_path.empty()) return ExportFleet(prototype, static_cast<int>(points), export_path);
 
   auto channel = dry_run ? nullptr : grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
   const uint64_t seq_base = static_cast<uint64_t>(NowMs()) * 1000;

@@ -8,6 +8,8 @@
 //                             the input samples
 #include <benchmark/benchmark.h>
 
+#include <array>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
