@@ -27,8 +27,9 @@
 // y_i = (x_i - x_{i-1}) - (x_{i-1} - x_{i-2}) ("dod", delta of delta, with
 // the first delta in the descriptor). Descriptor:
 //
-//   flags  1 byte  bit 0 dod; bit 1 constant (every y_i equals base, no
-//                  payload); bit 2 zero flags; bit 3 offset (no zigzag);
+//   flags  1 byte  bit 0 dod; bit 1 constant (every y_i equals base, taken
+//                  as is; no payload; no other bits); bit 2 zero flags;
+//                  bit 3 offset (no zigzag);
 //                  bit 4 gcd present; bits 5-7 j (residue bits)
 //   first delta  zz varint   (dod only)
 //   gcd          varint >= 2 (gcd present only)
