@@ -490,49 +490,14 @@ class RocksSeriesStore : public SeriesStore {
   }
 
   absl::StatusOr<std::vector<std::string>> LabelNames() override {
-    std::vector<std::string> out;
-    std::string prefix = keys::PostingPrefix(kDefaultTenant, "", "").substr(0, 5);  // 'P' tenant
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
-    it->Seek(prefix);
-    while (it->Valid() && it->key().starts_with(prefix)) {
-      std::string_view rest = View(it->key()).substr(prefix.size());
-      auto n = keys::GetVarint(&rest);
-      if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
-      std::string name(rest.substr(0, *n));
-      out.push_back(name);
-      // Skip every posting of this name: its keys all start with
-      // prefix + lp(name); the next name sorts after lp(name) + 0xFF...
-      std::string next = prefix;
-      keys::PutVarint(next, name.size());
-      next += name;
-      next.append(10, '\xff');
-      it->Seek(next);
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "listing label names");
-    std::sort(out.begin(), out.end());
-    return out;
+    return DistinctPostingParts(keys::PostingPrefix(kDefaultTenant, "", "").substr(0, 5));  // 'P' tenant
   }
 
   absl::StatusOr<std::vector<std::string>> LabelValues(std::string_view name) override {
-    std::vector<std::string> out;
     std::string prefix = keys::PostingPrefix(kDefaultTenant, "", "").substr(0, 5);
     keys::PutVarint(prefix, name.size());
     prefix.append(name);
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
-    it->Seek(prefix);
-    while (it->Valid() && it->key().starts_with(prefix)) {
-      std::string_view rest = View(it->key()).substr(prefix.size());
-      auto n = keys::GetVarint(&rest);
-      if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
-      std::string value(rest.substr(0, *n));
-      std::string next = keys::PostingPrefix(kDefaultTenant, name, value);
-      next.append(9, '\xff');
-      out.push_back(std::move(value));
-      it->Seek(next);
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "listing label values");
-    std::sort(out.begin(), out.end());
-    return out;
+    return DistinctPostingParts(prefix);
   }
 
   StoreStats Stats() override {
@@ -772,6 +737,32 @@ class RocksSeriesStore : public SeriesStore {
     for (Entry& e : entries_) e.max_ts = kMaxTsUnknown;
     if (first) first_log_seq_ = next_log_seq_;
     return absl::OkStatus();
+  }
+
+  // The distinct length-prefixed strings that follow `prefix` in posting
+  // keys (label names after 'P' tenant; values after a name), sorted. One
+  // seek per distinct string: all keys of a string start with prefix + lp(s),
+  // and the next string's keys sort after prefix + lp(s) + 0xFF x 10 (a
+  // length varint ends in a byte < 0x80; an id is 8 bytes).
+  absl::StatusOr<std::vector<std::string>> DistinctPostingParts(const std::string& prefix) {
+    std::vector<std::string> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
+    it->Seek(prefix);
+    while (it->Valid() && it->key().starts_with(prefix)) {
+      std::string_view rest = View(it->key()).substr(prefix.size());
+      auto n = keys::GetVarint(&rest);
+      if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
+      std::string part(rest.substr(0, *n));
+      std::string next = prefix;
+      keys::PutVarint(next, part.size());
+      next += part;
+      next.append(10, '\xff');
+      out.push_back(std::move(part));
+      it->Seek(next);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "listing labels");
+    std::sort(out.begin(), out.end());  // keys order by length first
+    return out;
   }
 
   absl::StatusOr<std::vector<SeriesId>> Postings(const std::string& name, const std::string& value) {
