@@ -80,6 +80,16 @@ std::optional<Labels> DecodeCanonicalLabels(std::string_view in) {
 std::string SchemaVersionKey() { return "V"; }
 std::string NextSeriesIdKey() { return "N"; }
 std::string SampleCountKey() { return "C"; }
+std::string RolledUpUntilKey() { return "W"; }
+std::string RollupProgressKey() { return "D"; }
+
+std::string EncodeTime(int64_t t) {
+  std::string out;
+  PutFixed64BE(out, static_cast<uint64_t>(t) ^ kSignBit);
+  return out;
+}
+
+int64_t DecodeTime(std::string_view in) { return static_cast<int64_t>(GetFixed64BE(in) ^ kSignBit); }
 
 std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id) {
   std::string k = "A";
@@ -120,7 +130,7 @@ std::string SeriesTimeKey(SeriesId id, int64_t time_ms) {
   std::string k;
   k.reserve(16);
   PutFixed64BE(k, id);
-  PutFixed64BE(k, static_cast<uint64_t>(time_ms) ^ kSignBit);
+  k += EncodeTime(time_ms);
   return k;
 }
 

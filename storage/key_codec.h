@@ -8,6 +8,11 @@
 //     'N'                              -> next series id  (fixed64 BE)
 //     'C'                              -> samples stored  (fixed64 BE)
 //     'A' tenant(4) agent_id           -> highest durable sequence (fixed64 BE)
+//     'W'                              -> rolled up until (ms, fixed64 BE of
+//                                         the sign-flipped int64): raw data
+//                                         before it is in the rollups
+//     'D'                              -> a roll-up in progress: target (8)
+//                                         and the next series id to do (8)
 //   "index"
 //     'S' tenant(4) canonical_labels   -> series id (8) type (1)
 //     'I' series_id(8)                 -> tenant (4) type (1) canonical_labels
@@ -66,6 +71,11 @@ std::optional<Labels> DecodeCanonicalLabels(std::string_view in);
 std::string SchemaVersionKey();
 std::string NextSeriesIdKey();
 std::string SampleCountKey();
+std::string RolledUpUntilKey();
+std::string RollupProgressKey();
+// int64 <-> 8 bytes that sort like the numbers (sign bit flipped, BE).
+std::string EncodeTime(int64_t t);
+int64_t DecodeTime(std::string_view in);  // REQUIRES: in.size() >= 8
 std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id);
 
 std::string SeriesByLabelsKey(TenantId tenant, std::string_view canonical_labels);

@@ -81,21 +81,19 @@ class RetentionFilter : public rocksdb::CompactionFilter {
 
 class RetentionFilterFactory : public rocksdb::CompactionFilterFactory {
  public:
-  RetentionFilterFactory(int64_t window_ms, int64_t retention_ms, std::function<int64_t()> now_ms)
-      : window_ms_(window_ms), retention_ms_(retention_ms), now_ms_(std::move(now_ms)) {}
+  RetentionFilterFactory(int64_t window_ms, std::function<int64_t()> cutoff_ms)
+      : window_ms_(window_ms), cutoff_ms_(std::move(cutoff_ms)) {}
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& /*context*/) override {
-    if (retention_ms_ <= 0) return nullptr;
     // One cutoff per compaction: the clock is read once, not per key.
-    return std::make_unique<RetentionFilter>(window_ms_, now_ms_() - retention_ms_);
+    return std::make_unique<RetentionFilter>(window_ms_, cutoff_ms_());
   }
   const char* Name() const override { return "sheaf.RetentionFactory"; }
 
  private:
   int64_t window_ms_;
-  int64_t retention_ms_;
-  std::function<int64_t()> now_ms_;
+  std::function<int64_t()> cutoff_ms_;
 };
 
 }  // namespace
@@ -109,9 +107,9 @@ std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() {
   return std::make_shared<BlockListMergeOperator>("sheaf.RollupBlockMerge", &MergeRollupBlocks);
 }
 
-std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms, int64_t retention_ms,
-                                                                             std::function<int64_t()> now_ms) {
-  return std::make_shared<RetentionFilterFactory>(window_ms, retention_ms, std::move(now_ms));
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
+                                                                             std::function<int64_t()> cutoff_ms) {
+  return std::make_shared<RetentionFilterFactory>(window_ms, std::move(cutoff_ms));
 }
 
 }  // namespace sheaf::storage

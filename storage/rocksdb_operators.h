@@ -20,10 +20,10 @@ std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator();
 // Operands and values are rollup blocks; the merge is MergeRollupBlocks.
 std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator();
 
-// Drops keys (series_id, window_start) whose window ended more than
-// `retention_ms` before now_ms(). retention_ms <= 0 keeps everything.
-std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(
-    int64_t window_ms, int64_t retention_ms, std::function<int64_t()> now_ms);
+// Drops keys (series_id, window_start) whose window of `window_ms` ended at
+// or before cutoff_ms(), read once per compaction.
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
+                                                                             std::function<int64_t()> cutoff_ms);
 
 }  // namespace sheaf::storage
 

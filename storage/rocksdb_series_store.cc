@@ -14,8 +14,15 @@
 //
 // Out-of-order samples (within out_of_order_window_ms of the series' newest)
 // go into the head if they fall inside its time range, otherwise straight
-// into their block and rollup windows as merge operands. Every sample in a
-// block is older than every sample in its series' head.
+// into their block as a merge operand. Every sample in a block is older than
+// every sample in its series' head.
+//
+// Rollups are built by rolling up raw blocks once they are
+// downsample_after_ms old, a slab of time at a time, up to a watermark kept
+// in meta ("rolled up until"); the raw retention filter never drops raw data
+// past the watermark, and reads compute windows after it from raw samples.
+// So fresh data costs its raw bytes only. A late sample older than the
+// watermark adds its rollup operands at once.
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
@@ -164,7 +171,12 @@ class RocksSeriesStore : public SeriesStore {
       return absl::InvalidArgumentError("block window must be > 0 and out-of-order window >= 0");
     }
     for (const RollupSpec& r : options_.rollups) {
-      if (r.resolution_ms <= 0) return absl::InvalidArgumentError("rollup resolutions must be > 0");
+      // Roll-up slabs are whole blocks; a window must not straddle two.
+      if (r.resolution_ms <= 0 || options_.block_window_ms % r.resolution_ms != 0) {
+        return absl::InvalidArgumentError("rollup resolution " + std::to_string(r.resolution_ms) +
+                                          " ms must divide the block window of " +
+                                          std::to_string(options_.block_window_ms) + " ms");
+      }
     }
     std::error_code ec;
     std::filesystem::create_directories(options.path, ec);
@@ -195,8 +207,12 @@ class RocksSeriesStore : public SeriesStore {
     };
     rocksdb::ColumnFamilyOptions samples_cf = base();
     samples_cf.merge_operator = NewBlockMergeOperator();
-    samples_cf.compaction_filter_factory =
-        NewRetentionFilterFactory(options_.block_window_ms, options_.raw_retention_ms, options_.now_ms);
+    // Raw data goes only once it is rolled up (or if there are no rollups).
+    // NOTE: reads rolled_up_until_, loaded before any compaction can start.
+    samples_cf.compaction_filter_factory = NewRetentionFilterFactory(options_.block_window_ms, [this] {
+      int64_t cutoff = options_.now_ms() - options_.raw_retention_ms;
+      return options_.rollups.empty() ? cutoff : std::min(cutoff, rolled_up_until_.load());
+    });
     families.push_back({keys::kSamplesFamily, samples_cf});
     rocksdb::ColumnFamilyOptions log_cf = base();
     log_cf.compression = rocksdb::kNoCompression;  // short-lived: deleted at the next head flush
@@ -204,8 +220,9 @@ class RocksSeriesStore : public SeriesStore {
     for (const RollupSpec& r : options_.rollups) {
       rocksdb::ColumnFamilyOptions cf = base();
       cf.merge_operator = NewRollupMergeOperator();
-      cf.compaction_filter_factory =
-          NewRetentionFilterFactory(RollupBlockMs(r.resolution_ms), r.retention_ms, options_.now_ms);
+      const int64_t retention = r.retention_ms;
+      cf.compaction_filter_factory = NewRetentionFilterFactory(
+          RollupBlockMs(r.resolution_ms), [this, retention] { return options_.now_ms() - retention; });
       families.push_back({keys::RollupFamily(r.resolution_ms), cf});
     }
     rocksdb::DB* db = nullptr;
@@ -362,7 +379,7 @@ class RocksSeriesStore : public SeriesStore {
     if (head_samples_ >= options_.max_head_samples ||
         options_.now_ms() - last_flush_ms_ >= options_.head_flush_interval_ms) {
       // The batch is durable already; a failed cut leaves it in the log.
-      (void)FlushHeads();
+      (void)CutAndRollUp();
     }
     return result;
   }
@@ -444,41 +461,59 @@ class RocksSeriesStore : public SeriesStore {
     if (r == options_.rollups.size()) {
       return absl::InvalidArgumentError("no rollup at resolution " + std::to_string(resolution_ms) + " ms");
     }
-    std::map<int64_t, Aggregate> windows;
-    std::vector<Sample> head;
+    const int64_t first_window = keys::WindowStart(start_ms, resolution_ms);
     bool counter = false;
     std::unique_ptr<rocksdb::Iterator> it;
+    int64_t until;
+    std::vector<Sample> late;  // head samples older than the watermark: not in the rollups until the next cut
     {
       std::shared_lock lock(mu_);
+      // Watermark, head and snapshot together, so a cut can't slip between.
       std::lock_guard head_lock(head_mu_);
+      until = rolled_up_until_;
       if (id >= 1 && id <= entries_.size()) {
-        head = entries_[id - 1].head;
         counter = entries_[id - 1].type == MetricType::kCounter;
+        for (const Sample& x : entries_[id - 1].head) {
+          if (x.timestamp_ms < until) late.push_back(x);
+        }
       }
       it.reset(db_->NewIterator(rocksdb::ReadOptions(), rollups_[r]));
     }
-    const std::string upper = keys::SeriesTimeKey(id, end_ms);
-    RollupWindows stored;
-    for (it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, RollupBlockMs(resolution_ms))));
-         it->Valid() && View(it->key()) <= upper; it->Next()) {
-      stored.clear();
-      if (auto s = DecodeRollupBlock(View(it->value()), &stored); !s.ok()) {
-        return absl::DataLossError("series " + std::to_string(id) + ": " + std::string(s.message()));
+    std::vector<Window> out;
+    // Rolled up: the stored windows.
+    if (first_window < until) {
+      const std::string upper = keys::SeriesTimeKey(id, std::min(end_ms, until - 1));
+      RollupWindows stored;
+      for (it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(first_window, RollupBlockMs(resolution_ms))));
+           it->Valid() && View(it->key()) <= upper; it->Next()) {
+        stored.clear();
+        if (auto s = DecodeRollupBlock(View(it->value()), &stored); !s.ok()) {
+          return absl::DataLossError("series " + std::to_string(id) + ": " + std::string(s.message()));
+        }
+        for (auto& [w, a] : stored) {
+          if (w >= first_window && w <= end_ms && w < until) out.emplace_back(w, a);
+        }
       }
-      for (auto& [w, a] : stored) {
-        if (w + resolution_ms > start_ms && w <= end_ms) windows[w] = a;
+      if (!it->status().ok()) return FromRocks(it->status(), "reading rollups");
+      if (!late.empty()) {
+        std::map<int64_t, Aggregate> merged(out.begin(), out.end());
+        for (auto& [w, a] : Aggregates(late, resolution_ms, counter)) {
+          if (w < first_window || w > end_ms) continue;
+          auto [pos, inserted] = merged.try_emplace(w, a);
+          if (!inserted) pos->second = Aggregate::Merge(pos->second, a);
+        }
+        out.assign(merged.begin(), merged.end());
       }
     }
-    if (!it->status().ok()) return FromRocks(it->status(), "reading rollups");
-    ForEachWindow(head, resolution_ms, [&](int64_t w, const Sample* first, size_t n) {
-      if (w + resolution_ms <= start_ms || w > end_ms) return;
-      auto agg = Aggregate::Of(std::span<const Sample>(first, n), counter);
-      auto [pos, inserted] = windows.try_emplace(w, agg);
-      if (!inserted) pos->second = Aggregate::Merge(pos->second, agg);
-    });
-    std::vector<Window> out;
-    for (auto& [w, a] : windows) {
-      if (w >= keys::WindowStart(start_ms, resolution_ms) && w <= end_ms) out.emplace_back(w, a);
+    // Not rolled up yet: computed from raw samples, head included.
+    if (end_ms >= until) {
+      const int64_t from = std::max(first_window, until);
+      const int64_t to = keys::WindowStart(end_ms, resolution_ms) + (resolution_ms - 1);
+      std::vector<Sample> raw;
+      auto samples = Read(id, from, to);
+      for (; samples->Valid(); samples->Next()) raw.push_back(samples->sample());
+      if (!samples->status().ok()) return samples->status();
+      for (auto& w : Aggregates(raw, resolution_ms, counter)) out.push_back(std::move(w));
     }
     return out;
   }
@@ -528,13 +563,14 @@ class RocksSeriesStore : public SeriesStore {
     st.disk_bytes += st.wal_bytes;
     st.write_stalls = stalls_->stalls;
     st.block_cache_bytes = block_cache_->GetUsage();
+    st.rolled_up_until_ms = rolled_up_until_;
     return st;
   }
 
   absl::Status Flush() override {
     {
       std::lock_guard append_lock(append_mu_);
-      if (auto s = FlushHeads(); !s.ok()) return s;
+      if (auto s = CutAndRollUp(); !s.ok()) return s;
     }
     rocksdb::FlushOptions fo;
     fo.wait = true;
@@ -581,18 +617,22 @@ class RocksSeriesStore : public SeriesStore {
   }
 
   // Adds merge operands for `samples` (sorted) of one series to the sample
-  // blocks and every rollup.
+  // blocks, and to the rollups for those older than the roll-up watermark
+  // (newer ones are rolled up from the blocks later).
   void WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples) {
     ForEachWindow(samples, options_.block_window_ms, [&](int64_t w, const Sample* first, size_t n) {
       wb.Merge(samples_, keys::SeriesTimeKey(id, w), EncodeBlock(std::span<const Sample>(first, n)));
     });
+    const int64_t until = rolled_up_until_;
+    auto old_end = std::lower_bound(samples.begin(), samples.end(), Sample{until, 0}, ByTime);
+    if (old_end != samples.begin()) WriteRollups(wb, id, type, std::vector<Sample>(samples.begin(), old_end));
+  }
+
+  // Rollup operands for `samples` (sorted), one per rollup block touched.
+  void WriteRollups(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples) {
     for (size_t r = 0; r < options_.rollups.size(); ++r) {
       const int64_t res = options_.rollups[r].resolution_ms;
-      RollupWindows windows;
-      ForEachWindow(samples, res, [&](int64_t w, const Sample* first, size_t n) {
-        windows.emplace_back(w, Aggregate::Of(std::span<const Sample>(first, n), type == MetricType::kCounter));
-      });
-      // One operand per rollup block the windows fall into.
+      RollupWindows windows = Aggregates(samples, res, type == MetricType::kCounter);
       const int64_t block_ms = RollupBlockMs(res);
       for (size_t i = 0; i < windows.size();) {
         const int64_t block = keys::WindowStart(windows[i].first, block_ms);
@@ -603,6 +643,65 @@ class RocksSeriesStore : public SeriesStore {
         i = j;
       }
     }
+  }
+
+  static RollupWindows Aggregates(const std::vector<Sample>& samples, int64_t res, bool counter) {
+    RollupWindows windows;
+    ForEachWindow(samples, res, [&](int64_t w, const Sample* first, size_t n) {
+      windows.emplace_back(w, Aggregate::Of(std::span<const Sample>(first, n), counter));
+    });
+    return windows;
+  }
+
+  // Rolls up raw data older than downsample_after_ms, whole block windows at
+  // a time, in chunks of series; each chunk records its progress in the
+  // same write, so a crash resumes without counting anything twice.
+  // REQUIRES: append_mu_ held.
+  absl::Status RollUp() {
+    if (options_.rollups.empty()) return absl::OkStatus();
+    const int64_t target =
+        keys::WindowStart(options_.now_ms() - options_.downsample_after_ms, options_.block_window_ms);
+    const int64_t from = rolled_up_until_;
+    if (target <= from) return absl::OkStatus();
+    SeriesId next = 1;
+    std::string progress;
+    auto s = db_->Get(rocksdb::ReadOptions(), meta_, keys::RollupProgressKey(), &progress);
+    if (s.ok() && progress.size() == 16 && keys::DecodeTime(progress) == target) {
+      next = keys::GetFixed64BE(std::string_view(progress).substr(8));
+    } else if (!s.ok() && !s.IsNotFound()) {
+      return FromRocks(s, "reading roll-up progress");
+    }
+    size_t count;
+    {
+      std::shared_lock lock(mu_);
+      count = entries_.size();
+    }
+    constexpr SeriesId kChunk = 512;
+    for (; next <= count; next += kChunk) {
+      rocksdb::WriteBatch wb;
+      for (SeriesId id = next; id < next + kChunk && id <= count; ++id) {
+        std::vector<Sample> raw;
+        auto it = Read(id, from, target - 1);
+        for (; it->Valid(); it->Next()) raw.push_back(it->sample());
+        if (!it->status().ok()) return it->status();
+        MetricType type;
+        {
+          std::shared_lock lock(mu_);
+          type = entries_[id - 1].type;
+        }
+        if (!raw.empty()) WriteRollups(wb, id, type, raw);
+      }
+      std::string p = keys::EncodeTime(target);
+      keys::PutFixed64BE(p, next + kChunk);
+      wb.Put(meta_, keys::RollupProgressKey(), p);
+      if (auto w = db_->Write(rocksdb::WriteOptions(), &wb); !w.ok()) return FromRocks(w, "writing rollups");
+    }
+    rocksdb::WriteBatch done;
+    done.Put(meta_, keys::RolledUpUntilKey(), keys::EncodeTime(target));
+    done.Delete(meta_, keys::RollupProgressKey());
+    if (auto w = db_->Write(rocksdb::WriteOptions(), &done); !w.ok()) return FromRocks(w, "writing roll-up watermark");
+    rolled_up_until_ = target;
+    return absl::OkStatus();
   }
 
   // Cuts every head into blocks and rollups and deletes the log they came
@@ -631,6 +730,12 @@ class RocksSeriesStore : public SeriesStore {
     head_samples_ = 0;
     first_log_seq_ = next_log_seq_;
     return absl::OkStatus();
+  }
+
+  // A cut, then whatever roll-up is due. REQUIRES: append_mu_ held.
+  absl::Status CutAndRollUp() {
+    if (auto s = FlushHeads(); !s.ok()) return s;
+    return RollUp();
   }
 
   // REQUIRES: append_mu_ held, mu_ shared.
@@ -686,6 +791,9 @@ class RocksSeriesStore : public SeriesStore {
     s = db_->Get(rocksdb::ReadOptions(), meta_, keys::SampleCountKey(), &v);
     if (s.ok() && v.size() == 8) sample_count_ = keys::GetFixed64BE(v);
     else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "reading sample count");
+    s = db_->Get(rocksdb::ReadOptions(), meta_, keys::RolledUpUntilKey(), &v);
+    if (s.ok() && v.size() == 8) rolled_up_until_ = keys::DecodeTime(v);
+    else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "reading the roll-up watermark");
 
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
     std::string prefix(1, keys::kSeriesByIdPrefix);
@@ -798,6 +906,7 @@ class RocksSeriesStore : public SeriesStore {
   uint64_t next_log_seq_ = 1;
   uint64_t first_log_seq_ = 1;  // oldest log record not yet cut
   int64_t last_flush_ms_ = 0;
+  std::atomic<int64_t> rolled_up_until_ = INT64_MIN;  // raw data before this is in the rollups
 
   std::atomic<uint64_t> sample_count_ = 0;
   std::mutex agents_mu_;

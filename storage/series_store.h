@@ -49,8 +49,12 @@ struct StoreOptions {
   // series, and dropped once older than raw_retention_ms.
   int64_t block_window_ms = 2 * 3'600'000;
   int64_t raw_retention_ms = 15 * kDayMs;
-  // Rollup resolutions, finest first.
+  // Rollup resolutions, finest first. Rollups are built from raw blocks
+  // once those are downsample_after_ms old (fresh data costs raw bytes
+  // only); until then ReadRollup computes the windows from raw samples, with
+  // the same answer. Raw data is never dropped before it is rolled up.
   std::vector<RollupSpec> rollups = {{60'000, 90 * kDayMs}, {3'600'000, 730 * kDayMs}};
+  int64_t downsample_after_ms = 2 * kDayMs;
   // A sample older than its series' newest sample by more than this is
   // rejected (counted in AppendResult::too_old); within it, it is stored in
   // time order (same timestamp: last write wins).
@@ -128,6 +132,7 @@ struct StoreStats {
   uint64_t head_samples = 0;              // samples in memory not yet in blocks
   uint64_t memtable_bytes = 0;
   uint64_t block_cache_bytes = 0;         // in use
+  int64_t rolled_up_until_ms = 0;         // raw data before this is in the rollups
 };
 
 class SeriesStore {
@@ -157,8 +162,9 @@ class SeriesStore {
   virtual std::unique_ptr<SampleIterator> Read(SeriesId id, int64_t start_ms, int64_t end_ms) = 0;
 
   // Rollup windows of `id` at one of the configured resolutions that start
-  // in [start_ms, end_ms], in time order, including samples still in the
-  // head. INVALID_ARGUMENT for a resolution that is not configured.
+  // in [start_ms, end_ms], in time order: stored windows where data was
+  // rolled up, computed from raw samples (head included) after that.
+  // INVALID_ARGUMENT for a resolution that is not configured.
   using Window = std::pair<int64_t, Aggregate>;  // window start, aggregate
   virtual absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
                                                          int64_t end_ms) = 0;
