@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
   flags.Uint("max-series", &store.max_series, "series limit; new series past it are rejected");
   flags.Duration("raw-retention", &store.raw_retention_ms, "how long raw samples are kept");
   flags.String("rollups", &rollups, "rollup resolutions and how long each is kept, finest first");
+  flags.Duration("downsample-after", &store.downsample_after_ms,
+                 "raw data this old is rolled up (newer windows are computed from raw samples when read)");
   flags.Duration("out-of-order-window", &store.out_of_order_window_ms,
                  "how far behind a series' newest sample a sample may arrive and still be stored");
   flags.Uint("max-head-samples", &store.max_head_samples,
