@@ -12,17 +12,6 @@
 namespace sheaf::storage {
 namespace {
 
-constexpr size_t kEncodedSize = 9 * 8 + 1;
-
-void PutLE(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetLE(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
 // Sums and differences of decimals (what exporters send: 0.01 s of CPU,
 // whole bytes) come out of binary floating point a hair off the exact
 // decimal (0.1 + 0.2 = 0.30000000000000004). Snapping them back to the
@@ -88,37 +77,6 @@ Aggregate Aggregate::Of(std::span<const Sample> samples, bool counter) {
   out.sum = SnapDecimal(out.sum);
   out.increase = SnapDecimal(out.increase);
   return out;
-}
-
-std::string Aggregate::Encode() const {
-  std::string out;
-  out.reserve(kEncodedSize);
-  PutLE(out, count);
-  for (double d : {sum, min, max}) PutLE(out, std::bit_cast<uint64_t>(d));
-  PutLE(out, static_cast<uint64_t>(first_ts));
-  PutLE(out, std::bit_cast<uint64_t>(first));
-  PutLE(out, static_cast<uint64_t>(last_ts));
-  PutLE(out, std::bit_cast<uint64_t>(last));
-  PutLE(out, std::bit_cast<uint64_t>(increase));
-  out.push_back(counter ? 1 : 0);
-  return out;
-}
-
-std::optional<Aggregate> Aggregate::Decode(std::string_view in) {
-  if (in.size() != kEncodedSize) return std::nullopt;
-  const char* p = in.data();
-  Aggregate a;
-  a.count = GetLE(p);
-  a.sum = std::bit_cast<double>(GetLE(p + 8));
-  a.min = std::bit_cast<double>(GetLE(p + 16));
-  a.max = std::bit_cast<double>(GetLE(p + 24));
-  a.first_ts = static_cast<int64_t>(GetLE(p + 32));
-  a.first = std::bit_cast<double>(GetLE(p + 40));
-  a.last_ts = static_cast<int64_t>(GetLE(p + 48));
-  a.last = std::bit_cast<double>(GetLE(p + 56));
-  a.increase = std::bit_cast<double>(GetLE(p + 64));
-  a.counter = p[72] != 0;
-  return a;
 }
 
 namespace {

@@ -45,10 +45,7 @@ struct Aggregate {
   // REQUIRES: samples sorted by time, non-empty.
   static Aggregate Of(std::span<const Sample> samples, bool counter);
 
-  // Fixed 73-byte little-endian layout: count(8) sum(8) min(8) max(8)
-  // first_ts(8) first(8) last_ts(8) last(8) increase(8) flags(1).
-  std::string Encode() const;
-  static std::optional<Aggregate> Decode(std::string_view in);
+  friend bool operator==(const Aggregate&, const Aggregate&) = default;
 };
 
 // A run of windows of one series, window start and aggregate, sorted by

@@ -39,19 +39,6 @@ TEST(RollupTest, MergeEqualsAggregatingTheUnionInEitherOrder) {
   EXPECT_EQ(Aggregate::Merge(Aggregate{}, a).count, a.count);
 }
 
-TEST(RollupTest, EncodeRoundTripsAndRejectsWrongSizes) {
-  Aggregate a = Aggregate::Of(std::vector<Sample>{{-5, -1.5}, {7, 2.25}}, true);
-  auto d = Aggregate::Decode(a.Encode());
-  ASSERT_TRUE(d.has_value());
-  EXPECT_EQ(d->count, 2u);
-  EXPECT_EQ(d->first_ts, -5);
-  EXPECT_EQ(d->min, -1.5);
-  EXPECT_EQ(d->last, 2.25);
-  EXPECT_TRUE(d->counter);
-  EXPECT_FALSE(Aggregate::Decode("short").has_value());
-  EXPECT_FALSE(Aggregate::Decode(a.Encode() + "x").has_value());
-}
-
 }  // namespace
 }  // namespace sheaf::storage
 
@@ -79,7 +66,7 @@ TEST(RollupTest, BlocksRoundTripAndMergeWindows) {
   ASSERT_EQ(back.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(back[i].first, w[i].first);
-    EXPECT_EQ(back[i].second.Encode(), w[i].second.Encode()) << i;
+    EXPECT_EQ(back[i].second, w[i].second) << i;
   }
   // A later fragment of window 120 merges into it.
   RollupWindows more = {{120, Aggregate::Of(std::vector<Sample>{{150, 9}}, true)}};

@@ -355,7 +355,7 @@ TEST_F(SeriesStoreTest, FreshDataIsRolledUpFromRawOnceOldEnoughAndRawWaitsForIt)
   ASSERT_EQ(after->size(), before->size());
   for (size_t i = 0; i < after->size(); ++i) {
     EXPECT_EQ((*after)[i].first, (*before)[i].first);
-    EXPECT_EQ((*after)[i].second.Encode(), (*before)[i].second.Encode()) << i;
+    EXPECT_EQ((*after)[i].second, (*before)[i].second) << i;
   }
   // The watermark survives a reopen.
   int64_t until = store_->Stats().rolled_up_until_ms;
