@@ -12,7 +12,9 @@ HTTP=${SHEAF_HTTP_LISTEN:-127.0.0.1:9470}
 mkdir -p data
 rm -f data/.ready
 
-./build/daemon/sheafd --grpc-listen "$GRPC" --http-listen "$HTTP" --data-dir ./data --ready-file data/.ready &
+# setsid: Ctrl-C reaches only this script, whose trap stops the agent
+# first (so its last batches are acknowledged), then the daemon.
+setsid ./build/daemon/sheafd --grpc-listen "$GRPC" --http-listen "$HTTP" --data-dir ./data --ready-file data/.ready &
 daemon_pid=$!
 agent_pid=""
 stop() {
@@ -28,7 +30,7 @@ for _ in $(seq 100); do
 done
 [ -f data/.ready ] || { echo "sheafd did not become ready in 10 s"; stop; exit 1; }
 
-./build/agent/sheaf-agent --daemon "$GRPC" --interval 10s --stream-max-age 10s &
+setsid ./build/agent/sheaf-agent --daemon "$GRPC" --interval 10s --stream-max-age 10s &
 agent_pid=$!
 
 cat <<TXT
