@@ -49,6 +49,11 @@ void StopExposer(std::unique_ptr<prometheus::Exposer> exposer, int port) {
 }  // namespace
 
 struct Daemon::State {
+  // Also when Start fails after the HTTP server is up (a taken gRPC port).
+  ~State() {
+    if (exposer) StopExposer(std::move(exposer), http_port);
+  }
+
   DaemonConfig config;
   std::unique_ptr<storage::SeriesStore> store;
   std::unique_ptr<DaemonMetrics> metrics;

@@ -26,29 +26,25 @@ std::string Bin(const char* env) {
   return v ? v : "";
 }
 
-// Value of `key N` or `"key":N` in a tool's output; -1 if absent.
+// Value of `key N`, `key=N` or `"key":N` in a tool's output; -1 if absent.
 int64_t Field(const std::string& out, const std::string& key) {
   std::smatch m;
-  std::regex re("\"?" + key + "\"?[ :]+([0-9]+)");
+  std::regex re("\"?" + key + "\"?[ :=]+([0-9]+)");
   return std::regex_search(out, m, re) ? std::stoll(m[1]) : -1;
 }
 
 class Sheafd {
  public:
-  Sheafd(const testing::TempDir& dir, const std::string& data, std::vector<std::string> extra = {}) {
+  Sheafd(const testing::TempDir& dir, const std::string& data) {
     ready_ = dir.Sub("ready-" + std::to_string(++starts_));
     std::vector<std::string> argv = {Bin("SHEAFD"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                                      "--data-dir", data, "--ready-file", ready_, "--grace-period", "5s"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = Process::Start(argv, dir.Sub("sheafd.log"));
     ok_ = WaitFor([&] { return !testing::ReadFile(ready_).empty() || !process_->running(); }, seconds(30)) &&
           process_->running();
     std::string r = testing::ReadFile(ready_);
-    grpc_port_ = static_cast<int>(Field(r, "grpc_port="));
-    http_port_ = static_cast<int>(Field(r, "http_port="));
-    std::smatch m;
-    if (std::regex_search(r, m, std::regex("grpc_port=([0-9]+)"))) grpc_port_ = std::stoi(m[1]);
-    if (std::regex_search(r, m, std::regex("http_port=([0-9]+)"))) http_port_ = std::stoi(m[1]);
+    grpc_port_ = static_cast<int>(Field(r, "grpc_port"));
+    http_port_ = static_cast<int>(Field(r, "http_port"));
   }
   bool ok() const { return ok_ && grpc_port_ > 0 && http_port_ > 0; }
   std::string addr() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
