@@ -7,9 +7,10 @@
 #include <cstdio>
 
 #include "agent/host_collector.h"
+#include "common/clock.h"
 #include "agent/shipper.h"
-#include "proto/flags.h"
-#include "proto/log.h"
+#include "common/flags.h"
+#include "common/log.h"
 #include "sheaf_version.h"
 
 namespace {
@@ -20,12 +21,6 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "localhost";
   return buf;
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // One batch from one collection: every metric becomes a series with the
@@ -122,11 +117,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> errors;
     auto metrics = collector.Collect(&errors);
     for (const auto& e : errors) LogDebug("collector: {}", e);
-    sender.Enqueue(ToBatch(metrics, extra, NowMs()));
+    sender.Enqueue(ToBatch(metrics, extra, WallClockMs()));
     LogDebug("collected {} series", metrics.size());
     if (count > 0 && ++collections >= count) break;
     // Sleep to the next interval boundary, waking for signals.
-    int64_t now = NowMs();
+    int64_t now = WallClockMs();
     int64_t next = (now / interval.count() + 1) * interval.count();
     struct timespec wait = {static_cast<time_t>((next - now) / 1000), static_cast<long>((next - now) % 1000) * 1000000};
     int sig = sigtimedwait(&signals, nullptr, &wait);

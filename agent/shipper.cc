@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "proto/log.h"
+#include "common/log.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 
 namespace sheaf::agent {

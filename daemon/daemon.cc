@@ -18,7 +18,7 @@
 #include "daemon/daemon_metrics.h"
 #include "daemon/query_service.h"
 #include "daemon/rpc_interceptor.h"
-#include "proto/log.h"
+#include "common/log.h"
 #include "storage/series_store.h"
 
 namespace sheaf::daemon {

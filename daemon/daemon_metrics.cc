@@ -15,7 +15,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "daemon/validation.h"
+#include "model/validation.h"
 #include "sheaf_version.h"
 #include "storage/series_store.h"
 
@@ -165,9 +165,8 @@ DaemonMetrics::DaemonMetrics(storage::SeriesStore* store) : impl_(std::make_uniq
                                  .Register(r);
   // Every reason exists from the start at 0, so rate() and alerts work
   // before the first rejection.
-  for (int i = v1::RejectReason_MIN + 1; i <= v1::RejectReason_MAX; ++i) {
-    if (!v1::RejectReason_IsValid(i)) continue;
-    std::string reason = ReasonName(static_cast<v1::RejectReason>(i));
+  for (int i = 1; i <= model::kMaxRejectReason; ++i) {
+    std::string reason(model::ReasonName(static_cast<model::RejectReason>(i)));
     impl_->rejected_series->Add({{"reason", reason}});
     impl_->rejected_samples->Add({{"reason", reason}});
   }
@@ -209,8 +208,8 @@ void DaemonMetrics::BatchApplied(uint64_t samples_stored, uint64_t series_receiv
 
 void DaemonMetrics::BatchDuplicate() { impl_->batches_duplicate->Increment(); }
 
-void DaemonMetrics::Rejected(v1::RejectReason reason, uint64_t series, uint64_t samples) {
-  std::string name = ReasonName(reason);
+void DaemonMetrics::Rejected(model::RejectReason reason, uint64_t series, uint64_t samples) {
+  std::string name(model::ReasonName(reason));
   impl_->rejected_series->Add({{"reason", name}}).Increment(static_cast<double>(series));
   impl_->rejected_samples->Add({{"reason", name}}).Increment(static_cast<double>(samples));
 }

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string_view>
 
-#include "sheaf/v1/ingest.pb.h"
+#include "model/validation.h"
 
 namespace prometheus {
 class Registry;
@@ -35,7 +35,7 @@ class DaemonMetrics {
 
   void BatchApplied(uint64_t samples_stored, uint64_t series_received);
   void BatchDuplicate();
-  void Rejected(v1::RejectReason reason, uint64_t series, uint64_t samples);
+  void Rejected(model::RejectReason reason, uint64_t series, uint64_t samples);
   void StreamFailed(int grpc_code);
   // `full_method` is gRPC's "/package.Service/Method".
   void RpcHandled(std::string_view full_method, int grpc_code, double seconds);

@@ -7,24 +7,19 @@
 #include <map>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "daemon/convert.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/status_convert.h"
-#include "daemon/work_queue.h"
-#include "proto/log.h"
-#include "storage/labels.h"
+#include "common/work_queue.h"
+#include "common/log.h"
+#include "model/labels.h"
 #include "storage/series_store.h"
 
 namespace sheaf::daemon {
 namespace {
 
 constexpr size_t kMaxAgentIdBytes = 256;
-
-int64_t WallClockMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -53,9 +48,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
  private:
   struct RefEntry {
     storage::SeriesId id = 0;  // 0 when rejected
-    storage::MetricType type = storage::MetricType::kUnspecified;
-    storage::Labels labels;
-    std::optional<Rejection> rejection;
+    model::MetricType type = model::MetricType::kUnspecified;
+    model::Labels labels;
+    std::optional<model::Rejection> rejection;
   };
 
   // Runs on a worker thread; exactly one per stream at a time.
@@ -80,7 +75,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     }
     request_.Clear();
     if (batch.agent_id().empty() || batch.agent_id().size() > kMaxAgentIdBytes ||
-        !storage::IsValidLabelValue(batch.agent_id(), kMaxAgentIdBytes)) {
+        !model::IsValidLabelValue(batch.agent_id(), kMaxAgentIdBytes)) {
       return Invalid(fmt::format("batch {}: agent_id must be 1 to {} bytes of UTF-8", messages_, kMaxAgentIdBytes));
     }
     if (batch.sequence() == 0) {
@@ -124,7 +119,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       size_t n = static_cast<size_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
       auto it = refs_.find(ss.ref());
       if (it == refs_.end()) {
-        Count(Rejection{v1::REJECT_REASON_UNKNOWN_REF,
+        Count(model::Rejection{model::RejectReason::kUnknownRef,
                         fmt::format("ref {} was never defined in this stream", ss.ref())}, n);
         continue;
       }
@@ -134,15 +129,15 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
         continue;
       }
       if (ss.timestamps_ms_size() != ss.values_size()) {
-        Count(Rejection{v1::REJECT_REASON_MALFORMED_SERIES,
-                        fmt::format("{} has {} timestamps but {} values", storage::FormatLabels(ref.labels),
+        Count(model::Rejection{model::RejectReason::kMalformedSeries,
+                        fmt::format("{} has {} timestamps but {} values", model::FormatLabelsShort(ref.labels),
                                     ss.timestamps_ms_size(), ss.values_size())}, n);
         continue;
       }
       storage::SeriesSamples out{ref.id, {}};
       out.samples.reserve(n);
       for (size_t i = 0; i < n; ++i) out.samples.push_back({ss.timestamps_ms(i), ss.values(i)});
-      if (auto r = ValidateSamples(ref.labels, ref.type, out.samples, now, service_->options_.limits)) {
+      if (auto r = model::ValidateSamples(ref.labels, ref.type, out.samples, now, service_->options_.limits)) {
         Count(*r, n);
         continue;
       }
@@ -157,9 +152,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       for (const v1::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
       // Everything is checked before the series is created, so a rejected
       // series leaves nothing behind in the index.
-      auto rejection = ValidateLabels(entry.labels, entry.type, service_->options_.limits);
+      auto rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
       if (!rejection) {
-        rejection = ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits);
+        rejection = model::ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits);
       }
       if (!rejection) rejection = CreateSeries(entry);
       if (rejection) {
@@ -184,9 +179,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     }
     for (auto [id, n] : result->too_old) {
       auto info = service_->store_->GetSeries(id);
-      Count(Rejection{v1::REJECT_REASON_OUT_OF_ORDER,
+      Count(model::Rejection{model::RejectReason::kOutOfOrder,
                       fmt::format("{} has {} samples older than its newest sample by more than the "
-                                  "out-of-order window", info ? storage::FormatLabels(info->labels) : "a series", n)},
+                                  "out-of-order window", info ? model::FormatLabelsShort(info->labels) : "a series", n)},
             n);
     }
     ack_.set_batches_applied(ack_.batches_applied() + 1);
@@ -198,29 +193,29 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   // Validates the labels and finds or creates the series.
   void Resolve(RefEntry& entry) {
-    entry.rejection = ValidateLabels(entry.labels, entry.type, service_->options_.limits);
+    entry.rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
     if (!entry.rejection) entry.rejection = CreateSeries(entry);
   }
 
   // Sets entry.id from the store, creating the series if it is new.
-  std::optional<Rejection> CreateSeries(RefEntry& entry) {
+  std::optional<model::Rejection> CreateSeries(RefEntry& entry) {
     auto id = service_->store_->GetOrCreateSeries(entry.labels, entry.type);
     if (!id.ok()) {
-      return Rejection{id.status().code() == absl::StatusCode::kResourceExhausted ? v1::REJECT_REASON_SERIES_LIMIT
-                                                                                  : v1::REJECT_REASON_UNSPECIFIED,
-                       fmt::format("{}: {}", storage::FormatLabels(entry.labels), std::string(id.status().message()))};
+      return model::Rejection{id.status().code() == absl::StatusCode::kResourceExhausted ? model::RejectReason::kSeriesLimit
+                                                                                  : model::RejectReason::kUnspecified,
+                       fmt::format("{}: {}", model::FormatLabelsShort(entry.labels), std::string(id.status().message()))};
     }
     entry.id = *id;
     return std::nullopt;
   }
 
-  void Count(const Rejection& r, size_t samples) {
+  void Count(const model::Rejection& r, size_t samples) {
     auto& count = rejected_[r.reason];
     if (count.series() == 0) {
-      count.set_reason(r.reason);
+      count.set_reason(ToProto(r.reason));
       count.set_example(r.detail);
       // One log line per reason per stream: a misbehaving agent can't flood the log.
-      LogWarn("rejecting series from agent \"{}\" ({}): {}", agent_id_, ReasonName(r.reason), r.detail);
+      LogWarn("rejecting series from agent \"{}\" ({}): {}", agent_id_, model::ReasonName(r.reason), r.detail);
     }
     count.set_series(count.series() + 1);
     count.set_samples(count.samples() + samples);
@@ -255,7 +250,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   uint64_t messages_ = 0;
   std::string agent_id_;
   std::unordered_map<uint32_t, RefEntry> refs_;  // the stream's series dictionary
-  std::map<int, v1::RejectCount> rejected_;
+  std::map<model::RejectReason, v1::RejectCount> rejected_;
   v1::PushAck ack_;
 };
 

@@ -5,8 +5,12 @@
 #include <functional>
 #include <memory>
 
-#include "daemon/validation.h"
+#include "model/validation.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
+
+namespace sheaf {
+class WorkQueue;
+}
 
 namespace sheaf::storage {
 class SeriesStore;
@@ -15,10 +19,10 @@ class SeriesStore;
 namespace sheaf::daemon {
 
 class DaemonMetrics;
-class WorkQueue;
+
 
 struct IngestOptions {
-  ValidationLimits limits;
+  model::ValidationLimits limits;
   size_t max_refs_per_stream = 1'000'000;  // dictionary entries per Push stream
   size_t workers = 2;                      // threads writing batches to the store
   size_t queue_capacity = 256;             // batches waiting for a worker

@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "daemon/daemon.h"
-#include "proto/duration.h"
-#include "proto/flags.h"
-#include "proto/log.h"
+#include "common/duration.h"
+#include "common/flags.h"
+#include "common/log.h"
 
 namespace {
 

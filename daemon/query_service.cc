@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "common/clock.h"
 #include "daemon/convert.h"
 #include "daemon/status_convert.h"
 #include "sheaf_version.h"
@@ -17,30 +18,24 @@ constexpr uint32_t kMaxChunkSamples = 10'000;
 constexpr uint32_t kDefaultSeriesLimit = 10'000;
 constexpr int64_t kDefaultRangeMs = 3'600'000;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
-absl::StatusOr<std::vector<storage::Matcher>> RequestMatchers(
+absl::StatusOr<std::vector<model::Matcher>> RequestMatchers(
     const google::protobuf::RepeatedPtrField<v1::LabelMatcher>& matchers, const std::string& selector) {
-  std::vector<storage::Matcher> out;
+  std::vector<model::Matcher> out;
   if (!selector.empty()) {
-    auto parsed = storage::ParseSelector(selector);
+    auto parsed = model::ParseSelector(selector);
     if (!parsed.ok()) return parsed.status();
     out = *std::move(parsed);
   }
   for (const v1::LabelMatcher& m : matchers) {
     if (m.name().empty()) return absl::InvalidArgumentError("a label matcher has an empty label name");
-    auto op = static_cast<storage::Matcher::Op>(m.type());
+    auto op = static_cast<model::Matcher::Op>(m.type());
     if (m.type() < v1::LabelMatcher::EQUAL || m.type() > v1::LabelMatcher::NOT_REGEX) {
       return absl::InvalidArgumentError(fmt::format("unknown matcher type {} for label \"{}\"",
                                                     static_cast<int>(m.type()), m.name()));
     }
-    auto matcher = storage::Matcher::Create(op, m.name(), m.value());
+    auto matcher = model::Matcher::Create(op, m.name(), m.value());
     if (!matcher.ok()) return matcher.status();
     out.push_back(*std::move(matcher));
   }
@@ -68,7 +63,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
       Finish(ToGrpcStatus(matchers.status()));
       return;
     }
-    end_ = request.end_ms() == 0 ? NowMs() : request.end_ms();
+    end_ = request.end_ms() == 0 ? WallClockMs() : request.end_ms();
     start_ = request.start_ms() == 0 ? end_ - kDefaultRangeMs : request.start_ms();
     step_ = request.step_ms();
     if (start_ > end_) {
@@ -128,7 +123,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
         chunk_->set_type(last_type_);
       }
       for (; iter_->Valid() && budget > 0; iter_->Next()) {
-        storage::Sample s = iter_->sample();
+        model::Sample s = iter_->sample();
         if (step_ <= 0) {
           Emit(s);
           --budget;
@@ -145,7 +140,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
           Emit(*pending_);
           --budget;
         }
-        pending_ = storage::Sample{t, s.value};
+        pending_ = model::Sample{t, s.value};
       }
       if (!iter_->status().ok()) {
         Finish(ToGrpcStatus(iter_->status()));
@@ -189,7 +184,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
     if (resolution_ == 0) return store_->Read(id, from, end_);
     auto windows = store_->ReadRollup(id, resolution_, from, end_);
     if (!windows.ok()) return std::make_unique<storage::VectorSampleIterator>(windows.status());
-    std::vector<storage::Sample> samples;
+    std::vector<model::Sample> samples;
     samples.reserve(windows->size());
     for (const auto& [start, agg] : *windows) {
       if (agg.last_ts >= from && agg.last_ts <= end_) samples.push_back({agg.last_ts, agg.last});
@@ -197,7 +192,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
     return std::make_unique<storage::VectorSampleIterator>(std::move(samples));
   }
 
-  void Emit(const storage::Sample& s) {
+  void Emit(const model::Sample& s) {
     v1::Sample* out = chunk_->add_samples();
     out->set_timestamp_ms(s.timestamp_ms);
     out->set_value(s.value);
@@ -210,7 +205,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
   std::vector<storage::SeriesId> ids_;
   size_t next_ = 0;  // index into ids_ of the next series to open
   std::unique_ptr<storage::SampleIterator> iter_;
-  std::optional<storage::Sample> pending_;  // step output not yet emitted
+  std::optional<model::Sample> pending_;  // step output not yet emitted
   v1::QueryResponse response_;
   v1::SeriesChunk* chunk_ = nullptr;  // in response_
   bool continued_ = false;            // the open series already sent a chunk

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "sheaf/v1/query.grpc.pb.h"
-#include "storage/matcher.h"
+#include "model/matcher.h"
 
 namespace sheaf::storage {
 class SeriesStore;
@@ -60,7 +60,7 @@ class AdminService final : public v1::AdminService::CallbackService {
 // Matchers from a request's `matchers` and `selector` together. INVALID_ARGUMENT
 // if neither selects anything, or if every matcher matches the empty string
 // (that would select every series, as Prometheus forbids).
-absl::StatusOr<std::vector<storage::Matcher>> RequestMatchers(
+absl::StatusOr<std::vector<model::Matcher>> RequestMatchers(
     const google::protobuf::RepeatedPtrField<v1::LabelMatcher>& matchers, const std::string& selector);
 
 }  // namespace sheaf::daemon

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "daemon/daemon_metrics.h"
-#include "proto/log.h"
+#include "common/log.h"
 
 namespace sheaf::daemon {
 namespace {

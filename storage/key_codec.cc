@@ -20,37 +20,6 @@ constexpr uint64_t kSignBit = uint64_t{1} << 63;
 
 }  // namespace
 
-void PutFixed64BE(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
-}
-
-uint64_t GetFixed64BE(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
-
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-std::optional<uint64_t> GetVarint(std::string_view* in) {
-  uint64_t v = 0;
-  for (int shift = 0, i = 0; shift <= 63 && i < static_cast<int>(in->size()); shift += 7, ++i) {
-    auto byte = static_cast<unsigned char>((*in)[i]);
-    v |= static_cast<uint64_t>(byte & 0x7F) << shift;
-    if ((byte & 0x80) == 0) {
-      in->remove_prefix(i + 1);
-      return v;
-    }
-  }
-  return std::nullopt;
-}
-
 std::string CanonicalLabels(const Labels& labels) {
   std::string out;
   for (const Label& l : labels) {

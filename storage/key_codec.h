@@ -44,6 +44,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/coding.h"
 #include "storage/types.h"
 
 namespace sheaf::storage::keys {
@@ -58,11 +59,11 @@ inline constexpr char kSamplesFamily[] = "samples";
 inline constexpr char kLogFamily[] = "log";
 std::string RollupFamily(int64_t resolution_ms);  // "rollup_60000"
 
-void PutFixed64BE(std::string& out, uint64_t v);
-uint64_t GetFixed64BE(std::string_view in);  // REQUIRES: in.size() >= 8
-void PutVarint(std::string& out, uint64_t v);
-// Reads a varint at the front of *in and advances it; nullopt if truncated.
-std::optional<uint64_t> GetVarint(std::string_view* in);
+// The integer encodings (common/coding.h), under the names keys use.
+using sheaf::GetFixed64BE;
+using sheaf::GetVarint;
+using sheaf::PutFixed64BE;
+using sheaf::PutVarint;
 
 std::string CanonicalLabels(const Labels& labels);  // REQUIRES: canonical
 // nullopt if the bytes are not a valid encoding (corruption).

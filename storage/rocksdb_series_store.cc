@@ -42,6 +42,7 @@
 #include <unordered_map>
 
 #include "storage/key_codec.h"
+#include "common/clock.h"
 #include "storage/rocksdb_operators.h"
 #include "storage/sample_codec.h"
 #include "storage/series_store.h"
@@ -63,11 +64,6 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
 }
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
-
-int64_t WallClockMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr int64_t kMaxTsUnknown = INT64_MIN;
 constexpr int64_t kNoSamples = INT64_MIN + 1;
@@ -413,7 +409,7 @@ class RocksSeriesStore : public SeriesStore {
     std::shared_lock lock(mu_);
     auto consider = [&](SeriesId id) {
       auto labels = keys::DecodeCanonicalLabels(entries_[id - 1].canonical);
-      if (labels && MatchesAll(matchers, *labels)) out.push_back(id);
+      if (labels && model::MatchesAll(matchers, *labels)) out.push_back(id);
     };
     if (candidates) {
       for (SeriesId id : *candidates) {

@@ -9,6 +9,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/coding.h"
+
 namespace sheaf::storage {
 namespace {
 
@@ -42,39 +44,11 @@ absl::Status Corrupt(std::string_view what) {
 // Integers. Everything is uint64 mod 2^64 so that no input can overflow a
 // signed type; "signed" means the int64 with the same bits.
 
-inline uint64_t ZigZag(uint64_t v) { return (v << 1) ^ (0 - (v >> 63)); }
-inline uint64_t UnZigZag(uint64_t u) { return (u >> 1) ^ (0 - (u & 1)); }
 inline uint64_t Mask(int width) {
   return width >= 64 ? ~uint64_t{0} : (uint64_t{1} << width) - 1;
 }
 inline bool IsNegative(uint64_t v) { return (v >> 63) != 0; }
 inline uint64_t Magnitude(uint64_t v) { return IsNegative(v) ? 0 - v : v; }
-
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-int VarintLength(uint64_t v) { return v == 0 ? 1 : (std::bit_width(v) + 6) / 7; }
-
-// Rejects truncation and encodings longer than 64 bits.
-bool GetVarint(std::string_view* in, uint64_t* v) {
-  uint64_t result = 0;
-  for (size_t i = 0; i < in->size() && i < 10; ++i) {
-    const auto byte = static_cast<uint8_t>((*in)[i]);
-    if (i == 9 && byte > 1) return false;
-    result |= uint64_t{byte & 0x7fu} << (7 * i);
-    if ((byte & 0x80) == 0) {
-      in->remove_prefix(i + 1);
-      *v = result;
-      return true;
-    }
-  }
-  return false;
-}
 
 bool GetByte(std::string_view* in, uint8_t* b) {
   if (in->empty()) return false;
@@ -292,13 +266,13 @@ void PutSeqDesc(const SeqDesc& d, bool implied_base, std::string* out) {
     flags |= static_cast<uint8_t>(d.shift << kSeqShiftPos);
   }
   out->push_back(static_cast<char>(flags));
-  if (d.dod) PutVarint(out, ZigZag(d.first_delta));
+  if (d.dod) PutVarint(*out, ZigZag(d.first_delta));
   if (d.constant) {
-    if (!implied_base || d.dod) PutVarint(out, ZigZag(d.base));
+    if (!implied_base || d.dod) PutVarint(*out, ZigZag(d.base));
     return;
   }
-  if (d.gcd > 1) PutVarint(out, d.gcd);
-  PutVarint(out, ZigZag(d.base));
+  if (d.gcd > 1) PutVarint(*out, d.gcd);
+  PutVarint(*out, ZigZag(d.base));
   out->push_back(static_cast<char>(d.k));
 }
 
@@ -876,11 +850,11 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
       decimal || n == 0 ? BlockValueMode::kDecimal : BlockValueMode::kXor;
 
   out->push_back(static_cast<char>(kFormatVersion << 4 | static_cast<uint8_t>(mode)));
-  PutVarint(out, n);
+  PutVarint(*out, n);
   if (n == 0) return;
   const auto first = static_cast<uint64_t>(samples[0].timestamp_ms);
-  PutVarint(out, ZigZag(first));
-  if (n >= 2) PutVarint(out, static_cast<uint64_t>(samples[n - 1].timestamp_ms) - first);
+  PutVarint(*out, ZigZag(first));
+  if (n >= 2) PutVarint(*out, static_cast<uint64_t>(samples[n - 1].timestamp_ms) - first);
 
   std::vector<uint64_t> timestamps;
   std::vector<uint64_t> ts_y;
@@ -905,7 +879,7 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   }
   if (decimal) {
     out->push_back(static_cast<char>(static_cast<int8_t>(exponent)));
-    PutVarint(out, ZigZag(mantissas[0]));
+    PutVarint(*out, ZigZag(mantissas[0]));
     if (n >= 2) PutSeqDesc(value_plan.desc, /*implied_base=*/false, out);
   }
   const double payload_bits = (n >= 3 ? ts_plan.bits : 0.0) + value_bits;

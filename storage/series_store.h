@@ -20,11 +20,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "storage/matcher.h"
+#include "model/matcher.h"
 #include "storage/rollup.h"
 #include "storage/types.h"
 
 namespace sheaf::storage {
+
+using model::Matcher;
 
 struct RollupSpec {
   int64_t resolution_ms;  // window length

@@ -1,42 +1,20 @@
-// Plain value types the store speaks in. No gRPC or protobuf here: the
-// daemon converts at its edge, so storage can be tested and benchmarked alone.
+// The names storage uses: the model's value types, and the store's own id.
 #ifndef SHEAF_STORAGE_TYPES_H_
 #define SHEAF_STORAGE_TYPES_H_
 
 #include <cstdint>
-#include <string>
-#include <vector>
+
+#include "model/types.h"
 
 namespace sheaf::storage {
 
 using SeriesId = uint64_t;  // 1-based, dense, never reused
 
-// Mirrors sheaf.v1.MetricType; the numbers are the same on purpose and are
-// stored on disk, so never renumber.
-enum class MetricType : uint8_t {
-  kUnspecified = 0,
-  kCounter = 1,
-  kGauge = 2,
-  kHistogram = 3,
-};
-
-struct Label {
-  std::string name;
-  std::string value;
-  friend bool operator==(const Label&, const Label&) = default;
-  friend auto operator<=>(const Label&, const Label&) = default;
-};
-
-// A label set. "Canonical" means sorted by name with unique names; the
-// metric name is the label "__name__".
-using Labels = std::vector<Label>;
-
-struct Sample {
-  int64_t timestamp_ms;
-  double value;
-};
-
-inline constexpr char kMetricNameLabel[] = "__name__";
+using model::Label;
+using model::Labels;
+using model::MetricType;
+using model::Sample;
+using model::kMetricNameLabel;
 
 }  // namespace sheaf::storage
 

@@ -13,7 +13,8 @@
 #include <thread>
 
 #include "proto/batch_encoder.h"
-#include "proto/flags.h"
+#include "common/clock.h"
+#include "common/flags.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 #include "tools/fleet_generator.h"
 
@@ -44,11 +45,6 @@ struct StreamResult {
   uint64_t gzip_bytes = 0;
   grpc::Status status;
 };
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Point by point, as the load generator sends it; values in their shortest
 // exact form so the other system stores exactly the same doubles.
@@ -124,7 +120,7 @@ int main(int argc, char** argv) {
   fleet_options.interval_ms = interval.count();
   fleet_options.seed = seed;
   fleet_options.start_ms = start_ms != 0 ? start_ms
-                                         : (NowMs() / interval.count()) * interval.count() - (points - 1) * interval.count();
+                                         : (WallClockMs() / interval.count()) * interval.count() - (points - 1) * interval.count();
   const tools::FleetGenerator prototype(fleet_options);
   std::vector<std::string> keys;
   std::vector<LabelPairs> labels;
@@ -138,7 +134,7 @@ int main(int argc, char** argv) {
   if (!export_path.empty()) return ExportFleet(prototype, static_cast<int>(points), export_path);
 
   auto channel = dry_run ? nullptr : grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
-  const uint64_t seq_base = static_cast<uint64_t>(NowMs()) * 1000;
+  const uint64_t seq_base = static_cast<uint64_t>(WallClockMs()) * 1000;
   std::vector<StreamResult> results(streams);
   auto started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;

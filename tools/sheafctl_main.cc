@@ -6,8 +6,11 @@
 #include <ctime>
 
 #include "health.grpc.pb.h"
-#include "proto/duration.h"
-#include "proto/flags.h"
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/flags.h"
+#include "common/json_writer.h"
+#include "common/prom_format.h"
 #include "sheaf/v1/query.grpc.pb.h"
 
 namespace {
@@ -24,11 +27,6 @@ commands:
   stats            series and samples stored, disk bytes, uptime, version
   compact          cut heads into blocks and fully compact the store (slow)
   health           the daemon's gRPC health status (exit 0 if SERVING))";
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Unix seconds, Unix milliseconds (13+ digits) or RFC 3339 UTC
 // (2026-01-02T03:04:05Z).
@@ -66,34 +64,6 @@ std::string FormatTime(int64_t ms) {
   return out;
 }
 
-std::string FormatValue(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  // Shortest form that reads back the same, like Prometheus.
-  for (int precision = 1; precision <= 17; ++precision) {
-    char shorter[32];
-    std::snprintf(shorter, sizeof(shorter), "%.*g", precision, v);
-    if (std::strtod(shorter, nullptr) == v) return shorter;
-  }
-  return buf;
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 std::string SeriesName(const google::protobuf::RepeatedPtrField<v1::Label>& labels) {
   std::string name, rest;
@@ -103,7 +73,7 @@ std::string SeriesName(const google::protobuf::RepeatedPtrField<v1::Label>& labe
       continue;
     }
     if (!rest.empty()) rest += ", ";
-    rest += l.name() + "=" + JsonString(l.value());
+    rest += l.name() + "=" + JsonWriter::Quote(l.value());
   }
   return name + "{" + rest + "}";
 }
@@ -166,7 +136,7 @@ int main(int argc, char** argv) {
     }
     v1::QueryRequest req;
     req.set_selector(args[1]);
-    int64_t end = NowMs(), start = 0;
+    int64_t end = WallClockMs(), start = 0;
     if (!end_text.empty() && !ParseTime(end_text, &end)) {
       std::fprintf(stderr, "sheafctl: --end \"%s\" is not a time (RFC 3339 UTC or Unix time)\n", end_text.c_str());
       return 2;
@@ -194,7 +164,7 @@ int main(int argc, char** argv) {
         if (format == "table") {
           if (!continuing) std::printf("%s  (%s)\n", name.c_str(), TypeName(c.type()));
           for (const auto& s : c.samples()) {
-            std::printf("  %s  %s\n", FormatTime(s.timestamp_ms()).c_str(), FormatValue(s.value()).c_str());
+            std::printf("  %s  %s\n", FormatTime(s.timestamp_ms()).c_str(), FormatPromFloat(s.value()).c_str());
           }
         } else if (format == "csv") {
           std::string quoted = "\"";
@@ -202,20 +172,20 @@ int main(int argc, char** argv) {
           quoted += "\"";
           for (const auto& s : c.samples()) {
             std::printf("%s,%lld,%s\n", quoted.c_str(), static_cast<long long>(s.timestamp_ms()),
-                        FormatValue(s.value()).c_str());
+                        FormatPromFloat(s.value()).c_str());
           }
         } else {
           std::string line = "{\"metric\":{";
           for (int i = 0; i < c.labels_size(); ++i) {
             if (i > 0) line += ",";
-            line += JsonString(c.labels(i).name()) + ":" + JsonString(c.labels(i).value());
+            line += JsonWriter::Quote(c.labels(i).name()) + ":" + JsonWriter::Quote(c.labels(i).value());
           }
           line += "},\"type\":\"" + std::string(TypeName(c.type())) + "\",\"samples\":[";
           for (int i = 0; i < c.samples_size(); ++i) {
             if (i > 0) line += ",";
             double v = c.samples(i).value();
             line += "[" + std::to_string(c.samples(i).timestamp_ms()) + "," +
-                    (std::isfinite(v) ? FormatValue(v) : JsonString(FormatValue(v))) + "]";
+                    (std::isfinite(v) ? FormatPromFloat(v) : JsonWriter::Quote(FormatPromFloat(v))) + "]";
           }
           line += "],\"last_chunk\":" + std::string(c.last_chunk() ? "true" : "false") + "}";
           std::printf("%s\n", line.c_str());
@@ -245,7 +215,7 @@ int main(int argc, char** argv) {
         std::string line = "{";
         for (int i = 0; i < s.labels_size(); ++i) {
           if (i > 0) line += ",";
-          line += JsonString(s.labels(i).name()) + ":" + JsonString(s.labels(i).value());
+          line += JsonWriter::Quote(s.labels(i).name()) + ":" + JsonWriter::Quote(s.labels(i).value());
         }
         std::printf("%s}\n", line.c_str());
       } else {
@@ -263,14 +233,14 @@ int main(int argc, char** argv) {
     if (format == "json") {
       std::string families;
       for (const auto& [name, bytes] : resp.column_family_bytes()) {
-        families += (families.empty() ? "" : ",") + JsonString(name) + ":" + std::to_string(bytes);
+        families += (families.empty() ? "" : ",") + JsonWriter::Quote(name) + ":" + std::to_string(bytes);
       }
       std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"
                   "\"head_samples\":%llu,\"pending_compaction_bytes\":%llu,\"write_stalls\":%llu,"
                   "\"column_family_bytes\":{%s},\"version\":%s}\n",
                   u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), resp.uptime_seconds(),
                   u(resp.head_samples()), u(resp.pending_compaction_bytes()), u(resp.write_stalls()), families.c_str(),
-                  JsonString(resp.version()).c_str());
+                  JsonWriter::Quote(resp.version()).c_str());
     } else {
       std::printf("series                    %llu\nsamples                   %llu\nstorage_bytes             %llu\n"
                   "agents                    %llu\nhead_samples              %llu\npending_compaction_bytes  %llu\n"

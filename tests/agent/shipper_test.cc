@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "common/clock.h"
 #include "daemon/daemon.h"
 #include "sheaf/v1/query.grpc.pb.h"
 #include "tests/support/process.h"
@@ -14,17 +15,12 @@
 namespace sheaf::agent {
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::vector<SeriesData> OneSample(const std::string& name, double value) {
   SeriesData s;
   s.labels = {{"__name__", name}, {"host", "test"}};
   s.key = SeriesKey(s.labels);
   s.type = v1::METRIC_TYPE_GAUGE;
-  s.timestamps_ms = {NowMs()};
+  s.timestamps_ms = {WallClockMs()};
   s.values = {value};
   return {s};
 }

@@ -5,7 +5,7 @@
 //   ./build/tests/bench/storage_bench --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
-#include "storage/labels.h"
+#include "model/labels.h"
 #include "storage/series_store.h"
 #include "tests/support/temp_dir.h"
 #include "tools/fleet_generator.h"
@@ -139,7 +139,7 @@ void BM_SelectByMatchers(benchmark::State& state) {
       R"(node_load1)",                                  // one posting, 1000 series
       R"({host=~"host-00[0-4].*", region="eu-west-1"})",  // posting + regex filter
   };
-  auto matchers = ParseSelector(kSelectors[state.range(0)]);
+  auto matchers = model::ParseSelector(kSelectors[state.range(0)]);
   if (!matchers.ok()) std::abort();
   auto& store = Shared().store();
   size_t n = 0;

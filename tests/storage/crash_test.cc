@@ -11,7 +11,7 @@
 #include <random>
 #include <thread>
 
-#include "storage/labels.h"
+#include "model/labels.h"
 #include "storage/series_store.h"
 #include "tests/support/temp_dir.h"
 
@@ -86,7 +86,7 @@ TEST(CrashTest, AcknowledgedSamplesSurviveSigkillExactlyOnce) {
     ASSERT_LE(durable, acked + 1) << "round " << round;
     auto st = (*store)->Stats();
     ASSERT_EQ(st.samples, durable * kSeries) << "round " << round;
-    auto ids = (*store)->Select(*ParseSelector("crash_metric"));
+    auto ids = (*store)->Select(*model::ParseSelector("crash_metric"));
     ASSERT_TRUE(ids.ok());
     ASSERT_EQ(ids->size(), static_cast<size_t>(kSeries));
     for (SeriesId id : *ids) {

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "storage/key_codec.h"
-#include "storage/labels.h"
+#include "model/labels.h"
 
 #include "tests/support/temp_dir.h"
 
@@ -32,7 +32,7 @@ class SeriesStoreTest : public ::testing::Test {
   }
 
   SeriesId Series(Labels labels, MetricType type = MetricType::kGauge) {
-    EXPECT_TRUE(Canonicalize(labels).ok());
+    EXPECT_TRUE(model::Canonicalize(labels).ok());
     auto id = store_->GetOrCreateSeries(labels, type);
     EXPECT_TRUE(id.ok()) << id.status();
     return id.value_or(0);
@@ -144,7 +144,7 @@ TEST_F(SeriesStoreTest, SelectByMatchers) {
   SeriesId c = Series({{"__name__", "cpu"}, {"host", "db-1"}, {"mode", "idle"}});
   SeriesId d = Series({{"__name__", "mem"}, {"host", "web-1"}});
   auto select = [&](const std::string& sel) {
-    auto m = ParseSelector(sel);
+    auto m = model::ParseSelector(sel);
     EXPECT_TRUE(m.ok()) << m.status();
     auto r = store_->Select(*m);
     EXPECT_TRUE(r.ok()) << r.status();

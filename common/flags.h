@@ -2,8 +2,8 @@
 // config file holding the same names. `--name value`, `--name=value`, and
 // `--name` alone for booleans. Flags given on the command line win over the
 // config file. Config keys may use '_' or '-' (grpc_listen == grpc-listen).
-#ifndef SHEAF_PROTO_FLAGS_H_
-#define SHEAF_PROTO_FLAGS_H_
+#ifndef SHEAF_COMMON_FLAGS_H_
+#define SHEAF_COMMON_FLAGS_H_
 
 #include <chrono>
 #include <cstdint>
@@ -77,4 +77,4 @@ class FlagSet {
 
 }  // namespace sheaf
 
-#endif  // SHEAF_PROTO_FLAGS_H_
+#endif  // SHEAF_COMMON_FLAGS_H_

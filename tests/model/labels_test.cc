@@ -1,8 +1,8 @@
-#include "storage/labels.h"
+#include "model/labels.h"
 
 #include <gtest/gtest.h>
 
-namespace sheaf::storage {
+namespace sheaf::model {
 namespace {
 
 TEST(LabelsTest, MetricNames) {
@@ -47,5 +47,28 @@ TEST(LabelsTest, FormatEscapesValues) {
   EXPECT_EQ(MetricName({{"a", "b"}}), "");
 }
 
+TEST(LabelsTest, SanitizeUtf8ReplacesOnlyInvalidSequences) {
+  bool changed = true;
+  EXPECT_EQ(SanitizeUtf8("caf\xc3\xa9", &changed), "caf\xc3\xa9");
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(SanitizeUtf8("/mnt/\xff\xfeok", &changed), "/mnt/\xEF\xBF\xBD\xEF\xBF\xBDok");
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(SanitizeUtf8("\xe2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // truncated sequence
+  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xed\xa0\x80")));             // a surrogate
+}
+
+TEST(LabelsTest, AbbreviateBoundsAndEscapes) {
+  EXPECT_EQ(Abbreviate("short"), "short");
+  std::string cut = Abbreviate(std::string(1000, 'x'), 10);
+  EXPECT_EQ(cut, "xxxxxxxxxx...(990 more bytes)");
+  EXPECT_EQ(Abbreviate("a\xff" "b"), "a\\xFFb");
+  Labels l = {{"__name__", "m"}};
+  for (int i = 0; i < 1000; ++i) l.push_back({"n" + std::to_string(i), std::string(50, 'v')});
+  std::string s = FormatLabelsShort(l);
+  EXPECT_LT(s.size(), 400u);
+  EXPECT_NE(s.find("more labels"), std::string::npos) << s;
+  EXPECT_EQ(FormatLabelsShort({{"__name__", "up"}, {"job", "x"}}), "up{job=\"x\"}");
+}
+
 }  // namespace
-}  // namespace sheaf::storage
+}  // namespace sheaf::model

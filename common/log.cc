@@ -1,4 +1,4 @@
-#include "proto/log.h"
+#include "common/log.h"
 
 #include <unistd.h>
 

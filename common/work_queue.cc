@@ -1,6 +1,6 @@
-#include "daemon/work_queue.h"
+#include "common/work_queue.h"
 
-namespace sheaf::daemon {
+namespace sheaf {
 
 WorkQueue::WorkQueue(size_t threads, size_t capacity) : capacity_(capacity) {
   for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
@@ -48,4 +48,4 @@ void WorkQueue::Run() {
   }
 }
 
-}  // namespace sheaf::daemon
+}  // namespace sheaf

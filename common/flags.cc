@@ -1,4 +1,4 @@
-#include "proto/flags.h"
+#include "common/flags.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "proto/duration.h"
+#include "common/duration.h"
 #include "sheaf_version.h"
 
 namespace sheaf {

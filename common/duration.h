@@ -1,7 +1,7 @@
 // Durations as people write them in flags and config files: Prometheus
 // style, "500ms", "10s", "15m", "1h30m", "7d", "2w".
-#ifndef SHEAF_PROTO_DURATION_H_
-#define SHEAF_PROTO_DURATION_H_
+#ifndef SHEAF_COMMON_DURATION_H_
+#define SHEAF_COMMON_DURATION_H_
 
 #include <chrono>
 #include <string>
@@ -18,4 +18,4 @@ std::string FormatDuration(std::chrono::milliseconds d);
 
 }  // namespace sheaf
 
-#endif  // SHEAF_PROTO_DURATION_H_
+#endif  // SHEAF_COMMON_DURATION_H_

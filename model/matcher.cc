@@ -1,10 +1,10 @@
-#include "storage/matcher.h"
+#include "model/matcher.h"
 
 #include <re2/re2.h>
 
-#include "storage/labels.h"
+#include "model/labels.h"
 
-namespace sheaf::storage {
+namespace sheaf::model {
 
 absl::StatusOr<Matcher> Matcher::Create(Op op, std::string name, std::string value) {
   std::shared_ptr<const re2::RE2> re;
@@ -153,4 +153,4 @@ absl::StatusOr<std::vector<Matcher>> ParseSelector(std::string_view selector) {
   return SelectorParser(selector).Parse();
 }
 
-}  // namespace sheaf::storage
+}  // namespace sheaf::model

@@ -1,6 +1,6 @@
 // A bounded queue of tasks run by a fixed set of threads.
-#ifndef SHEAF_DAEMON_WORK_QUEUE_H_
-#define SHEAF_DAEMON_WORK_QUEUE_H_
+#ifndef SHEAF_COMMON_WORK_QUEUE_H_
+#define SHEAF_COMMON_WORK_QUEUE_H_
 
 #include <condition_variable>
 #include <deque>
@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-namespace sheaf::daemon {
+namespace sheaf {
 
 // Thread-safe. Tasks run in submission order per worker pick-up; a task must
 // not throw.
@@ -35,6 +35,6 @@ class WorkQueue {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace sheaf::daemon
+}  // namespace sheaf
 
-#endif  // SHEAF_DAEMON_WORK_QUEUE_H_
+#endif  // SHEAF_COMMON_WORK_QUEUE_H_

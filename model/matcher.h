@@ -1,7 +1,7 @@
 // Label matchers (=, !=, =~, !~) with Prometheus semantics, and a parser
 // for selectors such as `node_cpu_seconds_total{mode!="idle",host=~"web-.*"}`.
-#ifndef SHEAF_STORAGE_MATCHER_H_
-#define SHEAF_STORAGE_MATCHER_H_
+#ifndef SHEAF_MODEL_MATCHER_H_
+#define SHEAF_MODEL_MATCHER_H_
 
 #include <memory>
 #include <string>
@@ -9,13 +9,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "storage/types.h"
+#include "model/types.h"
 
 namespace re2 {
 class RE2;
 }
 
-namespace sheaf::storage {
+namespace sheaf::model {
 
 // Immutable and cheap to copy; safe to use from many threads.
 class Matcher {
@@ -54,6 +54,6 @@ bool MatchesAll(const std::vector<Matcher>& matchers, const Labels& labels);
 // position of the problem otherwise.
 absl::StatusOr<std::vector<Matcher>> ParseSelector(std::string_view selector);
 
-}  // namespace sheaf::storage
+}  // namespace sheaf::model
 
-#endif  // SHEAF_STORAGE_MATCHER_H_
+#endif  // SHEAF_MODEL_MATCHER_H_

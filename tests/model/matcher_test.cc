@@ -1,8 +1,8 @@
-#include "storage/matcher.h"
+#include "model/matcher.h"
 
 #include <gtest/gtest.h>
 
-namespace sheaf::storage {
+namespace sheaf::model {
 namespace {
 
 Matcher M(Matcher::Op op, const std::string& name, const std::string& value) {
@@ -75,4 +75,4 @@ TEST(MatcherTest, RejectsMalformedSelectorsWithPosition) {
 }
 
 }  // namespace
-}  // namespace sheaf::storage
+}  // namespace sheaf::model

@@ -1,8 +1,8 @@
 // Plain-text logging to stderr, shared by every sheaf binary: one line per
 // event, `2026-01-02T03:04:05.678Z LEVEL message`, written with a single
 // write(2) so lines from different threads never interleave.
-#ifndef SHEAF_PROTO_LOG_H_
-#define SHEAF_PROTO_LOG_H_
+#ifndef SHEAF_COMMON_LOG_H_
+#define SHEAF_COMMON_LOG_H_
 
 #include <fmt/format.h>
 
@@ -36,4 +36,4 @@ SHEAF_LOG_FN(LogError, LogLevel::kError)
 
 }  // namespace sheaf
 
-#endif  // SHEAF_PROTO_LOG_H_
+#endif  // SHEAF_COMMON_LOG_H_

@@ -1,14 +1,14 @@
 // Label sets: canonical form and the Prometheus naming rules.
-#ifndef SHEAF_STORAGE_LABELS_H_
-#define SHEAF_STORAGE_LABELS_H_
+#ifndef SHEAF_MODEL_LABELS_H_
+#define SHEAF_MODEL_LABELS_H_
 
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "storage/types.h"
+#include "model/types.h"
 
-namespace sheaf::storage {
+namespace sheaf::model {
 
 // Metric names: [a-zA-Z_:][a-zA-Z0-9_:]*
 bool IsValidMetricName(std::string_view name);
@@ -31,6 +31,19 @@ std::string QuoteLabelValue(std::string_view value);
 // `name{a="x", b="y"}` in Prometheus text syntax, for messages and tools.
 std::string FormatLabels(const Labels& labels);
 
-}  // namespace sheaf::storage
+// For messages, logs and acks, where the text came from a client: at most
+// about `max_bytes`, cut with "...(N more bytes)", invalid UTF-8 shown as
+// \xNN. A hostile series can never make a log line or an ack large, and
+// the result is always valid UTF-8 (protobuf strings require it).
+std::string Abbreviate(std::string_view text, size_t max_bytes = 128);
+std::string FormatLabelsShort(const Labels& labels, size_t max_bytes = 256);
 
-#endif  // SHEAF_STORAGE_LABELS_H_
+// Valid UTF-8 (no overlong forms, surrogates or code points > 10FFFF).
+bool IsValidUtf8(std::string_view text);
+// `text` with every invalid UTF-8 sequence replaced by U+FFFD; true in
+// *changed if anything was replaced.
+std::string SanitizeUtf8(std::string_view text, bool* changed = nullptr);
+
+}  // namespace sheaf::model
+
+#endif  // SHEAF_MODEL_LABELS_H_

@@ -1,4 +1,4 @@
-#include "proto/duration.h"
+#include "common/duration.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "proto/flags.h"
+#include "common/flags.h"
 
 #include <gtest/gtest.h>
 

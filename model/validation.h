@@ -1,0 +1,71 @@
+// Validation of incoming series: Prometheus naming rules, value rules per
+// metric type, and the accepted time window. Pure functions, no gRPC.
+#ifndef SHEAF_MODEL_VALIDATION_H_
+#define SHEAF_MODEL_VALIDATION_H_
+
+#include <chrono>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "model/types.h"
+
+namespace sheaf::model {
+
+// Why a series was refused. The numbers are those of sheaf.v1.RejectReason
+// (the daemon converts with a cast; a test keeps the two in step).
+enum class RejectReason : int {
+  kUnspecified = 0,
+  kInvalidMetricName = 1,
+  kInvalidLabelName = 2,
+  kDuplicateLabelName = 3,
+  kInvalidLabelValue = 4,  // not UTF-8, or too long
+  kTooManyLabels = 5,
+  kTimestampOutOfWindow = 6,
+  kInvalidValue = 7,  // NaN/Inf, negative counter, ...
+  kUnknownRef = 8,
+  kMalformedSeries = 9,
+  kSeriesLimit = 10,
+  kMissingLeLabel = 11,
+  kOutOfOrder = 12,
+  kLabelsTooLarge = 13,  // the label set as a whole is over its byte limit
+  kStoreError = 14,      // the store could not create the series (disk full, I/O error)
+};
+inline constexpr int kMaxRejectReason = 14;
+
+struct ValidationLimits {
+  size_t max_labels = 64;
+  size_t max_label_name_bytes = 128;
+  size_t max_label_value_bytes = 2048;
+  // Names and values of the whole set together: what one series costs in
+  // the index and in every listing that shows it.
+  size_t max_labels_bytes = 16 * 1024;
+  size_t max_samples_per_series = 100'000;  // per series per batch
+  std::chrono::milliseconds accept_past = std::chrono::hours(24 * 7);
+  std::chrono::milliseconds accept_future = std::chrono::minutes(10);
+};
+
+struct Rejection {
+  RejectReason reason;
+  std::string detail;  // names the series and what is wrong, for logs and acks
+};
+
+// Checks and canonicalizes a label set in place: drops labels with empty
+// values (Prometheus treats them as absent), sorts, and checks names,
+// values and the metric name (including histogram suffix rules).
+std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type,
+                                        const ValidationLimits& limits);
+
+// Checks samples against the type's value rules and the window around
+// `now_ms`. REQUIRES: labels already valid (used in the message).
+std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type,
+                                         std::span<const Sample> samples, int64_t now_ms,
+                                         const ValidationLimits& limits);
+
+// "invalid_metric_name" etc.: the label value used on /metrics and in logs.
+std::string_view ReasonName(RejectReason reason);
+
+}  // namespace sheaf::model
+
+#endif  // SHEAF_MODEL_VALIDATION_H_
