@@ -49,8 +49,8 @@
 
 namespace sheaf::storage::keys {
 
-using TenantId = uint32_t;
-inline constexpr TenantId kDefaultTenant = 0;
+using storage::kDefaultTenant;
+using storage::TenantId;
 inline constexpr uint64_t kSchemaVersion = 1;
 
 // Column family names.

@@ -140,9 +140,20 @@ absl::Status DecodeRollupBlock(std::string_view in, RollupWindows* out) {
     if (col[c].size() != col[0].size()) return corrupt("column sizes differ");
   }
   if (!in.empty()) return corrupt("trailing bytes");
-  const size_t base = out->size();
+  // Counts and time offsets are integers stored as doubles: a corrupt block
+  // may hold anything (NaN, 1e300, -1), and converting such a double to an
+  // integer is undefined behaviour, so each is range-checked first.
+  constexpr double kMaxExact = 9007199254740992.0;  // 2^53
+  auto exact = [&](double v, double lo, double hi) { return v >= lo && v <= hi && v == std::floor(v); };
   for (size_t i = 0; i < col[0].size(); ++i) {
     int64_t start = col[0][i].timestamp_ms;
+    // Offsets within a rollup block: at most a block's length (far below 2^40 ms).
+    constexpr double kMaxOffset = double(int64_t{1} << 40);
+    if (!exact(col[0][i].value, 1, kMaxExact)) return corrupt("window count");
+    if (!exact(col[1][i].value, 0, kMaxOffset) || !exact(col[2][i].value, 0, kMaxOffset)) {
+      return corrupt("time offset");
+    }
+    if (start > INT64_MAX - (int64_t{1} << 40)) return corrupt("window start");
     Aggregate a;
     a.counter = flags & kCounter;
     a.count = static_cast<uint64_t>(col[0][i].value);
@@ -157,7 +168,6 @@ absl::Status DecodeRollupBlock(std::string_view in, RollupWindows* out) {
     a.increase = flags & kIncreaseIsDelta ? (a.counter ? SnapDecimal(a.last - a.first) : 0) : col[c++][i].value;
     out->emplace_back(start, a);
   }
-  (void)base;
   return absl::OkStatus();
 }
 

@@ -1,9 +1,14 @@
 // SeriesStore: the time-series store the daemon sees. The RocksDB-backed
-// implementation stays behind this interface (storage/rocksdb_series_store.cc).
+// implementation stays behind this interface (storage/store.h, private).
 //
 // Thread-safety: every method may be called from any thread concurrently.
 // Appends are serialized internally (that is what makes the idempotency check
-// and the sample count exact); reads run in parallel with them.
+// and the sample count exact); reads run in parallel with them and never
+// wait for a disk sync. Maintenance (cutting heads into blocks, roll-ups)
+// runs on the store's own background thread, off the append path.
+//
+// Tenants: series, listings and agent sequences belong to a tenant. The
+// overloads without a tenant use kDefaultTenant.
 #ifndef SHEAF_STORAGE_SERIES_STORE_H_
 #define SHEAF_STORAGE_SERIES_STORE_H_
 
@@ -67,6 +72,16 @@ struct StoreOptions {
   int64_t head_flush_interval_ms = 10 * 60'000;
   // Clock for retention and head flushes; the wall clock when empty.
   std::function<int64_t()> now_ms;
+  // Roll-ups write their progress after every this many series.
+  uint64_t rollup_chunk_series = 512;
+  // How often the background thread looks for due maintenance (it is also
+  // woken when the heads fill up).
+  int64_t maintenance_interval_ms = 10'000;
+
+  // Tests only: called at named points of maintenance ("cut", "rollup_chunk"
+  // after a roll-up chunk is written); a non-OK status makes the operation
+  // fail there, as a crash or a disk error would.
+  std::function<absl::Status(std::string_view point)> test_fault;
 };
 
 struct SeriesSamples {
@@ -78,7 +93,10 @@ struct AppendBatch {
   // Who sent it. Empty: not idempotent (no sequence is checked or kept).
   std::string agent_id;
   uint64_t sequence = 0;
+  // A series may appear more than once; its samples are then joined (the
+  // later of two equal timestamps wins) and counted once.
   std::vector<SeriesSamples> series;
+  TenantId tenant = kDefaultTenant;  // last, so {agent, sequence, series} still reads
 };
 
 struct AppendResult {
@@ -88,9 +106,13 @@ struct AppendResult {
   // Samples not stored because they were older than their series' newest
   // sample by more than out_of_order_window_ms, by series.
   std::vector<std::pair<SeriesId, uint64_t>> too_old;
+  // Samples not stored because their series was deleted (DeleteSeries)
+  // after the caller looked up its id, by series.
+  std::vector<std::pair<SeriesId, uint64_t>> deleted;
 };
 
 struct SeriesInfo {
+  TenantId tenant;
   Labels labels;
   MetricType type;
 };
@@ -135,6 +157,16 @@ struct StoreStats {
   uint64_t memtable_bytes = 0;
   uint64_t block_cache_bytes = 0;         // in use
   int64_t rolled_up_until_ms = 0;         // raw data before this is in the rollups
+
+  // Background maintenance (cuts of heads into blocks, roll-ups).
+  uint64_t cuts = 0;
+  uint64_t rollups = 0;                // roll-up runs completed
+  uint64_t maintenance_failures = 0;   // cuts or roll-ups that failed
+  double last_cut_seconds = 0;
+  double last_rollup_seconds = 0;
+  std::string last_maintenance_error;  // empty once maintenance succeeds again
+  bool writable = true;                // false while RocksDB refuses writes (disk full, I/O error)
+  std::string write_error;             // why, when not writable
 };
 
 class SeriesStore {
@@ -142,21 +174,36 @@ class SeriesStore {
   static absl::StatusOr<std::unique_ptr<SeriesStore>> Open(const StoreOptions& options);
   virtual ~SeriesStore() = default;
 
-  // The id of the series with these labels, created if new (the type of an
-  // existing series is kept). REQUIRES: labels canonical and validated.
-  // RESOURCE_EXHAUSTED when max_series is reached.
-  virtual absl::StatusOr<SeriesId> GetOrCreateSeries(const Labels& labels, MetricType type) = 0;
+  // The id of the tenant's series with these labels, created if new (the
+  // type of an existing series is kept). REQUIRES: labels canonical and
+  // validated. RESOURCE_EXHAUSTED when max_series is reached; UNAVAILABLE
+  // when the disk refuses the write.
+  virtual absl::StatusOr<SeriesId> GetOrCreateSeries(TenantId tenant, const Labels& labels, MetricType type) = 0;
+  absl::StatusOr<SeriesId> GetOrCreateSeries(const Labels& labels, MetricType type) {
+    return GetOrCreateSeries(kDefaultTenant, labels, type);
+  }
 
   // Writes all samples and the agent's sequence in one atomic write. If the
   // agent's sequence is already >= batch.sequence, writes nothing and
-  // reports a duplicate. INVALID_ARGUMENT for an unknown series id.
+  // reports a duplicate. INVALID_ARGUMENT for an unknown series id or one
+  // of another tenant; UNAVAILABLE when the disk refuses the write or the
+  // in-memory head is full because maintenance keeps failing.
   virtual absl::StatusOr<AppendResult> Append(const AppendBatch& batch) = 0;
 
   // Highest durable sequence of the agent; 0 if none.
-  virtual uint64_t AgentSequence(std::string_view agent_id) = 0;
+  virtual uint64_t AgentSequence(TenantId tenant, std::string_view agent_id) = 0;
+  uint64_t AgentSequence(std::string_view agent_id) { return AgentSequence(kDefaultTenant, agent_id); }
 
-  // Ids of the series matching every matcher, ascending.
-  virtual absl::StatusOr<std::vector<SeriesId>> Select(const std::vector<Matcher>& matchers) = 0;
+  // Ids of the tenant's series matching every matcher, ascending.
+  virtual absl::StatusOr<std::vector<SeriesId>> Select(TenantId tenant, const std::vector<Matcher>& matchers) = 0;
+  absl::StatusOr<std::vector<SeriesId>> Select(const std::vector<Matcher>& matchers) {
+    return Select(kDefaultTenant, matchers);
+  }
+
+  // Deletes the tenant's series matching every matcher: their index
+  // entries, samples and rollups. Returns how many were deleted. Appends
+  // that still hold a deleted id drop those samples (AppendResult::deleted).
+  virtual absl::StatusOr<uint64_t> DeleteSeries(TenantId tenant, const std::vector<Matcher>& matchers) = 0;
 
   virtual std::optional<SeriesInfo> GetSeries(SeriesId id) = 0;
 
@@ -172,9 +219,16 @@ class SeriesStore {
                                                          int64_t end_ms) = 0;
   virtual std::vector<int64_t> RollupResolutions() const = 0;
 
-  // Every label name in use, sorted; and the values of one name, sorted.
-  virtual absl::StatusOr<std::vector<std::string>> LabelNames() = 0;
-  virtual absl::StatusOr<std::vector<std::string>> LabelValues(std::string_view name) = 0;
+  // Every label name in use by the tenant, sorted; and the values of one
+  // name, sorted. At most `limit` entries (0: no limit); *truncated is set
+  // when there were more.
+  virtual absl::StatusOr<std::vector<std::string>> LabelNames(TenantId tenant, size_t limit, bool* truncated) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> LabelValues(TenantId tenant, std::string_view name, size_t limit,
+                                                               bool* truncated) = 0;
+  absl::StatusOr<std::vector<std::string>> LabelNames() { return LabelNames(kDefaultTenant, 0, nullptr); }
+  absl::StatusOr<std::vector<std::string>> LabelValues(std::string_view name) {
+    return LabelValues(kDefaultTenant, name, 0, nullptr);
+  }
 
   virtual StoreStats Stats() = 0;
 
@@ -182,8 +236,11 @@ class SeriesStore {
   // shutdown and before measuring size).
   virtual absl::Status Flush() = 0;
   // Flush(), then a full manual compaction of every column family (applies
-  // retention, merges block fragments into whole blocks).
+  // retention, merges block fragments into whole blocks). CANCELLED if
+  // CancelCompaction() is called meanwhile.
   virtual absl::Status Compact() = 0;
+  // Makes a running Compact() return soon (for shutdown). Later ones run.
+  virtual void CancelCompaction() = 0;
 };
 
 }  // namespace sheaf::storage

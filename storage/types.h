@@ -10,6 +10,11 @@ namespace sheaf::storage {
 
 using SeriesId = uint64_t;  // 1-based, dense, never reused
 
+// Whose data it is. Every series, listing and agent sequence belongs to one
+// tenant; until authentication assigns them, everything is kDefaultTenant.
+using TenantId = uint32_t;
+inline constexpr TenantId kDefaultTenant = 0;
+
 using model::Label;
 using model::Labels;
 using model::MetricType;

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "storage/key_codec.h"
+#include "storage/sample_codec.h"
+
 #include <vector>
 
 namespace sheaf::storage {
@@ -84,6 +89,34 @@ TEST(RollupTest, BlocksRoundTripAndMergeWindows) {
   for (size_t n = 0; n < block.size(); ++n) {
     RollupWindows x;
     EXPECT_FALSE(DecodeRollupBlock(std::string_view(block).substr(0, n), &x).ok()) << n;
+  }
+}
+
+// A corrupt block whose count or time offsets are not small integers is
+// DATA_LOSS: converting such doubles to integers would be undefined
+// behaviour (UBSan catches it without the check).
+TEST(RollupTest, DecodeRejectsCountsAndOffsetsOutOfRange) {
+  auto block = [](double count, double first_off) {
+    std::string out;
+    out.push_back(1);     // version
+    out.push_back(0x0e);  // min == first, max == last, increase == last - first: six columns
+    const double columns[6] = {count, first_off, 0, 1, 2, 3};
+    for (double v : columns) {
+      Sample s{60'000, v};
+      std::string col = EncodeBlock(std::span<const Sample>(&s, 1));
+      keys::PutVarint(out, col.size());
+      out += col;
+    }
+    return out;
+  };
+  RollupWindows w;
+  ASSERT_TRUE(DecodeRollupBlock(block(5, 10), &w).ok());
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].second.count, 5u);
+  EXPECT_EQ(w[0].second.first_ts, 60'010);
+  for (double bad : {1e300, -1.0, 0.5, std::nan(""), 0.0}) {
+    EXPECT_EQ(DecodeRollupBlock(block(bad, 10), &w).code(), absl::StatusCode::kDataLoss) << bad;
+    EXPECT_EQ(DecodeRollupBlock(block(5, bad == 0.0 ? -5 : bad), &w).code(), absl::StatusCode::kDataLoss) << bad;
   }
 }
 

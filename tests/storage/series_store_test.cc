@@ -3,8 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
+
 #include "storage/key_codec.h"
 #include "model/labels.h"
+#include "model/matcher.h"
 
 #include "tests/support/temp_dir.h"
 
@@ -25,7 +31,7 @@ class SeriesStoreTest : public ::testing::Test {
     store_.reset();
     o.path = dir_.Sub("db");
     o.sync = false;  // durability is tested across processes (crash_test.cc)
-    o.now_ms = [this] { return now_ms_; };
+    o.now_ms = [this] { return now_ms_.load(); };
     auto s = SeriesStore::Open(o);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
@@ -53,7 +59,18 @@ class SeriesStoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  int64_t now_ms_ = 1'800'000'000'000;  // the store's clock (retention, head flushes)
+  // Polls `cond` until it holds or 10 s pass (background work).
+  static bool Eventually(const std::function<bool()>& cond) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!cond()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
+
+  // The store's clock (retention, head flushes); read by its background thread.
+  std::atomic<int64_t> now_ms_ = 1'800'000'000'000;
   std::unique_ptr<SeriesStore> store_;
 };
 
@@ -223,7 +240,9 @@ TEST_F(SeriesStoreTest, HeadsAreCutIntoBlocksAndEverythingReadsBackAcrossThem) {
     expect_b.push_back(sb);
     Append({"agent", static_cast<uint64_t>(i + 1), {{a, {sa}}, {b, {sb}}}});
   }
-  EXPECT_LT(store_->Stats().head_samples, 50u);  // most are in blocks now
+  // The background thread cuts the heads into blocks (woken by Append).
+  EXPECT_TRUE(Eventually([&] { return store_->Stats().head_samples < 25u; }));
+  EXPECT_GT(store_->Stats().cuts, 0u);
   auto check = [&] {
     auto got_a = ReadAll(a);
     ASSERT_EQ(got_a.size(), expect_a.size());
@@ -390,6 +409,171 @@ TEST_F(SeriesStoreTest, StatsReportDiskBytes) {
   EXPECT_GT(st.family_disk_bytes["samples"], 0u);
   EXPECT_GT(st.family_disk_bytes["rollup_60000"], 0u);
   EXPECT_EQ(st.head_samples, 0u);
+}
+
+TEST_F(SeriesStoreTest, ASeriesRepeatedInOneBatchIsCountedOnce) {
+  SeriesId a = Series({{"__name__", "a"}});
+  // Two refs (or inline series) resolving to the same series, same time.
+  auto r = Append({"agent", 1, {{a, {{1000, 1}}}, {a, {{1000, 2}}}}});
+  EXPECT_EQ(r.samples_added, 1u);
+  EXPECT_EQ(store_->Stats().samples, 1u);
+  auto got = ReadAll(a);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, 2);  // the later one wins
+  r = Append({"agent", 2, {{a, {{2000, 1}}}, {a, {{3000, 2}, {2000, 5}}}}});
+  EXPECT_EQ(r.samples_added, 2u);
+  EXPECT_EQ(store_->Stats().samples, 3u);
+}
+
+// A roll-up interrupted after some chunks (crash or error) and resumed in a
+// later 2-hour window once restarted at series 1 towards the newer target,
+// adding the finished chunks' windows a second time (count 60 -> 120).
+TEST_F(SeriesStoreTest, AnInterruptedRollUpIsFinishedNotRepeated) {
+  std::atomic<bool> fail = false;
+  StoreOptions o;
+  o.rollup_chunk_series = 1;
+  o.test_fault = [&](std::string_view point) {
+    return fail && point == "rollup_chunk" ? absl::UnavailableError("injected: disk gone") : absl::OkStatus();
+  };
+  Open(o);
+  const int64_t t0 = keys::WindowStart(now_ms_, 2 * 3'600'000);
+  std::vector<SeriesId> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Series({{"__name__", "c"}, {"i", std::to_string(i)}}, MetricType::kCounter));
+  for (int s = 0; s < 3600; ++s) {
+    AppendBatch b{"agent", static_cast<uint64_t>(s + 1), {}};
+    for (SeriesId id : ids) b.series.push_back({id, {{t0 + s * 1000LL, double(s)}}});
+    Append(b);
+  }
+  now_ms_ = t0 + 2 * kDayMs + 2 * 3'600'000 + 1;  // the first 2 h slab is due
+  fail = true;
+  EXPECT_FALSE(store_->Flush().ok());  // interrupted after a chunk
+  EXPECT_GT(store_->Stats().maintenance_failures, 0u);
+  EXPECT_NE(store_->Stats().last_maintenance_error.find("injected"), std::string::npos);
+  // Resumed after a restart, in a later window.
+  Open(o);
+  now_ms_ = now_ms_ + 2 * 3'600'000;
+  fail = false;
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(store_->Stats().last_maintenance_error, "");
+  EXPECT_GE(store_->Stats().rolled_up_until_ms, t0 + 2 * 3'600'000);
+  for (SeriesId id : ids) {
+    auto w = store_->ReadRollup(id, 60'000, t0, t0 + 3'599'999);
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_EQ(w->size(), 60u);
+    for (const auto& [start, agg] : *w) {
+      EXPECT_EQ(agg.count, 60u) << "series " << id << " window " << start;
+      EXPECT_EQ(agg.increase, 59) << "series " << id << " window " << start;
+    }
+  }
+}
+
+// Maintenance runs off the append path; its errors are kept and reported,
+// nothing acknowledged is lost, and memory stays bounded while it fails.
+TEST_F(SeriesStoreTest, FailingCutsAreReportedAndBoundHeadMemory) {
+  std::atomic<bool> fail = true;
+  StoreOptions o;
+  o.max_head_samples = 10;
+  o.test_fault = [&](std::string_view point) {
+    return fail && point == "cut" ? absl::UnavailableError("injected: cannot cut") : absl::OkStatus();
+  };
+  Open(o);
+  SeriesId a = Series({{"__name__", "a"}});
+  uint64_t seq = 0;
+  absl::Status refused;
+  for (int i = 0; i < 100 && refused.ok(); ++i) {
+    auto r = store_->Append({"agent", ++seq, {{a, {{1000 + i, double(i)}}}}});
+    if (!r.ok()) refused = r.status();
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_NE(std::string(refused.message()).find("injected"), std::string::npos) << refused;
+  EXPECT_LE(store_->Stats().head_samples, 20u);
+  EXPECT_GT(store_->Stats().maintenance_failures, 0u);
+  const uint64_t stored = ReadAll(a).size();
+  EXPECT_EQ(stored, store_->Stats().samples);  // every acknowledged sample reads back
+  fail = false;
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(store_->Stats().last_maintenance_error, "");
+  EXPECT_TRUE(store_->Append({"agent", ++seq, {{a, {{5000, 1}}}}}).ok());
+  EXPECT_EQ(ReadAll(a).size(), stored + 1);
+}
+
+TEST_F(SeriesStoreTest, DeletedSeriesAreGoneEverywhereAndStayGone) {
+  SeriesId bad = Series({{"__name__", "m"}, {"host", "poison"}});
+  SeriesId good = Series({{"__name__", "m"}, {"host", "ok"}});
+  Append({"agent", 1, {{bad, {{1000, 1}, {2000, 2}}}, {good, {{1000, 3}}}}});
+  ASSERT_TRUE(store_->Flush().ok());
+  Append({"agent", 2, {{bad, {{3000, 4}}}}});  // one in the head too
+  EXPECT_EQ(store_->Stats().samples, 4u);
+  auto n = store_->DeleteSeries(kDefaultTenant, *model::ParseSelector(R"(m{host="poison"})"));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1u);
+  auto check = [&] {
+    EXPECT_EQ(*store_->Select(*model::ParseSelector("m")), std::vector<SeriesId>{good});
+    EXPECT_FALSE(store_->GetSeries(bad).has_value());
+    EXPECT_EQ(*store_->LabelValues("host"), std::vector<std::string>{"ok"});
+    EXPECT_EQ(store_->Stats().series, 1u);
+    EXPECT_EQ(store_->Stats().samples, 1u);
+    EXPECT_TRUE(ReadAll(bad).empty());
+  };
+  check();
+  // An append still holding the id drops its samples, visibly.
+  auto r = Append({"agent", 3, {{bad, {{4000, 5}}}, {good, {{4000, 6}}}}});
+  EXPECT_EQ(r.samples_added, 1u);
+  ASSERT_EQ(r.deleted.size(), 1u);
+  EXPECT_EQ(r.deleted[0], (std::pair<SeriesId, uint64_t>{bad, 1}));
+  Open(StoreOptions{});
+  EXPECT_EQ(store_->Stats().samples, 2u);
+  EXPECT_FALSE(store_->GetSeries(bad).has_value());
+  // The same labels again make a new, empty series.
+  SeriesId again = Series({{"__name__", "m"}, {"host", "poison"}});
+  EXPECT_NE(again, bad);
+  EXPECT_TRUE(ReadAll(again).empty());
+}
+
+TEST_F(SeriesStoreTest, TenantsAreSeparate) {
+  Labels l = {{"__name__", "up"}, {"job", "x"}};
+  auto t0 = store_->GetOrCreateSeries(0, l, MetricType::kGauge);
+  auto t1 = store_->GetOrCreateSeries(1, l, MetricType::kGauge);
+  ASSERT_TRUE(t0.ok() && t1.ok());
+  EXPECT_NE(*t0, *t1);  // the same label set in two tenants is two series
+  EXPECT_EQ(*store_->Select(0, *model::ParseSelector("up")), std::vector<SeriesId>{*t0});
+  EXPECT_EQ(*store_->Select(1, *model::ParseSelector("up")), std::vector<SeriesId>{*t1});
+  EXPECT_TRUE(store_->Select(2, *model::ParseSelector("up"))->empty());
+  AppendBatch b{"agent", 5, {{*t1, {{1000, 1}}}}};
+  b.tenant = 1;
+  ASSERT_TRUE(store_->Append(b).ok());
+  EXPECT_EQ(store_->AgentSequence(1, "agent"), 5u);
+  EXPECT_EQ(store_->AgentSequence(0, "agent"), 0u);  // sequences are per tenant
+  AppendBatch cross{"agent", 1, {{*t1, {{1000, 1}}}}};  // tenant 0 writing tenant 1's series
+  EXPECT_EQ(store_->Append(cross).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store_->LabelNames(2, 0, nullptr)->empty());
+  Open(StoreOptions{});
+  EXPECT_EQ(store_->AgentSequence(1, "agent"), 5u);
+  EXPECT_EQ(*store_->Select(1, *model::ParseSelector("up")), std::vector<SeriesId>{*t1});
+}
+
+TEST_F(SeriesStoreTest, LabelListingsCanBeBounded) {
+  for (int i = 0; i < 50; ++i) Series({{"__name__", "m"}, {"v", "value" + std::to_string(100 + i)}});
+  bool truncated = false;
+  auto values = store_->LabelValues(kDefaultTenant, "v", 10, &truncated);
+  ASSERT_TRUE(values.ok());
+  EXPECT_TRUE(truncated);
+  ASSERT_EQ(values->size(), 10u);
+  EXPECT_EQ(values->front(), "value100");
+  EXPECT_EQ(values->back(), "value109");
+  values = store_->LabelValues(kDefaultTenant, "v", 50, &truncated);
+  EXPECT_FALSE(truncated);
+  EXPECT_EQ(values->size(), 50u);
+}
+
+TEST_F(SeriesStoreTest, ARollupResolutionTwiceIsAClearError) {
+  store_.reset();
+  StoreOptions o;
+  o.path = dir_.Sub("db2");
+  o.rollups = {{60'000, kDayMs}, {60'000, kDayMs}};
+  auto s = SeriesStore::Open(o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.status().message()).find("twice"), std::string::npos);
 }
 
 }  // namespace

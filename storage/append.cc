@@ -1,0 +1,349 @@
+// The write path: series creation and deletion, appends, heads.
+#include <algorithm>
+#include <span>
+
+#include "storage/sample_codec.h"
+#include "storage/store.h"
+
+namespace sheaf::storage {
+namespace {
+
+// The 'I' entry's value: tenant (4), type (1), canonical labels.
+std::string SeriesByIdValue(TenantId tenant, uint8_t type, const std::string& canonical) {
+  std::string v = TenantLabelsKey(tenant, {});
+  v.push_back(static_cast<char>(type));
+  return v + canonical;
+}
+
+}  // namespace
+
+void RocksSeriesStore::NoteWrite(const rocksdb::Status& s) {
+  absl::MutexLock lock(&write_error_mu_);
+  if (s.ok()) {
+    write_error_ = absl::OkStatus();
+  } else if (s.IsIOError() || s.IsNoSpace()) {
+    write_error_ = FromRocks(s, "writing to the store");
+  }
+}
+
+absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, const Labels& labels,
+                                                             MetricType type) {
+  const std::string canonical = keys::CanonicalLabels(labels);
+  std::string key = TenantLabelsKey(tenant, canonical);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = by_labels_.find(key);
+    if (it != by_labels_.end()) return it->second;
+  }
+  // Creations are serialized by create_mu_ alone: readers and appends of
+  // existing series never wait for this write (which may queue behind a
+  // synced one).
+  absl::MutexLock create(&create_mu_);
+  SeriesId id;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = by_labels_.find(key);
+    if (it != by_labels_.end()) return it->second;
+    if (entries_.size() >= options_.max_series) {
+      return absl::ResourceExhaustedError("series limit of " + std::to_string(options_.max_series) +
+                                          " reached; raise --max-series or drop high-cardinality labels");
+    }
+    id = entries_.size() + 1;
+  }
+  rocksdb::WriteBatch wb;
+  std::string value;
+  keys::PutFixed64BE(value, id);
+  value.push_back(static_cast<char>(type));
+  wb.Put(index_, keys::SeriesByLabelsKey(tenant, canonical), value);
+  wb.Put(index_, keys::SeriesByIdKey(id), SeriesByIdValue(tenant, static_cast<uint8_t>(type), canonical));
+  for (const Label& l : labels) wb.Put(index_, keys::PostingKey(tenant, l.name, l.value, id), "");
+  std::string next;
+  keys::PutFixed64BE(next, id + 1);
+  wb.Put(meta_, keys::NextSeriesIdKey(), next);
+  // Not synced on its own: the WAL is sequential, so the synced write of
+  // the samples that use this id makes it durable too.
+  auto s = db_->Write(rocksdb::WriteOptions(), &wb);
+  NoteWrite(s);
+  if (!s.ok()) return FromRocks(s, "creating series");
+  absl::MutexLock lock(&mu_);
+  entries_.push_back(Entry{tenant, false, canonical, type, kMaxTsUnknown, {}});
+  by_labels_.emplace(std::move(key), id);
+  return id;
+}
+
+absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) {
+  // Memory stays bounded: past twice the head budget, an append waits for
+  // the background cut (backpressure), and is refused as retryable if the
+  // cut fails or takes too long.
+  if (head_samples_ >= 2 * options_.max_head_samples) {
+    ScheduleMaintenance();
+    absl::MutexLock lock(&bg_mu_);
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (head_samples_ >= 2 * options_.max_head_samples && bg_error_.ok()) {
+      if (bg_cv_.WaitWithDeadline(&bg_mu_, deadline)) break;
+    }
+    if (head_samples_ >= 2 * options_.max_head_samples) {
+      std::string why = bg_error_.ok() ? "maintenance is behind" : std::string(bg_error_.message());
+      return absl::UnavailableError("the store's in-memory head is full (" + std::to_string(head_samples_.load()) +
+                                    " samples) because it cannot be cut into blocks: " + why);
+    }
+  }
+  absl::MutexLock append_lock(&append_mu_);
+  AppendResult result;
+  const bool idempotent = !batch.agent_id.empty();
+  if (idempotent) {
+    uint64_t seq = AgentSequence(batch.tenant, batch.agent_id);
+    if (batch.sequence <= seq) {
+      result.duplicate = true;
+      result.durable_sequence = seq;
+      return result;
+    }
+  }
+  // A series named twice in one batch is joined into one run of samples,
+  // so each (series, timestamp) is counted once.
+  std::vector<std::pair<SeriesId, std::vector<Sample>>> joined;
+  joined.reserve(batch.series.size());
+  {
+    std::unordered_map<SeriesId, size_t> position;
+    for (const SeriesSamples& ss : batch.series) {
+      auto [it, inserted] = position.try_emplace(ss.id, joined.size());
+      if (inserted) {
+        joined.emplace_back(ss.id, ss.samples);
+      } else {
+        auto& samples = joined[it->second].second;
+        samples.insert(samples.end(), ss.samples.begin(), ss.samples.end());
+      }
+    }
+  }
+
+  rocksdb::WriteBatch wb;
+  std::string log_record;
+  // Applied to the heads only once the write succeeded.
+  std::vector<std::pair<Entry*, std::vector<Sample>>> to_head;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    std::vector<Sample> in_head, to_blocks;
+    for (auto& [id, sorted] : joined) {
+      if (id == 0 || id > entries_.size() || entries_[id - 1].tenant != batch.tenant) {
+        return absl::InvalidArgumentError("unknown series id " + std::to_string(id));
+      }
+      Entry& e = entries_[id - 1];
+      if (e.deleted) {
+        result.deleted.emplace_back(id, sorted.size());
+        continue;
+      }
+      if (auto st = EnsureMaxTs(id, e); !st.ok()) return st;
+      // Sorted, and the last of equal timestamps kept (last write wins),
+      // so each (series, timestamp) is counted once.
+      std::stable_sort(sorted.begin(), sorted.end(), ByTime);
+      size_t kept = 0;
+      for (size_t i = 0; i < sorted.size(); ++i) {
+        if (i + 1 < sorted.size() && sorted[i + 1].timestamp_ms == sorted[i].timestamp_ms) continue;
+        sorted[kept++] = sorted[i];
+      }
+      sorted.resize(kept);
+      in_head.clear();
+      to_blocks.clear();
+      uint64_t too_old = 0;
+      const int64_t max_ts = e.max_ts;
+      const int64_t head_first = e.head.empty() ? INT64_MAX : e.head.front().timestamp_ms;
+      for (const Sample& x : sorted) {
+        if (x.timestamp_ms > max_ts) {
+          ++result.samples_added;
+          in_head.push_back(x);
+          continue;  // max_ts moves on below, after the write
+        }
+        if (max_ts != kNoSamples && x.timestamp_ms < max_ts - options_.out_of_order_window_ms) {
+          ++too_old;
+          continue;
+        }
+        if (x.timestamp_ms >= head_first) {
+          if (!std::binary_search(e.head.begin(), e.head.end(), x, ByTime)) ++result.samples_added;
+          in_head.push_back(x);
+        } else {
+          auto exists = InBlocks(id, x.timestamp_ms);
+          if (!exists.ok()) return exists.status();
+          if (!*exists) ++result.samples_added;
+          to_blocks.push_back(x);
+        }
+      }
+      if (too_old > 0) result.too_old.emplace_back(id, too_old);
+      if (!in_head.empty()) {
+        keys::AppendLogEntry(log_record, id, in_head.data(), in_head.size());
+        to_head.emplace_back(&e, in_head);
+      }
+      if (!to_blocks.empty()) WriteBlocks(wb, id, e.type, to_blocks);
+    }
+  }
+  const uint64_t log_seq = next_log_seq_;
+  if (!log_record.empty()) wb.Put(log_, keys::LogKey(log_seq), log_record);
+  std::string count;
+  keys::PutFixed64BE(count, sample_count_ + result.samples_added);
+  wb.Put(meta_, keys::SampleCountKey(), count);
+  if (idempotent) {
+    std::string seq;
+    keys::PutFixed64BE(seq, batch.sequence);
+    wb.Put(meta_, keys::AgentSequenceKey(batch.tenant, batch.agent_id), seq);
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  auto s = db_->Write(wo, &wb);
+  NoteWrite(s);
+  if (!s.ok()) return FromRocks(s, "writing samples");
+  if (!log_record.empty()) ++next_log_seq_;
+  sample_count_ += result.samples_added;
+  {
+    absl::MutexLock lock(&head_mu_);
+    for (auto& [e, samples] : to_head) {
+      for (const Sample& x : samples) AddToHead(*e, x);
+    }
+  }
+  if (idempotent) {
+    absl::MutexLock lock(&agents_mu_);
+    agent_seq_[keys::AgentSequenceKey(batch.tenant, batch.agent_id)] = batch.sequence;
+    result.durable_sequence = batch.sequence;
+  }
+  if (head_samples_ >= options_.max_head_samples ||
+      options_.now_ms() - last_cut_ms_ >= options_.head_flush_interval_ms) {
+    ScheduleMaintenance();  // the cut runs on the background thread
+  }
+  return result;
+}
+
+absl::StatusOr<uint64_t> RocksSeriesStore::DeleteSeries(TenantId tenant, const std::vector<Matcher>& matchers) {
+  auto ids = Select(tenant, matchers);
+  if (!ids.ok()) return ids.status();
+  // No append or cut interleaves: the heads of the deleted series are
+  // dropped together with their blocks.
+  absl::MutexLock append_lock(&append_mu_);
+  absl::MutexLock create(&create_mu_);
+  uint64_t deleted = 0;
+  for (SeriesId id : *ids) {
+    std::string canonical;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      const Entry& e = entries_[id - 1];
+      if (e.deleted || e.tenant != tenant) continue;
+      canonical = e.canonical;
+    }
+    auto labels = keys::DecodeCanonicalLabels(canonical);
+    if (!labels) return absl::DataLossError("corrupt labels of series " + std::to_string(id));
+    // The samples it held leave the exact count.
+    uint64_t samples = 0;
+    for (auto it = Read(id, INT64_MIN, INT64_MAX); it->Valid(); it->Next()) ++samples;
+    rocksdb::WriteBatch wb;
+    wb.Delete(index_, keys::SeriesByLabelsKey(tenant, canonical));
+    wb.Put(index_, keys::SeriesByIdKey(id), SeriesByIdValue(tenant, kDeletedType, ""));
+    for (const Label& l : *labels) wb.Delete(index_, keys::PostingKey(tenant, l.name, l.value, id));
+    const std::string from = keys::SeriesTimeKey(id, INT64_MIN);
+    const std::string to = keys::SeriesTimeKey(id + 1, INT64_MIN);
+    wb.DeleteRange(samples_, from, to);
+    for (auto* r : rollups_) wb.DeleteRange(r, from, to);
+    std::string count;
+    keys::PutFixed64BE(count, sample_count_ - std::min<uint64_t>(samples, sample_count_));
+    wb.Put(meta_, keys::SampleCountKey(), count);
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    auto s = db_->Write(wo, &wb);
+    NoteWrite(s);
+    if (!s.ok()) return FromRocks(s, "deleting series");
+    sample_count_ -= std::min<uint64_t>(samples, sample_count_);
+    absl::MutexLock lock(&mu_);
+    Entry& e = entries_[id - 1];
+    by_labels_.erase(TenantLabelsKey(tenant, e.canonical));
+    e.deleted = true;
+    e.canonical.clear();
+    absl::MutexLock head_lock(&head_mu_);
+    head_samples_ -= e.head.size();
+    e.head.clear();
+    e.head.shrink_to_fit();
+    ++deleted;
+  }
+  return deleted;
+}
+
+void RocksSeriesStore::AddToHead(Entry& e, const Sample& x) {
+  if (e.head.empty() || x.timestamp_ms > e.head.back().timestamp_ms) {
+    e.head.push_back(x);
+    ++head_samples_;
+  } else {
+    auto it = std::lower_bound(e.head.begin(), e.head.end(), x, ByTime);
+    if (it != e.head.end() && it->timestamp_ms == x.timestamp_ms) {
+      it->value = x.value;
+    } else {
+      e.head.insert(it, x);
+      ++head_samples_;
+    }
+  }
+  e.max_ts = std::max(e.max_ts, x.timestamp_ms);
+}
+
+void RocksSeriesStore::WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type,
+                                   const std::vector<Sample>& samples) {
+  size_t i = 0;
+  while (i < samples.size()) {
+    const int64_t w = keys::WindowStart(samples[i].timestamp_ms, options_.block_window_ms);
+    size_t j = i;
+    while (j < samples.size() && samples[j].timestamp_ms < w + options_.block_window_ms) ++j;
+    wb.Merge(samples_, keys::SeriesTimeKey(id, w), EncodeBlock(std::span<const Sample>(&samples[i], j - i)));
+    i = j;
+  }
+  // Already rolled up: before the watermark, and, while a roll-up is under
+  // way, before its target for the series it has done.
+  int64_t until = rolled_up_until_;
+  if (rollup_target_ > until && (id < rollup_next_ || id > rollup_last_)) until = rollup_target_;
+  auto old_end = std::lower_bound(samples.begin(), samples.end(), Sample{until, 0}, ByTime);
+  if (old_end != samples.begin()) WriteRollups(wb, id, type, std::vector<Sample>(samples.begin(), old_end));
+}
+
+void RocksSeriesStore::WriteRollups(rocksdb::WriteBatch& wb, SeriesId id, MetricType type,
+                                    const std::vector<Sample>& samples) {
+  for (size_t r = 0; r < options_.rollups.size(); ++r) {
+    const int64_t res = options_.rollups[r].resolution_ms;
+    RollupWindows windows = Aggregates(samples, res, type == MetricType::kCounter);
+    const int64_t block_ms = RollupBlockMs(res);
+    for (size_t i = 0; i < windows.size();) {
+      const int64_t block = keys::WindowStart(windows[i].first, block_ms);
+      size_t j = i;
+      while (j < windows.size() && windows[j].first < block + block_ms) ++j;
+      wb.Merge(rollups_[r], keys::SeriesTimeKey(id, block),
+               EncodeRollupBlock(RollupWindows(windows.begin() + i, windows.begin() + j)));
+      i = j;
+    }
+  }
+}
+
+absl::Status RocksSeriesStore::EnsureMaxTs(SeriesId id, Entry& e) {
+  if (e.max_ts != kMaxTsUnknown) return absl::OkStatus();
+  int64_t newest = kNoSamples;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), samples_));
+  it->SeekForPrev(keys::SeriesTimeKey(id, INT64_MAX));
+  if (it->Valid()) {
+    auto k = keys::DecodeSeriesTimeKey(View(it->key()));
+    if (k && k->id == id) {
+      auto info = PeekBlock(View(it->value()));
+      if (!info.ok()) return absl::DataLossError("corrupt block of series " + std::to_string(id));
+      newest = info->last_ts;
+    }
+  } else if (!it->status().ok()) {
+    return FromRocks(it->status(), "finding the newest sample");
+  }
+  if (!e.head.empty()) newest = std::max(newest, e.head.back().timestamp_ms);
+  e.max_ts = newest;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> RocksSeriesStore::InBlocks(SeriesId id, int64_t ts) {
+  std::string block;
+  auto s = db_->Get(rocksdb::ReadOptions(), samples_,
+                    keys::SeriesTimeKey(id, keys::WindowStart(ts, options_.block_window_ms)), &block);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return FromRocks(s, "checking for an existing sample");
+  std::vector<Sample> samples;
+  if (auto st = DecodeBlockAppend(block, &samples); !st.ok()) {
+    return absl::DataLossError("corrupt block of series " + std::to_string(id));
+  }
+  return std::binary_search(samples.begin(), samples.end(), Sample{ts, 0}, ByTime);
+}
+
+}  // namespace sheaf::storage

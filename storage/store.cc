@@ -1,0 +1,334 @@
+// Opening and closing the store, statistics, flush and compaction, and the
+// background maintenance thread. See store.h for the design.
+#include "storage/store.h"
+
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "storage/rocksdb_operators.h"
+
+namespace sheaf::storage {
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = std::string(what) + ": " + s.ToString();
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsManualCompactionPaused()) {
+    return absl::CancelledError(std::string(what) + ": cancelled (shutting down)");
+  }
+  // A full disk or an I/O error is not the caller's fault and may pass:
+  // UNAVAILABLE tells clients to retry, and the message names the disk.
+  if (s.IsNoSpace()) {
+    return absl::UnavailableError(msg + " (the disk holding the data directory is full; free space and "
+                                        "sheafd resumes writing by itself)");
+  }
+  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+void StoreEventListener::OnStallConditionsChanged(const rocksdb::WriteStallInfo& info) {
+  if (info.condition.cur != rocksdb::WriteStallCondition::kNormal) ++stalls;
+}
+
+void StoreEventListener::OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) {
+  LogError("store: RocksDB background error ({}): {}; writes are refused until it recovers",
+           static_cast<int>(reason), error->ToString());
+}
+
+void StoreEventListener::OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) {
+  if (info.new_bg_error.ok()) {
+    LogInfo("store: recovered from \"{}\"; writes resume", info.old_bg_error.ToString());
+  } else {
+    LogError("store: could not recover from \"{}\": {}", info.old_bg_error.ToString(), info.new_bg_error.ToString());
+  }
+}
+
+RollupWindows Aggregates(const std::vector<Sample>& samples, int64_t res, bool counter) {
+  RollupWindows windows;
+  size_t i = 0;
+  while (i < samples.size()) {
+    int64_t w = keys::WindowStart(samples[i].timestamp_ms, res);
+    size_t j = i;
+    while (j < samples.size() && samples[j].timestamp_ms < w + res) ++j;
+    windows.emplace_back(w, Aggregate::Of(std::span<const Sample>(&samples[i], j - i), counter));
+    i = j;
+  }
+  return windows;
+}
+
+RocksSeriesStore::~RocksSeriesStore() {
+  if (bg_thread_.joinable()) {
+    {
+      absl::MutexLock lock(&bg_mu_);
+      bg_stop_ = true;
+    }
+    bg_cv_.SignalAll();
+    bg_thread_.join();
+  }
+  if (!db_) return;  // Open failed
+  // Handles must go before the DB (RocksDB asserts on it).
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close().PermitUncheckedError();
+}
+
+absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
+  options_ = options;
+  if (!options_.now_ms) options_.now_ms = WallClockMs;
+  if (options_.block_window_ms <= 0 || options_.out_of_order_window_ms < 0) {
+    return absl::InvalidArgumentError("block window must be > 0 and out-of-order window >= 0");
+  }
+  if (options_.rollup_chunk_series == 0) options_.rollup_chunk_series = 1;
+  for (size_t i = 0; i < options_.rollups.size(); ++i) {
+    const RollupSpec& r = options_.rollups[i];
+    // Roll-up slabs are whole blocks; a window must not straddle two.
+    if (r.resolution_ms <= 0 || options_.block_window_ms % r.resolution_ms != 0) {
+      return absl::InvalidArgumentError("rollup resolution " + std::to_string(r.resolution_ms) +
+                                        " ms must divide the block window of " +
+                                        std::to_string(options_.block_window_ms) + " ms");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (options_.rollups[j].resolution_ms == r.resolution_ms) {
+        return absl::InvalidArgumentError("rollup resolution " + std::to_string(r.resolution_ms) +
+                                          " ms is configured twice");
+      }
+    }
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError("cannot create data directory " + options.path + ": " + ec.message());
+  }
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes);
+  // After a "disk full" error RocksDB stops writes; it retries on its own
+  // and resumes once space is back (SstFileManager polls free space).
+  db_options.max_bgerror_resume_count = INT_MAX;
+  db_options.bgerror_resume_retry_interval = 1'000'000;  // 1 s
+  events_ = std::make_shared<StoreEventListener>();
+  db_options.listeners.push_back(events_);
+  block_cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = block_cache_;
+  auto base = [&] {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    cf.compression = rocksdb::kLZ4Compression;
+    cf.bottommost_compression = rocksdb::kZSTD;
+    return cf;
+  };
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, base()},
+      {keys::kIndexFamily, base()},
+  };
+  rocksdb::ColumnFamilyOptions samples_cf = base();
+  samples_cf.merge_operator = NewBlockMergeOperator();
+  // Raw data goes only once it is rolled up (or if there are no rollups).
+  // NOTE: reads rolled_up_until_, loaded before any compaction can start.
+  samples_cf.compaction_filter_factory = NewRetentionFilterFactory(options_.block_window_ms, [this] {
+    int64_t cutoff = options_.now_ms() - options_.raw_retention_ms;
+    return options_.rollups.empty() ? cutoff : std::min(cutoff, rolled_up_until_.load());
+  });
+  families.push_back({keys::kSamplesFamily, samples_cf});
+  rocksdb::ColumnFamilyOptions log_cf = base();
+  log_cf.compression = rocksdb::kNoCompression;  // short-lived: deleted at the next head cut
+  families.push_back({keys::kLogFamily, log_cf});
+  for (const RollupSpec& r : options_.rollups) {
+    rocksdb::ColumnFamilyOptions cf = base();
+    cf.merge_operator = NewRollupMergeOperator();
+    const int64_t retention = r.retention_ms;
+    cf.compaction_filter_factory = NewRetentionFilterFactory(
+        RollupBlockMs(r.resolution_ms), [this, retention] { return options_.now_ms() - retention; });
+    families.push_back({keys::RollupFamily(r.resolution_ms), cf});
+  }
+  rocksdb::DB* db = nullptr;
+  auto s = rocksdb::DB::Open(rocksdb::DBOptions(db_options), options.path, families, &handles_, &db);
+  if (!s.ok()) {
+    std::string hint = s.IsIOError() && s.ToString().find("lock") != std::string::npos
+                           ? " (is another sheafd using this data directory?)"
+                           : "";
+    return FromRocks(s, "opening store at " + options.path + hint);
+  }
+  db_.reset(db);
+  meta_ = handles_[0];
+  index_ = handles_[1];
+  samples_ = handles_[2];
+  log_ = handles_[3];
+  rollups_.assign(handles_.begin() + 4, handles_.end());
+  last_cut_ms_ = options_.now_ms();
+  if (auto st = Load(); !st.ok()) return st;
+  if (auto st = ReplayLog(); !st.ok()) return st;
+  bg_thread_ = std::thread([this] { BackgroundLoop(); });
+  return absl::OkStatus();
+}
+
+uint64_t RocksSeriesStore::AgentSequence(TenantId tenant, std::string_view agent_id) {
+  std::string key = keys::AgentSequenceKey(tenant, agent_id);
+  absl::MutexLock lock(&agents_mu_);
+  auto it = agent_seq_.find(key);
+  return it == agent_seq_.end() ? 0 : it->second;
+}
+
+std::vector<int64_t> RocksSeriesStore::RollupResolutions() const {
+  std::vector<int64_t> out;
+  for (const auto& r : options_.rollups) out.push_back(r.resolution_ms);
+  return out;
+}
+
+StoreStats RocksSeriesStore::Stats() {
+  StoreStats st;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const Entry& e : entries_) st.series += e.deleted ? 0 : 1;
+  }
+  st.samples = sample_count_;
+  st.head_samples = head_samples_;
+  {
+    absl::MutexLock lock(&agents_mu_);
+    st.agents = agent_seq_.size();
+  }
+  for (auto* h : handles_) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, "rocksdb.live-sst-files-size", &v)) {
+      st.family_disk_bytes[h->GetName() == rocksdb::kDefaultColumnFamilyName ? "meta" : h->GetName()] = v;
+      st.disk_bytes += v;
+    }
+    if (db_->GetIntProperty(h, "rocksdb.estimate-pending-compaction-bytes", &v)) st.pending_compaction_bytes += v;
+    if (db_->GetIntProperty(h, "rocksdb.cur-size-all-mem-tables", &v)) st.memtable_bytes += v;
+  }
+  rocksdb::VectorLogPtr wal;
+  if (db_->GetSortedWalFiles(wal).ok()) {
+    for (const auto& f : wal) st.wal_bytes += f->SizeFileBytes();
+  }
+  st.disk_bytes += st.wal_bytes;
+  st.write_stalls = events_->stalls;
+  st.block_cache_bytes = block_cache_->GetUsage();
+  st.rolled_up_until_ms = rolled_up_until_;
+  {
+    absl::MutexLock lock(&write_error_mu_);
+    st.writable = write_error_.ok();
+    st.write_error = write_error_.ok() ? "" : std::string(write_error_.message());
+  }
+  absl::MutexLock lock(&bg_mu_);
+  st.cuts = cuts_;
+  st.rollups = rollup_runs_;
+  st.maintenance_failures = maintenance_failures_;
+  st.last_cut_seconds = last_cut_seconds_;
+  st.last_rollup_seconds = last_rollup_seconds_;
+  st.last_maintenance_error = bg_error_.ok() ? "" : std::string(bg_error_.message());
+  return st;
+}
+
+absl::Status RocksSeriesStore::Flush() {
+  if (auto s = Maintain(/*force=*/true); !s.ok()) return s;
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, handles_), "flushing memtables");
+}
+
+absl::Status RocksSeriesStore::Compact() {
+  if (auto s = Flush(); !s.ok()) return s;
+  if (compaction_disabled_.exchange(false)) db_->EnableManualCompaction();  // after a CancelCompaction
+  for (auto* h : handles_) {
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    auto s = db_->CompactRange(co, h, nullptr, nullptr);
+    if (!s.ok()) return FromRocks(s, "compacting");
+  }
+  return absl::OkStatus();
+}
+
+void RocksSeriesStore::CancelCompaction() {
+  // Disable/Enable calls must pair up (RocksDB counts them).
+  if (!compaction_disabled_.exchange(true)) db_->DisableManualCompaction();
+}
+
+void RocksSeriesStore::ScheduleMaintenance() {
+  absl::MutexLock lock(&bg_mu_);
+  bg_wake_ = true;
+  bg_cv_.Signal();
+}
+
+void RocksSeriesStore::BackgroundLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&bg_mu_);
+      const absl::Time deadline = absl::Now() + absl::Milliseconds(options_.maintenance_interval_ms);
+      while (!bg_stop_ && !bg_wake_) {
+        if (bg_cv_.WaitWithDeadline(&bg_mu_, deadline)) break;  // timed out
+      }
+      if (bg_stop_) return;
+      bg_wake_ = false;
+    }
+    // Errors are recorded and logged by Maintain; the next round retries.
+    Maintain(/*force=*/false).IgnoreError();
+  }
+}
+
+absl::Status RocksSeriesStore::Maintain(bool force) {
+  absl::MutexLock maintenance(&maintenance_mu_);
+  const bool cut_due = force || head_samples_ >= options_.max_head_samples ||
+                       options_.now_ms() - last_cut_ms_ >= options_.head_flush_interval_ms;
+  absl::Status status;
+  if (cut_due) {
+    auto started = std::chrono::steady_clock::now();
+    {
+      absl::MutexLock append(&append_mu_);
+      status = CutHeads();
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    absl::MutexLock lock(&bg_mu_);
+    if (status.ok()) {
+      ++cuts_;
+      last_cut_seconds_ = seconds;
+    }
+    bg_cv_.SignalAll();  // appends waiting for room in the heads
+  }
+  if (status.ok()) {
+    auto started = std::chrono::steady_clock::now();
+    int64_t before = rolled_up_until_;
+    status = RollUp();
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (status.ok() && rolled_up_until_ != before) {
+      absl::MutexLock lock(&bg_mu_);
+      ++rollup_runs_;
+      last_rollup_seconds_ = seconds;
+    }
+  }
+  absl::MutexLock lock(&bg_mu_);
+  if (!status.ok()) {
+    ++maintenance_failures_;
+    // Logged when the error changes, not every round while it persists.
+    if (bg_error_.ToString() != status.ToString()) {
+      LogError("store maintenance failed (heads are kept in memory and the log; retrying): {}", status.ToString());
+    }
+    bg_error_ = status;
+    bg_cv_.SignalAll();
+  } else if (!bg_error_.ok()) {
+    LogInfo("store maintenance works again after: {}", bg_error_.ToString());
+    bg_error_ = absl::OkStatus();
+  }
+  return status;
+}
+
+}  // namespace sheaf::storage
+
+namespace sheaf::storage {
+
+absl::StatusOr<std::unique_ptr<SeriesStore>> SeriesStore::Open(const StoreOptions& options) {
+  auto store = std::make_unique<RocksSeriesStore>();
+  if (auto s = store->Init(options); !s.ok()) return s;
+  return store;
+}
+
+}  // namespace sheaf::storage
