@@ -42,4 +42,23 @@ void LogLine(LogLevel level, std::string_view message) {
   (void)ignored;
 }
 
+bool LogRateLimiter::Allow(uint64_t* suppressed) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  std::lock_guard lock(mu_);
+  if (now - window_start_ms_ >= period_ms_) {
+    window_start_ms_ = now;
+    used_ = 0;
+  }
+  if (used_ >= burst_) {
+    ++suppressed_;
+    return false;
+  }
+  ++used_;
+  *suppressed = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
 }  // namespace sheaf

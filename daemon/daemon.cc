@@ -3,7 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <google/protobuf/descriptor.h>
 #include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
 #include <arpa/inet.h>
@@ -12,13 +14,20 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <set>
+#include <string>
 #include <mutex>
 #include <thread>
 
-#include "daemon/daemon_metrics.h"
+#include "common/log.h"
+#include "common/work_queue.h"
+#include "daemon/admin_service.h"
+#include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
 #include "daemon/rpc_interceptor.h"
-#include "common/log.h"
+#include "daemon/rpc_metrics.h"
+#include "daemon/store_collector.h"
+#include "sheaf_version.h"
 #include "storage/series_store.h"
 
 namespace sheaf::daemon {
@@ -46,6 +55,24 @@ void StopExposer(std::unique_ptr<prometheus::Exposer> exposer, int port) {
   waker.join();
 }
 
+// "/package.Service/Method" of every method served: only these get their
+// own label values in the RPC metrics.
+std::set<std::string> ServedMethods() {
+  std::set<std::string> out;
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (const char* name : {"sheaf.v1.IngestService", "sheaf.v1.QueryService", "sheaf.v1.AdminService"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    if (service == nullptr) continue;
+    for (int i = 0; i < service->method_count(); ++i) {
+      out.insert("/" + service->full_name() + "/" + service->method(i)->name());
+    }
+  }
+  out.insert("/grpc.health.v1.Health/Check");
+  out.insert("/grpc.health.v1.Health/Watch");
+  out.insert("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+  return out;
+}
+
 }  // namespace
 
 struct Daemon::State {
@@ -56,7 +83,11 @@ struct Daemon::State {
 
   DaemonConfig config;
   std::unique_ptr<storage::SeriesStore> store;
-  std::unique_ptr<DaemonMetrics> metrics;
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<StoreCollector> store_collector;
+  std::unique_ptr<IngestMetrics> ingest_metrics;
+  std::unique_ptr<RpcMetrics> rpc_metrics;
+  std::unique_ptr<WorkQueue> query_executor;
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
@@ -75,20 +106,39 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   if (!store.ok()) return store.status();
   st->store = *std::move(store);
 
-  st->metrics = std::make_unique<DaemonMetrics>(st->store.get());
-  st->ingest = std::make_unique<IngestService>(st->store.get(), st->metrics.get(), config.ingest);
-  st->query = std::make_unique<QueryService>(st->store.get());
-  st->admin = std::make_unique<AdminService>(st->store.get());
+  // Metrics are owned by the component that produces them, each built
+  // from the one registry.
+  st->store_collector = std::make_shared<StoreCollector>(st->store.get());
+  st->ingest_metrics = std::make_unique<IngestMetrics>(*st->registry);
+  st->rpc_metrics = std::make_unique<RpcMetrics>(*st->registry, ServedMethods());
+  prometheus::BuildGauge()
+      .Name("sheaf_build_info")
+      .Help("Always 1; the version is a label.")
+      .Register(*st->registry)
+      .Add({{"version", SHEAF_VERSION}})
+      .Set(1);
+  st->query_executor = std::make_unique<WorkQueue>(config.query_workers, config.query_queue);
+  st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), config.ingest);
+  st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get());
+  st->admin = std::make_unique<AdminService>(st->store.get(), st->query_executor.get());
 
-  // HTTP first: prometheus-cpp throws when the port is taken.
+  // HTTP first: prometheus-cpp throws when the port is taken. civetweb's
+  // defaults (2 threads, 30 s to send a request) let two idle connections
+  // block every scrape for 30 s: more threads, a short request timeout.
   try {
-    st->exposer = std::make_unique<prometheus::Exposer>(config.http_listen);
+    st->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", config.http_listen,
+        "num_threads", std::to_string(config.http_threads),
+        "request_timeout_ms", std::to_string(config.http_request_timeout.count()),
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", std::to_string(config.http_request_timeout.count()),
+    });
   } catch (const std::exception& e) {
     return absl::FailedPreconditionError("cannot serve HTTP on " + config.http_listen + ": " + e.what() +
                                          " (is the port taken? set --http-listen)");
   }
-  st->exposer->RegisterCollectable(st->metrics->registry());
-  st->exposer->RegisterCollectable(st->metrics->storage_collectable());
+  st->exposer->RegisterCollectable(st->registry);
+  st->exposer->RegisterCollectable(st->store_collector);
   auto ports = st->exposer->GetListeningPorts();
   st->http_port = ports.empty() ? 0 : ports[0];
 
@@ -98,7 +148,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   builder.AddListeningPort(config.grpc_listen, grpc::InsecureServerCredentials(), &st->grpc_port);
   // Without this a second sheafd would silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_recv_message_bytes));
+  // gRPC 1.51 inflates a whole message before checking its size (a 4 MB
+  // gzip bomb cost 4.9 GB): sheafd inflates requests itself, bounded
+  // (grpc_codec.h). The size limit then applies to the compressed bytes.
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.ingest.max_message_bytes));
   // Agents keep one channel open for hours: accept their keepalive pings
   // (at most one per 10 s) without calling them abusive.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
@@ -107,7 +161,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   builder.RegisterService(st->query.get());
   builder.RegisterService(st->admin.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(st->metrics.get()));
+  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(st->rpc_metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   st->server = builder.BuildAndStart();
   if (!st->server || st->grpc_port == 0) {
@@ -136,18 +190,23 @@ void Daemon::Shutdown() {
     auto started = std::chrono::steady_clock::now();
     LogInfo("shutting down: grace period {} ms for in-flight calls", st.config.grace_period.count());
     st.server->GetHealthCheckService()->Shutdown();  // health: NOT_SERVING
+    // A manual compaction can take minutes and would hold the server past
+    // the grace period: cancelled first (it answers CANCELLED; nothing is
+    // lost, RocksDB compacts again by itself).
+    st.admin->Stop();
     st.server->Shutdown(std::chrono::system_clock::now() + st.config.grace_period);
     st.server->Wait();
     auto since = [&] {
       return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     };
     LogDebug("gRPC server stopped after {} ms", since());
-    st.ingest->Stop();  // writes whatever is still queued
-    st.admin->Stop();   // a running compaction finishes first
+    st.ingest->Stop();          // writes whatever is still queued
+    st.query_executor->Stop();  // the calls are finished; nothing is left to run
     if (auto s = st.store->Flush(); !s.ok()) LogError("flushing the store: {}", s.ToString());
     LogDebug("store flushed after {} ms", since());
     StopExposer(std::move(st.exposer), st.http_port);
     LogDebug("HTTP stopped after {} ms", since());
+    st.store_collector.reset();
     st.store.reset();
     LogInfo("shutdown complete in {} ms",
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());

@@ -1,25 +1,35 @@
 #include "daemon/ingest_service.h"
 
-#include <grpcpp/support/proto_buffer_reader.h>
-#include <grpcpp/support/proto_buffer_writer.h>
-
-#include <chrono>
 #include <map>
 #include <unordered_map>
 
 #include "common/clock.h"
-#include "daemon/convert.h"
-#include "daemon/daemon_metrics.h"
-#include "daemon/status_convert.h"
-#include "common/work_queue.h"
 #include "common/log.h"
+#include "common/work_queue.h"
+#include "daemon/convert.h"
+#include "daemon/grpc_codec.h"
+#include "daemon/ingest_metrics.h"
 #include "model/labels.h"
+#include "sheaf/v1/ingest_decode.pb.h"
 #include "storage/series_store.h"
 
 namespace sheaf::daemon {
 namespace {
 
 constexpr size_t kMaxAgentIdBytes = 256;
+// Sequences stay below 2^63, so a forged huge sequence can never leave an
+// agent without room to move on (it re-sequences above the durable one).
+constexpr uint64_t kMaxSequence = uint64_t{1} << 63;
+// What a dictionary entry costs besides its label bytes (map node, vector
+// headers, strings): an estimate on the safe side.
+constexpr size_t kRefEntryOverhead = 160;
+
+model::Labels FromWire(const google::protobuf::RepeatedPtrField<v1::decode::Label>& in) {
+  model::Labels out;
+  out.reserve(in.size());
+  for (const v1::decode::Label& l : in) out.push_back({l.name(), l.value()});
+  return out;
+}
 
 }  // namespace
 
@@ -30,13 +40,15 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     StartRead(&request_);
   }
 
+  ~PushReactor() override { service_->ReleaseDictionary(dictionary_bytes_); }
+
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed (or the call is gone)
       FinishWithAck();
       return;
     }
     bool queued = service_->queue_->TrySubmit([this] { ProcessAndContinue(); });
-    service_->metrics_->SetIngestQueueDepth(static_cast<int64_t>(service_->queue_->depth()));
+    service_->metrics_->SetQueueDepth(static_cast<int64_t>(service_->queue_->depth()));
     if (!queued) {
       Fail(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         "sheafd's ingest queue is full or shutting down; retry this stream with backoff"));
@@ -46,11 +58,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   void OnDone() override { delete this; }
 
  private:
+  // A dictionary entry: the series, or why it was rejected. A rejected
+  // definition keeps no labels.
   struct RefEntry {
     storage::SeriesId id = 0;  // 0 when rejected
     model::MetricType type = model::MetricType::kUnspecified;
-    model::Labels labels;
-    std::optional<model::Rejection> rejection;
+    model::Labels labels;  // empty when rejected
+    model::RejectReason rejection = model::RejectReason::kUnspecified;
   };
 
   // Runs on a worker thread; exactly one per stream at a time.
@@ -65,32 +79,31 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   grpc::Status ProcessBatch() {
     ++messages_;
-    v1::MetricBatch batch;
+    v1::decode::MetricBatch batch;
     {
-      grpc::ProtoBufferReader reader(&request_);
-      if (!batch.ParseFromZeroCopyStream(&reader)) {
-        return Invalid(fmt::format("message {} of the stream ({} bytes) is not a valid sheaf.v1.MetricBatch",
-                                   messages_, request_.Length()));
-      }
+      grpc::Status s = DecodeMessage(request_, service_->options_.max_message_bytes,
+                                     fmt::format("message {} of the stream", messages_), &batch);
+      request_.Clear();
+      if (!s.ok()) return s;
     }
-    request_.Clear();
-    if (batch.agent_id().empty() || batch.agent_id().size() > kMaxAgentIdBytes ||
-        !model::IsValidLabelValue(batch.agent_id(), kMaxAgentIdBytes)) {
+    if (batch.agent_id().empty() || !model::IsValidLabelValue(batch.agent_id(), kMaxAgentIdBytes)) {
       return Invalid(fmt::format("batch {}: agent_id must be 1 to {} bytes of UTF-8", messages_, kMaxAgentIdBytes));
     }
-    if (batch.sequence() == 0) {
-      return Invalid(fmt::format("batch {} from agent \"{}\": sequence must be > 0", messages_, batch.agent_id()));
+    if (batch.sequence() == 0 || batch.sequence() >= kMaxSequence) {
+      return Invalid(fmt::format("batch {} from agent \"{}\": sequence must be > 0 and < 2^63", messages_,
+                                 batch.agent_id()));
     }
     if (agent_id_.empty()) {
       agent_id_ = batch.agent_id();
     } else if (agent_id_ != batch.agent_id()) {
       return Invalid(fmt::format("batch {}: agent_id \"{}\" differs from \"{}\" earlier in the stream; "
-                                 "use one stream per agent", messages_, batch.agent_id(), agent_id_));
+                                 "use one stream per agent",
+                                 messages_, model::Abbreviate(batch.agent_id()), agent_id_));
     }
 
     // Definitions apply even to a duplicate batch: later batches of this
     // stream may refer to them.
-    for (const v1::SeriesDefinition& def : batch.definitions()) {
+    for (v1::decode::SeriesDefinition& def : *batch.mutable_definitions()) {
       if (def.ref() == 0) return Invalid(fmt::format("batch {}: series definition with ref 0", messages_));
       if (refs_.size() >= service_->options_.max_refs_per_stream && !refs_.contains(def.ref())) {
         return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -98,40 +111,47 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
                                         service_->options_.max_refs_per_stream));
       }
       RefEntry entry;
-      entry.type = FromProto(def.type());
-      entry.labels = FromProto(def.labels());
-      Resolve(entry);
-      refs_[def.ref()] = std::move(entry);
+      entry.type = FromProto(static_cast<v1::MetricType>(def.type()));
+      entry.labels = FromWire(def.labels());
+      def.clear_labels();
+      if (auto rejection = Resolve(entry)) {
+        if (rejection->reason == model::RejectReason::kStoreError) return StoreUnavailable(rejection->detail);
+        NoteExample(*rejection);  // counted when samples refer to it
+        entry.rejection = rejection->reason;
+        entry.labels = {};  // a rejected definition keeps no labels
+      }
+      if (auto s = Account(entry); !s.ok()) return s;
+      auto [it, inserted] = refs_.try_emplace(def.ref());
+      if (!inserted) Unaccount(it->second);
+      it->second = std::move(entry);
     }
 
-    if (batch.sequence() <= service_->store_->AgentSequence(agent_id_)) {
-      ack_.set_batches_duplicate(ack_.batches_duplicate() + 1);
-      service_->metrics_->BatchDuplicate();
-      return grpc::Status::OK;
-    }
+    const uint64_t durable = service_->store_->AgentSequence(agent_id_);
+    if (batch.sequence() <= durable) return Duplicate(batch.sequence(), durable);
 
     const int64_t now = service_->options_.now_ms ? service_->options_.now_ms() : WallClockMs();
     storage::AppendBatch append;
     append.agent_id = agent_id_;
     append.sequence = batch.sequence();
     append.series.reserve(batch.samples_size() + batch.series_size());
-    for (const v1::SeriesSamples& ss : batch.samples()) {
-      size_t n = static_cast<size_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
+    for (const v1::decode::SeriesSamples& ss : batch.samples()) {
+      const size_t n = static_cast<size_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
       auto it = refs_.find(ss.ref());
       if (it == refs_.end()) {
-        Count(model::Rejection{model::RejectReason::kUnknownRef,
-                        fmt::format("ref {} was never defined in this stream", ss.ref())}, n);
+        Count({model::RejectReason::kUnknownRef, fmt::format("ref {} was never defined in this stream", ss.ref())},
+              n);
         continue;
       }
       const RefEntry& ref = it->second;
-      if (ref.rejection) {
-        Count(*ref.rejection, n);
+      if (ref.id == 0) {
+        Count({ref.rejection, ""}, n);
         continue;
       }
       if (ss.timestamps_ms_size() != ss.values_size()) {
-        Count(model::Rejection{model::RejectReason::kMalformedSeries,
-                        fmt::format("{} has {} timestamps but {} values", model::FormatLabelsShort(ref.labels),
-                                    ss.timestamps_ms_size(), ss.values_size())}, n);
+        Count({model::RejectReason::kMalformedSeries,
+               fmt::format("{} has {} timestamps but {} values", model::FormatLabelsShort(ref.labels),
+                           ss.timestamps_ms_size(), ss.values_size())},
+              n);
         continue;
       }
       storage::SeriesSamples out{ref.id, {}};
@@ -143,13 +163,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       }
       append.series.push_back(std::move(out));
     }
-    for (const v1::Series& s : batch.series()) {
+    for (const v1::decode::Series& s : batch.series()) {
       RefEntry entry;
-      entry.type = FromProto(s.type());
-      entry.labels = FromProto(s.labels());
+      entry.type = FromProto(static_cast<v1::MetricType>(s.type()));
+      entry.labels = FromWire(s.labels());
       storage::SeriesSamples out{0, {}};
       out.samples.reserve(s.samples_size());
-      for (const v1::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
+      for (const v1::decode::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
       // Everything is checked before the series is created, so a rejected
       // series leaves nothing behind in the index.
       auto rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
@@ -158,6 +178,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       }
       if (!rejection) rejection = CreateSeries(entry);
       if (rejection) {
+        if (rejection->reason == model::RejectReason::kStoreError) return StoreUnavailable(rejection->detail);
         Count(*rejection, out.samples.size());
         continue;
       }
@@ -166,24 +187,21 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     }
 
     auto result = service_->store_->Append(append);
-    if (!result.ok()) {
-      LogError("storing batch {} of agent \"{}\" failed: {}", batch.sequence(), agent_id_,
-               result.status().ToString());
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the store could not write this batch; it was not acknowledged, retry later");
-    }
-    if (result->duplicate) {  // a concurrent stream of the same agent got there first
-      ack_.set_batches_duplicate(ack_.batches_duplicate() + 1);
-      service_->metrics_->BatchDuplicate();
-      return grpc::Status::OK;
-    }
+    if (!result.ok()) return StoreUnavailable(std::string(result.status().message()));
+    if (result->duplicate) return Duplicate(batch.sequence(), result->durable_sequence);  // a concurrent stream won
     for (auto [id, n] : result->too_old) {
       auto info = service_->store_->GetSeries(id);
-      Count(model::Rejection{model::RejectReason::kOutOfOrder,
-                      fmt::format("{} has {} samples older than its newest sample by more than the "
-                                  "out-of-order window", info ? model::FormatLabelsShort(info->labels) : "a series", n)},
+      Count({model::RejectReason::kOutOfOrder,
+             fmt::format("{} has {} samples older than its newest sample by more than the out-of-order window",
+                         info ? model::FormatLabelsShort(info->labels) : "a series", n)},
             n);
     }
+    for (auto [id, n] : result->deleted) {
+      Count({model::RejectReason::kSeriesDeleted,
+             fmt::format("series {} was deleted while this stream referred to it; a new stream recreates it", id)},
+            n);
+    }
+    ++applied_;
     ack_.set_batches_applied(ack_.batches_applied() + 1);
     ack_.set_samples_stored(ack_.samples_stored() + result->samples_added);
     service_->metrics_->BatchApplied(result->samples_added,
@@ -191,32 +209,101 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     return grpc::Status::OK;
   }
 
-  // Validates the labels and finds or creates the series.
-  void Resolve(RefEntry& entry) {
-    entry.rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
-    if (!entry.rejection) entry.rejection = CreateSeries(entry);
+  // A batch at or below the agent's durable sequence: acknowledged again,
+  // not stored again. A retry after a lost ack comes first in its stream;
+  // one after a batch this stream applied means another writer moved the
+  // agent's sequence meanwhile (two agents with one identity).
+  grpc::Status Duplicate(uint64_t sequence, uint64_t durable) {
+    const bool unexpected = applied_ > 0;
+    ack_.set_batches_duplicate(ack_.batches_duplicate() + 1);
+    service_->metrics_->BatchDuplicate(unexpected);
+    if (!logged_duplicate_ || unexpected) {
+      logged_duplicate_ = true;
+      LogLimited(service_->duplicate_log_, unexpected ? LogLevel::kError : LogLevel::kInfo,
+                 "agent \"{}\" ({}) sent batch {} at or below its durable sequence {}: acknowledged, not stored "
+                 "again. {}",
+                 agent_id_, context_->peer(), sequence, durable,
+                 unexpected ? "This stream had just stored a newer batch: another agent is using the same identity "
+                              "(give each agent its own --state-dir / --agent-id)."
+                            : "Normal when a stream is retried after a lost acknowledgement; if this agent never "
+                              "sent it, another agent uses the same identity.");
+    }
+    return grpc::Status::OK;
   }
 
-  // Sets entry.id from the store, creating the series if it is new.
+  grpc::Status StoreUnavailable(const std::string& why) {
+    LogLimited(service_->reject_log_, LogLevel::kError, "storing a batch of agent \"{}\" failed: {}", agent_id_, why);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "sheafd could not store this batch, so it is not acknowledged; retry later: " + why);
+  }
+
+  // Validates the labels and finds or creates the series.
+  std::optional<model::Rejection> Resolve(RefEntry& entry) {
+    if (auto r = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits)) return r;
+    return CreateSeries(entry);
+  }
+
+  // Sets entry.id from the store, creating the series if it is new. A full
+  // series table rejects the series; a store that cannot write (disk full)
+  // is kStoreError, which fails the stream so nothing is acknowledged.
   std::optional<model::Rejection> CreateSeries(RefEntry& entry) {
     auto id = service_->store_->GetOrCreateSeries(entry.labels, entry.type);
     if (!id.ok()) {
-      return model::Rejection{id.status().code() == absl::StatusCode::kResourceExhausted ? model::RejectReason::kSeriesLimit
-                                                                                  : model::RejectReason::kUnspecified,
-                       fmt::format("{}: {}", model::FormatLabelsShort(entry.labels), std::string(id.status().message()))};
+      const bool limit = id.status().code() == absl::StatusCode::kResourceExhausted;
+      return model::Rejection{limit ? model::RejectReason::kSeriesLimit : model::RejectReason::kStoreError,
+                              fmt::format("{}: {}", model::FormatLabelsShort(entry.labels),
+                                          std::string(id.status().message()))};
     }
     entry.id = *id;
     return std::nullopt;
   }
 
-  void Count(const model::Rejection& r, size_t samples) {
+  static size_t Cost(const RefEntry& e) {
+    size_t bytes = kRefEntryOverhead;
+    for (const model::Label& l : e.labels) bytes += l.name.size() + l.value.size() + 2 * sizeof(std::string);
+    return bytes;
+  }
+
+  grpc::Status Account(const RefEntry& e) {
+    const size_t cost = Cost(e);
+    if (dictionary_bytes_ + cost > service_->options_.max_dictionary_bytes_per_stream) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          fmt::format("this stream's series definitions hold more than {} bytes; start a new stream",
+                                      service_->options_.max_dictionary_bytes_per_stream));
+    }
+    if (!service_->ReserveDictionary(cost)) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          fmt::format("sheafd's open streams hold {} bytes of series definitions, its limit; "
+                                      "retry with backoff",
+                                      service_->options_.max_dictionary_bytes_total));
+    }
+    dictionary_bytes_ += cost;
+    return grpc::Status::OK;
+  }
+
+  void Unaccount(const RefEntry& e) {
+    const size_t cost = Cost(e);
+    dictionary_bytes_ -= cost;
+    service_->ReleaseDictionary(cost);
+  }
+
+  // The first example of each reason goes into the ack and the log.
+  v1::RejectCount& NoteExample(const model::Rejection& r) {
     auto& count = rejected_[r.reason];
-    if (count.series() == 0) {
+    if (count.example().empty() && !r.detail.empty()) {
       count.set_reason(ToProto(r.reason));
       count.set_example(r.detail);
-      // One log line per reason per stream: a misbehaving agent can't flood the log.
-      LogWarn("rejecting series from agent \"{}\" ({}): {}", agent_id_, model::ReasonName(r.reason), r.detail);
+      // One line per reason per stream, and few per minute in all: a
+      // misbehaving agent can't flood the log.
+      LogLimited(service_->reject_log_, LogLevel::kWarn, "rejecting series from agent \"{}\" ({}): {}", agent_id_,
+                 model::ReasonName(r.reason), r.detail);
     }
+    return count;
+  }
+
+  void Count(const model::Rejection& r, size_t samples) {
+    auto& count = NoteExample(r);
+    count.set_reason(ToProto(r.reason));
     count.set_series(count.series() + 1);
     count.set_samples(count.samples() + samples);
     service_->metrics_->Rejected(r.reason, 1, samples);
@@ -227,19 +314,18 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   }
 
   void Fail(const grpc::Status& status) {
-    LogWarn("Push stream from {} (agent \"{}\") ended: {}: {}", context_->peer(), agent_id_,
-            static_cast<int>(status.error_code()), status.error_message());
+    LogLimited(service_->reject_log_, LogLevel::kWarn, "Push stream from {} (agent \"{}\") ended: {}: {}",
+               context_->peer(), agent_id_, GrpcCodeName(status.error_code()), status.error_message());
     service_->metrics_->StreamFailed(status.error_code());
     Finish(status);
   }
 
   void FinishWithAck() {
     ack_.set_durable_sequence(agent_id_.empty() ? 0 : service_->store_->AgentSequence(agent_id_));
-    for (auto& [reason, count] : rejected_) *ack_.add_rejected() = count;
-    grpc::ByteBuffer buffer;
-    grpc::ProtoBufferWriter writer(&buffer, grpc::kProtoBufferWriterMaxBufferLength, ack_.ByteSizeLong());
-    ack_.SerializeToZeroCopyStream(&writer);
-    response_->Swap(&buffer);
+    for (auto& [reason, count] : rejected_) {
+      if (count.series() > 0) *ack_.add_rejected() = count;
+    }
+    *response_ = EncodeMessage(ack_);
     Finish(grpc::Status::OK);
   }
 
@@ -248,13 +334,16 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   grpc::ByteBuffer* response_;
   grpc::ByteBuffer request_;
   uint64_t messages_ = 0;
+  uint64_t applied_ = 0;
+  bool logged_duplicate_ = false;
   std::string agent_id_;
   std::unordered_map<uint32_t, RefEntry> refs_;  // the stream's series dictionary
+  size_t dictionary_bytes_ = 0;                  // what refs_ holds, as reserved with the service
   std::map<model::RejectReason, v1::RejectCount> rejected_;
   v1::PushAck ack_;
 };
 
-IngestService::IngestService(storage::SeriesStore* store, DaemonMetrics* metrics, IngestOptions options)
+IngestService::IngestService(storage::SeriesStore* store, IngestMetrics* metrics, IngestOptions options)
     : store_(store),
       metrics_(metrics),
       options_(std::move(options)),
@@ -268,5 +357,21 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* IngestService::Push(grpc::CallbackSer
 }
 
 void IngestService::Stop() { queue_->Stop(); }
+
+bool IngestService::ReserveDictionary(size_t bytes) {
+  size_t now = dictionary_bytes_.fetch_add(bytes) + bytes;
+  if (now > options_.max_dictionary_bytes_total) {
+    dictionary_bytes_ -= bytes;
+    return false;
+  }
+  metrics_->SetDictionaryBytes(static_cast<int64_t>(now));
+  return true;
+}
+
+void IngestService::ReleaseDictionary(size_t bytes) {
+  if (bytes == 0) return;
+  size_t now = dictionary_bytes_.fetch_sub(bytes) - bytes;
+  metrics_->SetDictionaryBytes(static_cast<int64_t>(now));
+}
 
 }  // namespace sheaf::daemon

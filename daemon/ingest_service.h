@@ -2,9 +2,11 @@
 #ifndef SHEAF_DAEMON_INGEST_SERVICE_H_
 #define SHEAF_DAEMON_INGEST_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
+#include "common/log.h"
 #include "model/validation.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 
@@ -18,24 +20,32 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
-class DaemonMetrics;
+class IngestMetrics;
 
 
 struct IngestOptions {
   model::ValidationLimits limits;
+  size_t max_message_bytes = 16ull << 20;  // one batch, after decompression
   size_t max_refs_per_stream = 1'000'000;  // dictionary entries per Push stream
+  // Memory of the series dictionaries (labels of defined series), per
+  // stream and across all open streams. Past either bound a stream ends
+  // with RESOURCE_EXHAUSTED; it never grows the daemon's memory further.
+  size_t max_dictionary_bytes_per_stream = 64ull << 20;
+  size_t max_dictionary_bytes_total = 512ull << 20;
   size_t workers = 2;                      // threads writing batches to the store
   size_t queue_capacity = 256;             // batches waiting for a worker
   std::function<int64_t()> now_ms;         // clock; wall clock when empty (tests inject one)
 };
 
-// Batches are decoded by hand (a raw method) so that an undecodable message
-// ends the call with INVALID_ARGUMENT instead of looking like end of stream.
+// Batches are decoded by hand (a raw method): an undecodable message ends
+// the call with INVALID_ARGUMENT instead of looking like end of stream,
+// decompression is bounded (grpc_codec.h), and strings are checked by
+// sheafd, so one invalid UTF-8 label costs only its own series.
 // Each stream has at most one batch in flight; the work is done on a small
 // worker pool, never on gRPC's callback threads, since it waits for fsync.
 class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push<v1::IngestService::Service> {
  public:
-  IngestService(storage::SeriesStore* store, DaemonMetrics* metrics, IngestOptions options);
+  IngestService(storage::SeriesStore* store, IngestMetrics* metrics, IngestOptions options);
   ~IngestService() override;
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* Push(grpc::CallbackServerContext* context,
@@ -48,10 +58,17 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
  private:
   class PushReactor;
 
+  // Reserves dictionary memory across streams; false past the total bound.
+  bool ReserveDictionary(size_t bytes);
+  void ReleaseDictionary(size_t bytes);
+
   storage::SeriesStore* store_;
-  DaemonMetrics* metrics_;
+  IngestMetrics* metrics_;
   IngestOptions options_;
   std::unique_ptr<WorkQueue> queue_;
+  std::atomic<size_t> dictionary_bytes_ = 0;
+  LogRateLimiter reject_log_{20, std::chrono::minutes(1)};
+  LogRateLimiter duplicate_log_{20, std::chrono::minutes(1)};
 };
 
 }  // namespace sheaf::daemon

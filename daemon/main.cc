@@ -56,6 +56,9 @@ bool ParseRollups(const std::string& text, std::vector<sheaf::storage::RollupSpe
     rollups.push_back({res->count(), ret->count()});
   }
   std::sort(rollups.begin(), rollups.end(), [](const auto& a, const auto& b) { return a.resolution_ms < b.resolution_ms; });
+  for (size_t i = 1; i < rollups.size(); ++i) {
+    if (rollups[i].resolution_ms == rollups[i - 1].resolution_ms) return false;  // the same resolution twice
+  }
   *out = rollups;
   return true;
 }
@@ -88,17 +91,30 @@ int main(int argc, char** argv) {
   flags.Duration("head-flush-interval", &store.head_flush_interval_ms, "cut recent samples into blocks at least this often");
   flags.Uint("block-cache-bytes", &store.block_cache_bytes, "RocksDB block cache size");
   flags.Uint("write-buffer-bytes", &store.write_buffer_bytes, "RocksDB memtable budget across all column families");
-  flags.Uint("max-recv-message-bytes", &config.max_recv_message_bytes, "largest batch accepted, after decompression");
+  flags.Uint("max-recv-message-bytes", &config.ingest.max_message_bytes,
+             "largest batch accepted, after decompression (decompression stops there)");
+  flags.Uint("max-label-name-bytes", &config.ingest.limits.max_label_name_bytes, "longest label name accepted");
+  flags.Uint("max-label-value-bytes", &config.ingest.limits.max_label_value_bytes, "longest label value accepted");
+  flags.Uint("max-labels-bytes", &config.ingest.limits.max_labels_bytes,
+             "largest label set accepted (names and values together)");
+  flags.Uint("max-stream-dictionary-bytes", &config.ingest.max_dictionary_bytes_per_stream,
+             "memory for the series definitions of one Push stream");
+  flags.Uint("max-dictionary-bytes", &config.ingest.max_dictionary_bytes_total,
+             "memory for the series definitions of all open Push streams together");
   flags.Duration("grace-period", &config.grace_period, "on SIGTERM, how long in-flight calls may take to finish");
   flags.Duration("accept-past", &config.ingest.limits.accept_past, "oldest sample accepted, relative to now");
   flags.Duration("accept-future", &config.ingest.limits.accept_future, "newest sample accepted, relative to now");
   flags.Int("ingest-workers", &workers, "threads writing batches to the store");
   flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
+  int64_t query_workers = static_cast<int64_t>(config.query_workers);
+  flags.Int("query-workers", &query_workers, "threads answering queries, listings and admin calls");
   flags.String("ready-file", &ready_file, "write the bound ports here once serving");
   flags.String("log-level", &log_level, "debug, info, warn or error");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!ParseRollups(rollups, &store.rollups)) {
-    std::fprintf(stderr, "sheafd: --rollups \"%s\": expected RESOLUTION:RETENTION,... e.g. 1m:90d,1h:2y\n",
+    std::fprintf(stderr,
+                 "sheafd: --rollups \"%s\": expected RESOLUTION:RETENTION,... with each resolution once, "
+                 "e.g. 1m:90d,1h:2y\n",
                  rollups.c_str());
     return 2;
   }
@@ -108,10 +124,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   sheaf::SetLogLevel(level);
-  if (workers < 1 || queue < 1) {
-    std::fprintf(stderr, "sheafd: --ingest-workers and --ingest-queue must be >= 1\n");
+  if (workers < 1 || queue < 1 || query_workers < 1) {
+    std::fprintf(stderr, "sheafd: --ingest-workers, --ingest-queue and --query-workers must be >= 1\n");
     return 2;
   }
+  config.query_workers = static_cast<size_t>(query_workers);
   config.ingest.workers = static_cast<size_t>(workers);
   config.ingest.queue_capacity = static_cast<size_t>(queue);
 

@@ -5,8 +5,11 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "common/work_queue.h"
 #include "daemon/convert.h"
+#include "daemon/grpc_codec.h"
 #include "daemon/status_convert.h"
+#include "daemon/unary_call.h"
 #include "sheaf_version.h"
 #include "storage/series_store.h"
 
@@ -15,8 +18,22 @@ namespace {
 
 constexpr uint32_t kDefaultChunkSamples = 1000;
 constexpr uint32_t kMaxChunkSamples = 10'000;
-constexpr uint32_t kDefaultSeriesLimit = 10'000;
 constexpr int64_t kDefaultRangeMs = 3'600'000;
+// Times and steps beyond ~285,000 years are refused: within this bound no
+// step arithmetic can overflow (end=INT64_MAX once answered OK, empty).
+constexpr int64_t kMaxAbsTimeMs = int64_t{1} << 53;
+
+grpc::Status CheckTime(const char* field, int64_t value) {
+  if (value > kMaxAbsTimeMs || value < -kMaxAbsTimeMs) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("{} {} is out of range: use Unix milliseconds within +-2^53", field, value));
+  }
+  return grpc::Status::OK;
+}
+
+uint32_t ListLimit(uint32_t requested, const QueryLimits& limits) {
+  return requested == 0 ? limits.default_list_limit : std::min(requested, limits.max_list_limit);
+}
 
 }  // namespace
 
@@ -54,18 +71,58 @@ absl::StatusOr<std::vector<model::Matcher>> RequestMatchers(
 
 // Streams the answer series by series, in chunks of at most
 // max_samples_per_chunk samples per message, reading from the store only as
-// fast as the client takes messages (one write in flight).
-class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResponse> {
+// fast as the client takes messages (one write in flight). Each step runs
+// on the executor; gRPC's threads only hand over.
+class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  QueryReactor(storage::SeriesStore* store, const v1::QueryRequest& request) : store_(store) {
-    auto matchers = RequestMatchers(request.matchers(), request.selector());
+  QueryReactor(QueryService* service, grpc::CallbackServerContext* context, const grpc::ByteBuffer& request)
+      : store_(service->store_), executor_(service->executor_), context_(context) {
+    grpc::Status s = DecodeMessage(request, service->limits_.max_request_bytes, "the QueryRequest", &request_);
+    if (!s.ok()) {
+      Finish(s);
+      return;
+    }
+    Submit([this] { Start(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // cancelled by the client or its deadline passed
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    Submit([this] { WriteNext(); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Submit(std::function<void()> step) {
+    if (!executor_->TrySubmit(std::move(step))) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "sheafd's query executor is full or shutting down; retry with backoff"));
+    }
+  }
+
+  void Start() {
+    if (context_->IsCancelled()) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    auto matchers = RequestMatchers(request_.matchers(), request_.selector());
     if (!matchers.ok()) {
       Finish(ToGrpcStatus(matchers.status()));
       return;
     }
-    end_ = request.end_ms() == 0 ? WallClockMs() : request.end_ms();
-    start_ = request.start_ms() == 0 ? end_ - kDefaultRangeMs : request.start_ms();
-    step_ = request.step_ms();
+    for (auto [field, value] : {std::pair{"start_ms", request_.start_ms()}, std::pair{"end_ms", request_.end_ms()},
+                                std::pair{"step_ms", request_.step_ms()}}) {
+      if (auto s = CheckTime(field, value); !s.ok()) {
+        Finish(s);
+        return;
+      }
+    }
+    end_ = request_.end_ms() == 0 ? WallClockMs() : request_.end_ms();
+    start_ = request_.start_ms() == 0 ? end_ - kDefaultRangeMs : request_.start_ms();
+    step_ = request_.step_ms();
     if (start_ > end_) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           fmt::format("start_ms {} is after end_ms {}", start_, end_)));
@@ -75,9 +132,9 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "step_ms must be >= 0"));
       return;
     }
-    chunk_samples_ = request.max_samples_per_chunk() == 0
+    chunk_samples_ = request_.max_samples_per_chunk() == 0
                          ? kDefaultChunkSamples
-                         : std::min(request.max_samples_per_chunk(), kMaxChunkSamples);
+                         : std::min(request_.max_samples_per_chunk(), kMaxChunkSamples);
     auto ids = store_->Select(*matchers);
     if (!ids.ok()) {
       Finish(ToGrpcStatus(ids.status()));
@@ -93,17 +150,6 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
     WriteNext();
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {  // cancelled by the client or its deadline passed
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    WriteNext();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
   void WriteNext() {
     response_.Clear();
     uint32_t budget = chunk_samples_;
@@ -172,7 +218,8 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
       Finish(grpc::Status::OK);
       return;
     }
-    StartWrite(&response_);
+    buffer_ = EncodeMessage(response_);
+    StartWrite(&buffer_);
   }
 
   // The samples of one series to answer from: raw, or the last sample of
@@ -199,6 +246,9 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
   }
 
   storage::SeriesStore* store_;
+  WorkQueue* executor_;
+  grpc::CallbackServerContext* context_;
+  v1::QueryRequest request_;
   int64_t start_ = 0, end_ = 0, step_ = 0;
   int64_t resolution_ = 0;  // rollup read for a step, 0 for raw samples
   uint32_t chunk_samples_ = kDefaultChunkSamples;
@@ -207,130 +257,125 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<v1::QueryResp
   std::unique_ptr<storage::SampleIterator> iter_;
   std::optional<model::Sample> pending_;  // step output not yet emitted
   v1::QueryResponse response_;
+  grpc::ByteBuffer buffer_;           // response_ encoded, while its write is in flight
   v1::SeriesChunk* chunk_ = nullptr;  // in response_
   bool continued_ = false;            // the open series already sent a chunk
   google::protobuf::RepeatedPtrField<v1::Label> last_labels_;
   v1::MetricType last_type_ = v1::METRIC_TYPE_UNSPECIFIED;
 };
 
-QueryService::QueryService(storage::SeriesStore* store)
-    : store_(store), started_(std::chrono::steady_clock::now()) {}
+QueryService::QueryService(storage::SeriesStore* store, WorkQueue* executor, QueryLimits limits)
+    : store_(store), executor_(executor), limits_(limits), started_(std::chrono::steady_clock::now()) {}
 
-grpc::ServerWriteReactor<v1::QueryResponse>* QueryService::Query(grpc::CallbackServerContext* /*context*/,
-                                                                  const v1::QueryRequest* request) {
-  return new QueryReactor(store_, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryService::Query(grpc::CallbackServerContext* context,
+                                                                const grpc::ByteBuffer* request) {
+  return new QueryReactor(this, context, *request);
 }
 
 grpc::ServerUnaryReactor* QueryService::ListSeries(grpc::CallbackServerContext* context,
-                                                   const v1::ListSeriesRequest* request,
-                                                   v1::ListSeriesResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  auto matchers = RequestMatchers(request->matchers(), request->selector());
-  if (!matchers.ok()) {
-    reactor->Finish(ToGrpcStatus(matchers.status()));
-    return reactor;
-  }
-  auto ids = store_->Select(*matchers);
-  if (!ids.ok()) {
-    reactor->Finish(ToGrpcStatus(ids.status()));
-    return reactor;
-  }
-  const size_t limit = request->limit() == 0 ? kDefaultSeriesLimit : request->limit();
-  for (storage::SeriesId id : *ids) {
-    if (static_cast<size_t>(response->series_size()) >= limit) {
-      response->set_truncated(true);
+                                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::ListSeriesRequest, v1::ListSeriesResponse>(
+      executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const v1::ListSeriesRequest& req, v1::ListSeriesResponse* resp) {
+        auto matchers = RequestMatchers(req.matchers(), req.selector());
+        if (!matchers.ok()) return ToGrpcStatus(matchers.status());
+        auto ids = store_->Select(*matchers);
+        if (!ids.ok()) return ToGrpcStatus(ids.status());
+        const size_t limit = ListLimit(req.limit(), limits_);
+        size_t bytes = 0;
+        for (storage::SeriesId id : *ids) {
+          if (static_cast<size_t>(resp->series_size()) >= limit || bytes > limits_.max_response_bytes) {
+            resp->set_truncated(true);
+            break;
+          }
+          auto info = store_->GetSeries(id);
+          if (!info) continue;
+          v1::LabelSet* set = resp->add_series();
+          ToProto(info->labels, set->mutable_labels());
+          set->set_type(ToProto(info->type));
+          bytes += set->ByteSizeLong();
+        }
+        return grpc::Status::OK;
+      });
+}
+
+grpc::ServerUnaryReactor* QueryService::Stats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) {
+  return RunUnary<v1::StatsRequest, v1::StatsResponse>(
+      executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const v1::StatsRequest&, v1::StatsResponse* resp) {
+        storage::StoreStats st = store_->Stats();
+        resp->set_series(st.series);
+        resp->set_samples(st.samples);
+        resp->set_storage_bytes(st.disk_bytes);
+        resp->set_agents(st.agents);
+        resp->set_head_samples(st.head_samples);
+        resp->set_pending_compaction_bytes(st.pending_compaction_bytes);
+        resp->set_write_stalls(st.write_stalls);
+        for (const auto& [family, bytes] : st.family_disk_bytes) (*resp->mutable_column_family_bytes())[family] = bytes;
+        resp->set_cuts(st.cuts);
+        resp->set_rollups(st.rollups);
+        resp->set_maintenance_failures(st.maintenance_failures);
+        resp->set_last_maintenance_error(st.last_maintenance_error);
+        resp->set_writable(st.writable);
+        resp->set_write_error(st.write_error);
+        resp->set_uptime_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+        resp->set_version(SHEAF_VERSION);
+        return grpc::Status::OK;
+      });
+}
+
+namespace {
+
+// Copies up to the response byte budget; marks the rest as truncated.
+void AddBounded(std::vector<std::string>& in, bool truncated, size_t max_bytes,
+                google::protobuf::RepeatedPtrField<std::string>* out, bool* out_truncated) {
+  size_t bytes = 0;
+  for (std::string& s : in) {
+    bytes += s.size() + 4;
+    if (bytes > max_bytes) {
+      truncated = true;
       break;
     }
-    auto info = store_->GetSeries(id);
-    if (!info) continue;
-    v1::LabelSet* set = response->add_series();
-    ToProto(info->labels, set->mutable_labels());
-    set->set_type(ToProto(info->type));
+    out->Add(std::move(s));
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  *out_truncated = truncated;
 }
 
-grpc::ServerUnaryReactor* QueryService::Stats(grpc::CallbackServerContext* context,
-                                              const v1::StatsRequest* /*request*/, v1::StatsResponse* response) {
-  storage::StoreStats st = store_->Stats();
-  response->set_series(st.series);
-  response->set_samples(st.samples);
-  response->set_storage_bytes(st.disk_bytes);
-  response->set_agents(st.agents);
-  response->set_head_samples(st.head_samples);
-  response->set_pending_compaction_bytes(st.pending_compaction_bytes);
-  response->set_write_stalls(st.write_stalls);
-  for (const auto& [family, bytes] : st.family_disk_bytes) (*response->mutable_column_family_bytes())[family] = bytes;
-  response->set_uptime_seconds(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
-  response->set_version(SHEAF_VERSION);
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
+}  // namespace
 
 grpc::ServerUnaryReactor* QueryService::LabelNames(grpc::CallbackServerContext* context,
-                                                   const v1::LabelNamesRequest* /*request*/,
-                                                   v1::LabelNamesResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  auto names = store_->LabelNames();
-  if (names.ok()) {
-    for (auto& n : *names) response->add_names(std::move(n));
-  }
-  reactor->Finish(ToGrpcStatus(names.status()));
-  return reactor;
+                                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::LabelNamesRequest, v1::LabelNamesResponse>(
+      executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const v1::LabelNamesRequest& req, v1::LabelNamesResponse* resp) {
+        bool truncated = false;
+        auto names = store_->LabelNames(storage::kDefaultTenant, ListLimit(req.limit(), limits_), &truncated);
+        if (!names.ok()) return ToGrpcStatus(names.status());
+        bool out_truncated = false;
+        AddBounded(*names, truncated, limits_.max_response_bytes, resp->mutable_names(), &out_truncated);
+        resp->set_truncated(out_truncated);
+        return grpc::Status::OK;
+      });
 }
 
 grpc::ServerUnaryReactor* QueryService::LabelValues(grpc::CallbackServerContext* context,
-                                                    const v1::LabelValuesRequest* request,
-                                                    v1::LabelValuesResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  if (request->name().empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name is required, e.g. \"host\""));
-    return reactor;
-  }
-  auto values = store_->LabelValues(request->name());
-  if (values.ok()) {
-    for (auto& v : *values) response->add_values(std::move(v));
-  }
-  reactor->Finish(ToGrpcStatus(values.status()));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* context,
-                                                const v1::CompactRequest* /*request*/, v1::CompactResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  std::lock_guard lock(mu_);
-  if (running_) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "a compaction is already running; wait for it to finish"));
-    return reactor;
-  }
-  if (worker_.joinable()) worker_.join();
-  running_ = true;
-  worker_ = std::thread([this, reactor, response] {
-    auto started = std::chrono::steady_clock::now();
-    response->set_storage_bytes_before(store_->Stats().disk_bytes);
-    absl::Status s = store_->Compact();
-    response->set_storage_bytes_after(store_->Stats().disk_bytes);
-    response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    {
-      std::lock_guard lock(mu_);
-      running_ = false;
-    }
-    reactor->Finish(ToGrpcStatus(s));
-  });
-  return reactor;
-}
-
-void AdminService::Stop() {
-  std::thread worker;
-  {
-    std::lock_guard lock(mu_);
-    worker = std::move(worker_);
-  }
-  if (worker.joinable()) worker.join();
+                                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<v1::LabelValuesRequest, v1::LabelValuesResponse>(
+      executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const v1::LabelValuesRequest& req, v1::LabelValuesResponse* resp) {
+        if (req.name().empty()) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name is required, e.g. \"host\"");
+        }
+        bool truncated = false;
+        auto values =
+            store_->LabelValues(storage::kDefaultTenant, req.name(), ListLimit(req.limit(), limits_), &truncated);
+        if (!values.ok()) return ToGrpcStatus(values.status());
+        bool out_truncated = false;
+        AddBounded(*values, truncated, limits_.max_response_bytes, resp->mutable_values(), &out_truncated);
+        resp->set_truncated(out_truncated);
+        return grpc::Status::OK;
+      });
 }
 
 }  // namespace sheaf::daemon

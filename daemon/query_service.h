@@ -1,15 +1,22 @@
-// QueryService: streamed range queries, series listing and store stats.
+// QueryService: streamed range queries, series listing, labels and store
+// stats; AdminService: compaction and series deletion.
+//
+// Every method is a raw (ByteBuffer) method so its request is decoded with
+// bounded decompression (grpc_codec.h), and the work runs on the query
+// executor, never on gRPC's callback threads: reads can wait on the disk.
 #ifndef SHEAF_DAEMON_QUERY_SERVICE_H_
 #define SHEAF_DAEMON_QUERY_SERVICE_H_
 
 #include <chrono>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "sheaf/v1/query.grpc.pb.h"
 #include "model/matcher.h"
+#include "sheaf/v1/query.grpc.pb.h"
+
+namespace sheaf {
+class WorkQueue;
+}
 
 namespace sheaf::storage {
 class SeriesStore;
@@ -17,44 +24,41 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
-class QueryService final : public v1::QueryService::CallbackService {
- public:
-  explicit QueryService(storage::SeriesStore* store);
+struct QueryLimits {
+  size_t max_request_bytes = 1 << 20;        // a request, after decompression
+  size_t max_response_bytes = 4 << 20;       // a unary answer; listings are truncated past it
+  uint32_t default_list_limit = 10'000;      // series, names or values when the request says 0
+  uint32_t max_list_limit = 100'000;
+};
 
-  grpc::ServerWriteReactor<v1::QueryResponse>* Query(grpc::CallbackServerContext* context,
-                                                     const v1::QueryRequest* request) override;
-  grpc::ServerUnaryReactor* ListSeries(grpc::CallbackServerContext* context, const v1::ListSeriesRequest* request,
-                                       v1::ListSeriesResponse* response) override;
-  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context, const v1::StatsRequest* request,
-                                  v1::StatsResponse* response) override;
-  grpc::ServerUnaryReactor* LabelNames(grpc::CallbackServerContext* context, const v1::LabelNamesRequest* request,
-                                       v1::LabelNamesResponse* response) override;
-  grpc::ServerUnaryReactor* LabelValues(grpc::CallbackServerContext* context, const v1::LabelValuesRequest* request,
-                                        v1::LabelValuesResponse* response) override;
+using QueryServiceBase = v1::QueryService::WithRawCallbackMethod_Query<
+    v1::QueryService::WithRawCallbackMethod_ListSeries<v1::QueryService::WithRawCallbackMethod_Stats<
+        v1::QueryService::WithRawCallbackMethod_LabelNames<
+            v1::QueryService::WithRawCallbackMethod_LabelValues<v1::QueryService::Service>>>>>;
+
+class QueryService final : public QueryServiceBase {
+ public:
+  // `executor` runs the work; both must outlive the gRPC server.
+  QueryService(storage::SeriesStore* store, WorkQueue* executor, QueryLimits limits = {});
+
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Query(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* ListSeries(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* LabelNames(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* LabelValues(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
 
  private:
   class QueryReactor;
 
   storage::SeriesStore* store_;
+  WorkQueue* executor_;
+  QueryLimits limits_;
   std::chrono::steady_clock::time_point started_;
-};
-
-// AdminService.Compact. One compaction at a time; it runs on a thread of its
-// own, not on gRPC's. Stop() waits for a running one (call before closing
-// the store).
-class AdminService final : public v1::AdminService::CallbackService {
- public:
-  explicit AdminService(storage::SeriesStore* store) : store_(store) {}
-  ~AdminService() override { Stop(); }
-  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* context, const v1::CompactRequest* request,
-                                    v1::CompactResponse* response) override;
-  void Stop();
-
- private:
-  storage::SeriesStore* store_;
-  std::mutex mu_;
-  std::thread worker_;
-  bool running_ = false;
 };
 
 // Matchers from a request's `matchers` and `selector` together. INVALID_ARGUMENT

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <string>
 
-#include "daemon/daemon_metrics.h"
+#include "daemon/rpc_metrics.h"
 #include "common/log.h"
 
 namespace sheaf::daemon {
@@ -13,7 +13,7 @@ using grpc::experimental::InterceptionHookPoints;
 
 class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(grpc::experimental::ServerRpcInfo* info, DaemonMetrics* metrics)
+  RpcMetricsInterceptor(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
       : method_(info->method() ? info->method() : "unknown"),
         metrics_(metrics),
         start_(std::chrono::steady_clock::now()) {}
@@ -40,7 +40,7 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
   }
 
   std::string method_;
-  DaemonMetrics* metrics_;
+  RpcMetrics* metrics_;
   std::chrono::steady_clock::time_point start_;
   bool recorded_ = false;
 };

@@ -7,15 +7,15 @@
 
 namespace sheaf::daemon {
 
-class DaemonMetrics;
+class RpcMetrics;
 
 class RpcMetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit RpcMetricsInterceptorFactory(DaemonMetrics* metrics) : metrics_(metrics) {}
+  explicit RpcMetricsInterceptorFactory(RpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override;
 
  private:
-  DaemonMetrics* metrics_;
+  RpcMetrics* metrics_;
 };
 
 }  // namespace sheaf::daemon

@@ -158,6 +158,7 @@ std::string_view ReasonName(RejectReason reason) {
     case RejectReason::kOutOfOrder: return "out_of_order";
     case RejectReason::kLabelsTooLarge: return "labels_too_large";
     case RejectReason::kStoreError: return "store_error";
+    case RejectReason::kSeriesDeleted: return "series_deleted";
   }
   return "unknown";
 }

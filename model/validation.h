@@ -31,8 +31,9 @@ enum class RejectReason : int {
   kOutOfOrder = 12,
   kLabelsTooLarge = 13,  // the label set as a whole is over its byte limit
   kStoreError = 14,      // the store could not create the series (disk full, I/O error)
+  kSeriesDeleted = 15,   // deleted while a stream still referred to it
 };
-inline constexpr int kMaxRejectReason = 14;
+inline constexpr int kMaxRejectReason = 15;
 
 struct ValidationLimits {
   size_t max_labels = 64;
