@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
   flags.Uint("max-head-samples", &store.max_head_samples,
              "recent samples kept in memory (16 bytes each) before they are cut into blocks");
   flags.Duration("head-flush-interval", &store.head_flush_interval_ms, "cut recent samples into blocks at least this often");
+  flags.Uint("min-free-disk-bytes", &store.min_free_disk_bytes,
+             "ingestion pauses while the data directory's disk has less free space (reads go on)");
   flags.Uint("block-cache-bytes", &store.block_cache_bytes, "RocksDB block cache size");
   flags.Uint("write-buffer-bytes", &store.write_buffer_bytes, "RocksDB memtable budget across all column families");
   flags.Uint("max-recv-message-bytes", &config.ingest.max_message_bytes,

@@ -11,6 +11,7 @@ PACKAGES=(
   prometheus-cpp-dev librocksdb-dev libfmt-dev libyaml-cpp-dev libre2-dev libabsl-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
+  python3-h2   # a raw HTTP/2 client for the hostile-input tests
   prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
 )
 

@@ -35,6 +35,7 @@ absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, co
     auto it = by_labels_.find(key);
     if (it != by_labels_.end()) return it->second;
   }
+  if (auto disk = CheckDiskSpace(); !disk.ok()) return disk;
   // Creations are serialized by create_mu_ alone: readers and appends of
   // existing series never wait for this write (which may queue behind a
   // synced one).
@@ -72,6 +73,7 @@ absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, co
 }
 
 absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) {
+  if (auto disk = CheckDiskSpace(); !disk.ok()) return disk;
   // Memory stays bounded: past twice the head budget, an append waits for
   // the background cut (backpressure), and is refused as retryable if the
   // cut fails or takes too long.

@@ -56,6 +56,13 @@ struct StoreOptions {
   // series, and dropped once older than raw_retention_ms.
   int64_t block_window_ms = 2 * 3'600'000;
   int64_t raw_retention_ms = 15 * kDayMs;
+  // Ingestion pauses (UNAVAILABLE, reads keep working) while the disk
+  // holding `path` has less free space than this, and resumes by itself
+  // once space is back. RocksDB must never meet a full disk: Debian's build
+  // aborts on an assertion in its error path (and then cannot open while
+  // the disk stays full).
+  uint64_t min_free_disk_bytes = 128ull << 20;
+
   // Rollup resolutions, finest first. Rollups are built from raw blocks
   // once those are downsample_after_ms old (fresh data costs raw bytes
   // only); until then ReadRollup computes the windows from raw samples, with

@@ -2,8 +2,11 @@
 // background maintenance thread. See store.h for the design.
 #include "storage/store.h"
 
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
+
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -115,6 +118,11 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
   // and resumes once space is back (SstFileManager polls free space).
   db_options.max_bgerror_resume_count = INT_MAX;
   db_options.bgerror_resume_retry_interval = 1'000'000;  // 1 s
+  db_options.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  // Opening replays the write-ahead log into memtables without flushing
+  // them to new files first: sheafd can start (and serve reads) on a disk
+  // too full to take a flush.
+  db_options.avoid_flush_during_recovery = true;
   events_ = std::make_shared<StoreEventListener>();
   db_options.listeners.push_back(events_);
   block_cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -157,6 +165,7 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
     std::string hint = s.IsIOError() && s.ToString().find("lock") != std::string::npos
                            ? " (is another sheafd using this data directory?)"
                            : "";
+    if (s.IsNoSpace()) hint = " (the disk is full: free some space and start sheafd again)";
     return FromRocks(s, "opening store at " + options.path + hint);
   }
   db_.reset(db);
@@ -170,6 +179,24 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
   if (auto st = ReplayLog(); !st.ok()) return st;
   bg_thread_ = std::thread([this] { BackgroundLoop(); });
   return absl::OkStatus();
+}
+
+absl::Status RocksSeriesStore::CheckDiskSpace() {
+  const int64_t now = MonotonicMs();
+  if (now - disk_checked_ms_ >= 500) {
+    struct statvfs fs;
+    if (statvfs(options_.path.c_str(), &fs) == 0) {
+      free_disk_bytes_ = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    }
+    disk_checked_ms_ = now;
+  }
+  const uint64_t free = free_disk_bytes_;
+  if (free >= options_.min_free_disk_bytes) return absl::OkStatus();
+  return absl::UnavailableError("the disk holding " + options_.path + " has " + std::to_string(free >> 20) +
+                                " MiB free, less than --min-free-disk-bytes (" +
+                                std::to_string(options_.min_free_disk_bytes >> 20) +
+                                " MiB): ingestion is paused and resumes by itself once space is freed; "
+                                "reads keep working");
 }
 
 uint64_t RocksSeriesStore::AgentSequence(TenantId tenant, std::string_view agent_id) {
@@ -218,6 +245,10 @@ StoreStats RocksSeriesStore::Stats() {
     absl::MutexLock lock(&write_error_mu_);
     st.writable = write_error_.ok();
     st.write_error = write_error_.ok() ? "" : std::string(write_error_.message());
+  }
+  if (auto disk = CheckDiskSpace(); !disk.ok()) {
+    st.writable = false;
+    st.write_error = std::string(disk.message());
   }
   absl::MutexLock lock(&bg_mu_);
   st.cuts = cuts_;
@@ -277,6 +308,28 @@ void RocksSeriesStore::BackgroundLoop() {
 
 absl::Status RocksSeriesStore::Maintain(bool force) {
   absl::MutexLock maintenance(&maintenance_mu_);
+  // After a write error (disk full, I/O error) RocksDB refuses writes until
+  // it recovers; with space back, ask it to now rather than wait.
+  bool write_failed;
+  {
+    absl::MutexLock lock(&write_error_mu_);
+    write_failed = !write_error_.ok();
+  }
+  if (write_failed && CheckDiskSpace().ok()) {
+    if (auto r = db_->Resume(); r.ok()) {
+      LogInfo("store: writes resume (RocksDB recovered from the earlier write error)");
+      NoteWrite(rocksdb::Status::OK());
+    }
+  }
+  // Cuts and roll-ups write too: they wait for disk space like appends
+  // (the heads stay in memory and the log; backpressure bounds them).
+  if (auto disk = CheckDiskSpace(); !disk.ok()) {
+    absl::MutexLock lock(&bg_mu_);
+    if (bg_error_.ToString() != disk.ToString()) LogError("store maintenance paused: {}", std::string(disk.message()));
+    bg_error_ = disk;
+    bg_cv_.SignalAll();
+    return disk;
+  }
   const bool cut_due = force || head_samples_ >= options_.max_head_samples ||
                        options_.now_ms() - last_cut_ms_ >= options_.head_flush_interval_ms;
   absl::Status status;

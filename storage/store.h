@@ -228,6 +228,13 @@ class RocksSeriesStore final : public SeriesStore {
   SeriesId rollup_next_ ABSL_GUARDED_BY(append_mu_) = 0;
   SeriesId rollup_last_ ABSL_GUARDED_BY(append_mu_) = 0;  // series after this one were created during it
 
+  // OK while the data directory's disk has at least min_free_disk_bytes
+  // free; UNAVAILABLE naming the disk otherwise. statvfs at most every
+  // 500 ms (the answer is cached).
+  absl::Status CheckDiskSpace();
+  std::atomic<int64_t> disk_checked_ms_ = INT64_MIN;
+  std::atomic<uint64_t> free_disk_bytes_ = UINT64_MAX;
+
   // The last write's error if it failed for a reason outside the request
   // (disk full, I/O error): reported in Stats until a write succeeds.
   void NoteWrite(const rocksdb::Status& s);

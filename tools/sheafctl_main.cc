@@ -26,6 +26,8 @@ commands:
   labels [NAME]    label names in use; with NAME, that label's values
   stats            series and samples stored, disk bytes, uptime, version
   compact          cut heads into blocks and fully compact the store (slow)
+  delete-series SELECTOR
+                   delete the matching series for good (index, samples, rollups)
   health           the daemon's gRPC health status (exit 0 if SERVING))";
 
 // Unix seconds, Unix milliseconds (13+ digits) or RFC 3339 UTC
@@ -33,6 +35,9 @@ commands:
 bool ParseTime(const std::string& text, int64_t* ms) {
   if (text.empty()) return false;
   if (text.find_first_not_of("0123456789") == std::string::npos) {
+    // At most 16 digits: seconds or milliseconds far past any real date,
+    // and never an overflow (a 20-digit number once threw).
+    if (text.size() > 16) return false;
     int64_t v = std::stoll(text);
     *ms = text.size() >= 13 ? v : v * 1000;
     return true;
@@ -237,16 +242,26 @@ int main(int argc, char** argv) {
       }
       std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"
                   "\"head_samples\":%llu,\"pending_compaction_bytes\":%llu,\"write_stalls\":%llu,"
-                  "\"column_family_bytes\":{%s},\"version\":%s}\n",
+                  "\"column_family_bytes\":{%s},\"version\":%s,\"cuts\":%llu,\"rollups\":%llu,"
+                  "\"maintenance_failures\":%llu,\"last_maintenance_error\":%s,\"writable\":%s,\"write_error\":%s}\n",
                   u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), resp.uptime_seconds(),
                   u(resp.head_samples()), u(resp.pending_compaction_bytes()), u(resp.write_stalls()), families.c_str(),
-                  JsonWriter::Quote(resp.version()).c_str());
+                  JsonWriter::Quote(resp.version()).c_str(), u(resp.cuts()), u(resp.rollups()),
+                  u(resp.maintenance_failures()), JsonWriter::Quote(resp.last_maintenance_error()).c_str(),
+                  resp.writable() ? "true" : "false", JsonWriter::Quote(resp.write_error()).c_str());
     } else {
       std::printf("series                    %llu\nsamples                   %llu\nstorage_bytes             %llu\n"
                   "agents                    %llu\nhead_samples              %llu\npending_compaction_bytes  %llu\n"
-                  "write_stalls              %llu\nuptime_seconds            %.0f\nversion                   %s\n",
+                  "write_stalls              %llu\nuptime_seconds            %.0f\nversion                   %s\n"
+                  "cuts                      %llu\nrollups                   %llu\nmaintenance_failures      %llu\n"
+                  "writable                  %s\n",
                   u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), u(resp.head_samples()),
-                  u(resp.pending_compaction_bytes()), u(resp.write_stalls()), resp.uptime_seconds(), resp.version().c_str());
+                  u(resp.pending_compaction_bytes()), u(resp.write_stalls()), resp.uptime_seconds(), resp.version().c_str(),
+                  u(resp.cuts()), u(resp.rollups()), u(resp.maintenance_failures()), resp.writable() ? "yes" : "no");
+      if (!resp.last_maintenance_error().empty()) {
+        std::printf("last_maintenance_error    %s\n", resp.last_maintenance_error().c_str());
+      }
+      if (!resp.write_error().empty()) std::printf("write_error               %s\n", resp.write_error().c_str());
       for (const auto& [name, bytes] : resp.column_family_bytes()) {
         std::printf("  bytes[%s]%*s%llu\n", name.c_str(), static_cast<int>(std::max<size_t>(1, 17 - name.size())), "", u(bytes));
       }
@@ -257,19 +272,23 @@ int main(int argc, char** argv) {
     auto stub = v1::QueryService::NewStub(channel);
     std::vector<std::string> out;
     grpc::Status status;
+    bool truncated = false;
     if (args.size() == 1) {
       v1::LabelNamesResponse resp;
       status = stub->LabelNames(&context, v1::LabelNamesRequest(), &resp);
       out.assign(resp.names().begin(), resp.names().end());
+      truncated = resp.truncated();
     } else {
       v1::LabelValuesRequest req;
       req.set_name(args[1]);
       v1::LabelValuesResponse resp;
       status = stub->LabelValues(&context, req, &resp);
       out.assign(resp.values().begin(), resp.values().end());
+      truncated = resp.truncated();
     }
     if (!status.ok()) return Fail("labels", status);
     for (const auto& v : out) std::printf("%s\n", v.c_str());
+    if (truncated) std::fprintf(stderr, "(more exist; the first %zu are shown)\n", out.size());
     return 0;
   }
   if (command == "compact") {
@@ -279,6 +298,19 @@ int main(int argc, char** argv) {
     std::printf("storage_bytes_before %llu\nstorage_bytes_after  %llu\nseconds              %.1f\n",
                 static_cast<unsigned long long>(resp.storage_bytes_before()),
                 static_cast<unsigned long long>(resp.storage_bytes_after()), resp.seconds());
+    return 0;
+  }
+  if (command == "delete-series") {
+    if (args.size() != 2) {
+      std::fprintf(stderr, "sheafctl: usage: sheafctl delete-series SELECTOR (e.g. 'm{secret!=\"\"}')\n");
+      return 2;
+    }
+    v1::DeleteSeriesRequest req;
+    req.set_selector(args[1]);
+    v1::DeleteSeriesResponse resp;
+    grpc::Status status = v1::AdminService::NewStub(channel)->DeleteSeries(&context, req, &resp);
+    if (!status.ok()) return Fail("delete-series", status);
+    std::printf("deleted %llu series\n", static_cast<unsigned long long>(resp.deleted()));
     return 0;
   }
   if (command == "health") {
