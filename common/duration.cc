@@ -19,8 +19,12 @@ constexpr Unit kUnits[] = {{"ms", 1},           {"s", 1000},          {"m", 60'0
 
 absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   auto bad = [&] {
-    return absl::InvalidArgumentError("\"" + std::string(text) +
-                                      "\" is not a duration (examples: 500ms, 10s, 15m, 1h30m, 7d)");
+    // Built by appends: GCC 12 at -O3 reports a false -Wrestrict on
+    // `"..." + std::string(...)` (release builds must be warning-free).
+    std::string message = "\"";
+    message.append(text);
+    message.append("\" is not a duration (examples: 500ms, 10s, 15m, 1h30m, 7d)");
+    return absl::InvalidArgumentError(message);
   };
   if (text == "0") return std::chrono::milliseconds(0);
   if (text.empty()) return bad();
@@ -61,7 +65,10 @@ std::string FormatDuration(std::chrono::milliseconds d) {
   for (int u = 4; u >= 0; --u) {  // d down to ms: "15d" reads better than "2w1d"
     int64_t n = ms / kUnits[u].ms;
     if (n > 0) {
-      out += std::to_string(n) + std::string(kUnits[u].suffix);
+      // Two appends, not `a + b`: GCC 12 at -O3 reports a false -Wrestrict
+      // on the concatenation (release builds must be warning-free).
+      out += std::to_string(n);
+      out += kUnits[u].suffix;
       ms -= n * kUnits[u].ms;
     }
   }

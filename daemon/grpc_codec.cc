@@ -109,8 +109,11 @@ grpc::Status DecodeMessage(const grpc::ByteBuffer& in, size_t max_bytes, std::st
   std::string bytes;
   if (auto s = ReadMessageBytes(in, max_bytes, what, &bytes); !s.ok()) return s;
   if (!out->ParseFromString(bytes)) {
+    // The decoding views (ingest_decode.proto) read the public messages.
+    std::string type = out->GetTypeName();
+    if (type.starts_with("sheaf.v1.decode.")) type = "sheaf.v1." + type.substr(16);
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("{} ({} bytes) is not a valid {}", what, bytes.size(), out->GetTypeName()));
+                        fmt::format("{} ({} bytes) is not a valid {}", what, bytes.size(), type));
   }
   return grpc::Status::OK;
 }

@@ -30,7 +30,9 @@ for _ in $(seq 100); do
 done
 [ -f data/.ready ] || { echo "sheafd did not become ready in 10 s"; stop; exit 1; }
 
-setsid ./build/agent/sheaf-agent --daemon "$GRPC" --interval 10s --stream-max-age 10s &
+# The agent's identity and batch sequences live in its state directory,
+# next to the store: keep them together, and never copy them to another host.
+setsid ./build/agent/sheaf-agent --daemon "$GRPC" --interval 10s --stream-max-age 10s --state-dir ./data/agent-state &
 agent_pid=$!
 
 cat <<TXT
@@ -39,6 +41,7 @@ sheaf is running (Ctrl-C stops it).
   gRPC:     $GRPC
   metrics:  http://$HTTP/metrics
   data:     $(pwd)/data
+  agent:    $(pwd)/data/agent-state (its identity and batch sequences)
 
 Query this host's load, as it arrives (first samples within ~10 s):
   ./build/tools/sheafctl --addr $GRPC query 'node_load1' --since 15m

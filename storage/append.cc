@@ -125,6 +125,7 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   {
     absl::ReaderMutexLock lock(&mu_);
     std::vector<Sample> in_head, to_blocks;
+    std::vector<int64_t> replaced;
     for (auto& [id, sorted] : joined) {
       if (id == 0 || id > entries_.size() || entries_[id - 1].tenant != batch.tenant) {
         return absl::InvalidArgumentError("unknown series id " + std::to_string(id));
@@ -146,6 +147,7 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
       sorted.resize(kept);
       in_head.clear();
       to_blocks.clear();
+      replaced.clear();
       uint64_t too_old = 0;
       const int64_t max_ts = e.max_ts;
       const int64_t head_first = e.head.empty() ? INT64_MAX : e.head.front().timestamp_ms;
@@ -165,7 +167,11 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
         } else {
           auto exists = InBlocks(id, x.timestamp_ms);
           if (!exists.ok()) return exists.status();
-          if (!*exists) ++result.samples_added;
+          if (*exists) {
+            replaced.push_back(x.timestamp_ms);
+          } else {
+            ++result.samples_added;
+          }
           to_blocks.push_back(x);
         }
       }
@@ -174,7 +180,7 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
         keys::AppendLogEntry(log_record, id, in_head.data(), in_head.size());
         to_head.emplace_back(&e, in_head);
       }
-      if (!to_blocks.empty()) WriteBlocks(wb, id, e.type, to_blocks);
+      if (!to_blocks.empty()) WriteBlocks(wb, id, e.type, to_blocks, replaced);
     }
   }
   const uint64_t log_seq = next_log_seq_;
@@ -281,7 +287,7 @@ void RocksSeriesStore::AddToHead(Entry& e, const Sample& x) {
 }
 
 void RocksSeriesStore::WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type,
-                                   const std::vector<Sample>& samples) {
+                                   const std::vector<Sample>& samples, const std::vector<int64_t>& replaced) {
   size_t i = 0;
   while (i < samples.size()) {
     const int64_t w = keys::WindowStart(samples[i].timestamp_ms, options_.block_window_ms);
@@ -294,8 +300,12 @@ void RocksSeriesStore::WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricT
   // way, before its target for the series it has done.
   int64_t until = rolled_up_until_;
   if (rollup_target_ > until && (id < rollup_next_ || id > rollup_last_)) until = rollup_target_;
-  auto old_end = std::lower_bound(samples.begin(), samples.end(), Sample{until, 0}, ByTime);
-  if (old_end != samples.begin()) WriteRollups(wb, id, type, std::vector<Sample>(samples.begin(), old_end));
+  std::vector<Sample> old;
+  for (const Sample& x : samples) {
+    if (x.timestamp_ms >= until) break;
+    if (!std::binary_search(replaced.begin(), replaced.end(), x.timestamp_ms)) old.push_back(x);
+  }
+  if (!old.empty()) WriteRollups(wb, id, type, old);
 }
 
 void RocksSeriesStore::WriteRollups(rocksdb::WriteBatch& wb, SeriesId id, MetricType type,

@@ -143,8 +143,11 @@ class RocksSeriesStore final : public SeriesStore {
   void AddToHead(Entry& e, const Sample& x) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_, head_mu_);
   // Merge operands for `samples` (sorted) of one series in the sample
   // blocks, and in the rollups for those already rolled up (see above).
-  void WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // `replaced` (sorted) are timestamps the blocks already hold: the new
+  // value replaces the old one in the block, and they add nothing to the
+  // rollups (a resent sample must not count twice there).
+  void WriteBlocks(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples,
+                   const std::vector<int64_t>& replaced = {}) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
   // Rollup operands for `samples` (sorted), one per rollup block touched.
   void WriteRollups(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples);
   absl::Status EnsureMaxTs(SeriesId id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_)

@@ -1,4 +1,5 @@
 // sheafctl: query sheafd from a terminal.
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cmath>
@@ -189,8 +190,8 @@ int main(int argc, char** argv) {
           for (int i = 0; i < c.samples_size(); ++i) {
             if (i > 0) line += ",";
             double v = c.samples(i).value();
-            line += "[" + std::to_string(c.samples(i).timestamp_ms()) + "," +
-                    (std::isfinite(v) ? FormatPromFloat(v) : JsonWriter::Quote(FormatPromFloat(v))) + "]";
+            line += fmt::format("[{},{}]", c.samples(i).timestamp_ms(),
+                                std::isfinite(v) ? FormatPromFloat(v) : JsonWriter::Quote(FormatPromFloat(v)));
           }
           line += "],\"last_chunk\":" + std::string(c.last_chunk() ? "true" : "false") + "}";
           std::printf("%s\n", line.c_str());

@@ -72,8 +72,11 @@ TEST(EndToEndTest, AgentMetricsFlowToQueryAndScrape) {
   testing::TempDir dir;
   Sheafd daemon(dir, dir.Sub("data"));
   ASSERT_TRUE(daemon.ok()) << daemon.log();
+  // The identity is generated in the state directory; the host label is
+  // set explicitly (by default it is the machine's host name).
   auto agent = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1s",
-                               "--stream-max-age", "1s", "--agent-id", "e2e-host", "--label", "region=test"},
+                               "--stream-max-age", "1s", "--state-dir", dir.Sub("agent-state"), "--label",
+                               "host=e2e-host", "--label", "region=test"},
                               dir.Sub("agent.log"));
   // The agent's load average arrives and is queryable.
   testing::CommandResult q;
@@ -97,6 +100,71 @@ TEST(EndToEndTest, AgentMetricsFlowToQueryAndScrape) {
 
   agent->Signal(SIGTERM);
   EXPECT_EQ(agent->Wait(seconds(15)), 0) << testing::ReadFile(dir.Sub("agent.log"));
+  daemon.process().Signal(SIGTERM);
+  EXPECT_EQ(daemon.process().Wait(seconds(15)), 0) << daemon.log();
+}
+
+// The agent keeps its identity and its sequences in --state-dir: a second
+// run continues the first one's sequences, so nothing it sends is taken for
+// a duplicate, and both runs' samples are stored under the same series.
+TEST(EndToEndTest, AgentIdentityAndSequencesSurviveRestarts) {
+  testing::TempDir dir;
+  Sheafd daemon(dir, dir.Sub("data"));
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  const std::string state = dir.Sub("agent-state");
+  auto run_agent = [&](const std::string& log) {
+    auto agent = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1s", "--count", "2",
+                                 "--stream-max-age", "1s", "--state-dir", state, "--label", "host=restart-host"},
+                                dir.Sub(log));
+    EXPECT_EQ(agent->Wait(seconds(30)), 0) << testing::ReadFile(dir.Sub(log));
+    return testing::ReadFile(dir.Sub(log));
+  };
+  const std::string first = run_agent("agent1.log");
+  const std::string id = testing::ReadFile(state + "/identity");
+  ASSERT_TRUE(std::regex_match(id, std::regex("agent-[0-9a-f]{32}\n"))) << id;
+  EXPECT_NE(first.find("as agent \"" + id.substr(0, id.size() - 1) + "\" (new identity"), std::string::npos) << first;
+  EXPECT_NE(first.find("next sequence 1\n"), std::string::npos) << first;
+
+  const std::string second = run_agent("agent2.log");
+  EXPECT_NE(second.find("as agent \"" + id.substr(0, id.size() - 1) + "\" (identity file)"), std::string::npos)
+      << second;
+  EXPECT_EQ(second.find("next sequence 1\n"), std::string::npos) << second;  // continues, never restarts
+  EXPECT_EQ(testing::ReadFile(state + "/identity"), id);
+  for (const std::string* log : {&first, &second}) {
+    EXPECT_EQ(log->find("sequence conflict"), std::string::npos) << *log;
+    EXPECT_EQ(log->find("for duplicates"), std::string::npos) << *log;
+    EXPECT_NE(log->find("sequence_conflicts=0 unexpected_duplicates=0"), std::string::npos) << *log;
+  }
+  auto q = Ctl(daemon, {"query", R"(node_load1{host="restart-host"})", "--since", "5m", "--format", "csv"});
+  ASSERT_EQ(q.exit_code, 0);
+  EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 5) << q.output;  // header + 2 runs x 2 samples
+
+  // A second agent on the same state directory is refused: it would share
+  // the identity and hand out the same sequences.
+  auto holder = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1h",
+                                "--state-dir", state},
+                               dir.Sub("holder.log"));
+  ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(dir.Sub("holder.log")).find("shipping to") != std::string::npos; },
+                      seconds(10)))
+      << testing::ReadFile(dir.Sub("holder.log"));
+  auto second_agent = RunCommand({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--state-dir", state, "--count", "1"},
+                                 seconds(30));
+  EXPECT_EQ(second_agent.exit_code, 1);
+  holder->Signal(SIGTERM);
+  EXPECT_EQ(holder->Wait(seconds(15)), 0) << testing::ReadFile(dir.Sub("holder.log"));
+
+  // A corrupt state file stops the agent with a message naming it, and is
+  // left for the operator (never silently reset).
+  {
+    std::ofstream(state + "/sequence", std::ios::trunc) << "garbage";
+  }
+  auto corrupt = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--state-dir", state, "--count", "1"},
+                                dir.Sub("corrupt.log"));
+  EXPECT_EQ(corrupt->Wait(seconds(15)), 1);
+  EXPECT_NE(testing::ReadFile(dir.Sub("corrupt.log")).find(state + "/sequence is corrupt"), std::string::npos)
+      << testing::ReadFile(dir.Sub("corrupt.log"));
+  EXPECT_EQ(testing::ReadFile(state + "/sequence"), "garbage");
+
   daemon.process().Signal(SIGTERM);
   EXPECT_EQ(daemon.process().Wait(seconds(15)), 0) << daemon.log();
 }

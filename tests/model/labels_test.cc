@@ -1,5 +1,6 @@
 #include "model/labels.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace sheaf::model {
@@ -63,7 +64,7 @@ TEST(LabelsTest, AbbreviateBoundsAndEscapes) {
   EXPECT_EQ(cut, "xxxxxxxxxx...(990 more bytes)");
   EXPECT_EQ(Abbreviate("a\xff" "b"), "a\\xFFb");
   Labels l = {{"__name__", "m"}};
-  for (int i = 0; i < 1000; ++i) l.push_back({"n" + std::to_string(i), std::string(50, 'v')});
+  for (int i = 0; i < 1000; ++i) l.push_back({fmt::format("n{}", i), std::string(50, 'v')});
   std::string s = FormatLabelsShort(l);
   EXPECT_LT(s.size(), 400u);
   EXPECT_NE(s.find("more labels"), std::string::npos) << s;

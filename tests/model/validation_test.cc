@@ -1,5 +1,6 @@
 #include "model/validation.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -39,7 +40,7 @@ TEST(ValidationTest, EachLabelRejectionHasItsReason) {
   EXPECT_EQ(Labels_({{"__name__", "m"}, {"a", std::string(3000, 'x')}})->reason,
             RejectReason::kInvalidLabelValue);
   Labels many = {{"__name__", "m"}};
-  for (int i = 0; i < 70; ++i) many.push_back({"l" + std::to_string(i), "v"});
+  for (int i = 0; i < 70; ++i) many.push_back({fmt::format("l{}", i), "v"});
   EXPECT_EQ(Labels_(many)->reason, RejectReason::kTooManyLabels);
 }
 
@@ -94,14 +95,14 @@ TEST(ValidationTest, LongLabelNamesAndHugeLabelSetsAreRejected) {
             RejectReason::kInvalidLabelName);
   EXPECT_FALSE(Labels_({{"__name__", "m"}, {std::string(128, 'a'), "x"}}).has_value());
   Labels big = {{"__name__", "m"}};
-  for (int i = 0; i < 20; ++i) big.push_back({"l" + std::to_string(i), std::string(1000, 'v')});
+  for (int i = 0; i < 20; ++i) big.push_back({fmt::format("l{}", i), std::string(1000, 'v')});
   EXPECT_EQ(Labels_(big)->reason, RejectReason::kLabelsTooLarge);
 }
 
 TEST(ValidationTest, MessagesStaySmallWhateverTheSeries) {
   // 10,000 labels once made a 6 MB ack and a 6 MB log line.
   Labels many = {{"__name__", std::string(100'000, 'm')}};
-  for (int i = 0; i < 10'000; ++i) many.push_back({"label_" + std::to_string(i), std::string(100, 'v')});
+  for (int i = 0; i < 10'000; ++i) many.push_back({fmt::format("label_{}", i), std::string(100, 'v')});
   auto r = Labels_(many);
   ASSERT_TRUE(r.has_value());
   EXPECT_LT(r->detail.size(), 1024u) << r->detail.substr(0, 2000);

@@ -576,5 +576,29 @@ TEST_F(SeriesStoreTest, ARollupResolutionTwiceIsAClearError) {
   EXPECT_NE(std::string(s.status().message()).find("twice"), std::string::npos);
 }
 
+// An agent that re-sends batches (after a sequence conflict) sends samples
+// the store holds already: stored once, and counted once in the rollups
+// even when they are older than the roll-up watermark.
+TEST_F(SeriesStoreTest, ResentSamplesOlderThanTheWatermarkCountOnceInRollups) {
+  const int64_t t0 = keys::WindowStart(now_ms_, 2 * 3'600'000);
+  SeriesId c = Series({{"__name__", "c"}}, MetricType::kCounter);
+  AppendBatch first{"agent", 1, {{c, {}}}};
+  for (int s = 0; s < 60; ++s) first.series[0].samples.push_back({t0 + s * 1000LL, double(s)});
+  Append(first);
+  now_ms_ = t0 + 3 * kDayMs;
+  ASSERT_TRUE(store_->Flush().ok());
+  ASSERT_GT(store_->Stats().rolled_up_until_ms, t0 + 60'000);
+  AppendBatch again = first;
+  again.sequence = 2;
+  auto r = Append(again);
+  EXPECT_EQ(r.samples_added, 0u);
+  EXPECT_EQ(store_->Stats().samples, 60u);
+  auto w = store_->ReadRollup(c, 60'000, t0, t0 + 59'999);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_EQ(w->size(), 1u);
+  EXPECT_EQ((*w)[0].second.count, 60u);
+  EXPECT_EQ((*w)[0].second.increase, 59);
+}
+
 }  // namespace
 }  // namespace sheaf::storage
