@@ -213,6 +213,52 @@ TEST(EndToEndTest, AcknowledgedSamplesSurviveKill9) {
   EXPECT_EQ(StoredSamples(reopened), 20'000);
 }
 
+// sheafd SIGKILLed five times in the middle of ingestion. Each run sends
+// the fleet of the runs before it again (as agents retry what was not
+// acknowledged) plus 50 new hosts, and is killed once new samples arrive.
+// Nothing acknowledged is lost and nothing is counted twice: a last run to
+// completion leaves exactly the fleet in the store, no more.
+TEST(EndToEndTest, FiveKill9sDuringIngestLoseAndDuplicateNothing) {
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  const int64_t start_ms = (std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() /
+                            10'000) * 10'000 - 200 * 10'000;
+  // A fleet's data does not depend on its size: host-0001 is the same in
+  // a fleet of 50 and of 300.
+  auto load = [&](const Sheafd& daemon, int hosts) {
+    return std::vector<std::string>{Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", std::to_string(hosts),
+                                    "--series-per-host", "10", "--points", "200", "--batch", "500", "--streams",
+                                    "2", "--start-ms", std::to_string(start_ms)};
+  };
+  int64_t acked_before = 0;
+  for (int kill = 1; kill <= 5; ++kill) {
+    Sheafd daemon(dir, data);
+    ASSERT_TRUE(daemon.ok()) << daemon.log();
+    const int64_t stored = StoredSamples(daemon);
+    EXPECT_GE(stored, acked_before) << "kill " << kill << ": acknowledged samples were lost";
+    EXPECT_LE(stored, 2'000 * 50 * kill) << "kill " << kill << ": more samples than were ever sent";
+    auto loadgen = Process::Start(load(daemon, 50 * kill), dir.Sub("loadgen-" + std::to_string(kill) + ".log"));
+    WaitFor([&] { return StoredSamples(daemon) > stored + 5'000 || !loadgen->running(); }, seconds(60));
+    daemon.process().Signal(SIGKILL);  // mid-ingest: no flush, no goodbye
+    daemon.process().Wait(seconds(10));
+    loadgen->Wait(seconds(30));
+    std::printf("kill %d: %lld samples stored before this run\n", kill, static_cast<long long>(stored));
+    acked_before = stored;
+  }
+  Sheafd daemon(dir, data);
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  EXPECT_GE(StoredSamples(daemon), acked_before);
+  auto last = RunCommand(load(daemon, 300), seconds(120));
+  ASSERT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_EQ(StoredSamples(daemon), 300 * 10 * 200);  // the fleet exactly: nothing lost, nothing twice
+  auto q = Ctl(daemon, {"query", R"(node_load1{host="host-0007"})", "--start", std::to_string(start_ms - 1),
+                        "--end", std::to_string(start_ms + 200 * 10'000), "--format", "csv"});
+  ASSERT_EQ(q.exit_code, 0) << q.output;
+  EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 201) << q.output;  // header + 200 points
+}
+
 TEST(EndToEndTest, TakenPortExitsWithCodeOneAndAClearMessage) {
   testing::TempDir dir;
   Sheafd first(dir, dir.Sub("a"));
