@@ -1,5 +1,6 @@
 // The write path: series creation and deletion, appends, heads.
 #include <algorithm>
+#include <deque>
 #include <span>
 
 #include "storage/sample_codec.h"
@@ -102,19 +103,46 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
     }
   }
   // A series named twice in one batch is joined into one run of samples,
-  // so each (series, timestamp) is counted once.
-  std::vector<std::pair<SeriesId, std::vector<Sample>>> joined;
-  joined.reserve(batch.series.size());
+  // so each (series, timestamp) is counted once. Repeats are rare: they are
+  // found with a sort of the ids, and only then are samples copied.
+  struct Run {
+    SeriesId id;
+    const std::vector<Sample>* samples;
+    std::vector<Sample>* owned = nullptr;  // set once the run is a joined copy
+  };
+  std::vector<Run> runs;
+  runs.reserve(batch.series.size());
+  for (const SeriesSamples& ss : batch.series) runs.push_back({ss.id, &ss.samples});
+  std::deque<std::vector<Sample>> joined;  // owns joined runs (a deque: references stay valid)
+  auto has_repeats = [&runs] {
+    // Strictly increasing ids (how clients usually send them) cannot repeat.
+    bool increasing = true;
+    for (size_t i = 1; i < runs.size() && increasing; ++i) increasing = runs[i - 1].id < runs[i].id;
+    if (increasing) return false;
+    std::vector<SeriesId> ids;
+    ids.reserve(runs.size());
+    for (const Run& r : runs) ids.push_back(r.id);
+    std::sort(ids.begin(), ids.end());
+    return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
+  };
   {
-    std::unordered_map<SeriesId, size_t> position;
-    for (const SeriesSamples& ss : batch.series) {
-      auto [it, inserted] = position.try_emplace(ss.id, joined.size());
-      if (inserted) {
-        joined.emplace_back(ss.id, ss.samples);
-      } else {
-        auto& samples = joined[it->second].second;
-        samples.insert(samples.end(), ss.samples.begin(), ss.samples.end());
+    if (has_repeats()) {
+      std::vector<Run> distinct;
+      std::unordered_map<SeriesId, size_t> position;
+      for (const Run& r : runs) {
+        auto [it, inserted] = position.try_emplace(r.id, distinct.size());
+        if (inserted) {
+          distinct.push_back(r);
+          continue;
+        }
+        Run& target = distinct[it->second];
+        if (target.owned == nullptr) {
+          target.owned = &joined.emplace_back(*target.samples);
+          target.samples = target.owned;
+        }
+        target.owned->insert(target.owned->end(), r.samples->begin(), r.samples->end());
       }
+      runs = std::move(distinct);
     }
   }
 
@@ -124,20 +152,23 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   std::vector<std::pair<Entry*, std::vector<Sample>>> to_head;
   {
     absl::ReaderMutexLock lock(&mu_);
-    std::vector<Sample> in_head, to_blocks;
+    std::vector<Sample> sorted, in_head, to_blocks;
     std::vector<int64_t> replaced;
-    for (auto& [id, sorted] : joined) {
+    for (const Run& run : runs) {
+      const SeriesId id = run.id;
+      const std::vector<Sample>* samples = run.samples;
       if (id == 0 || id > entries_.size() || entries_[id - 1].tenant != batch.tenant) {
         return absl::InvalidArgumentError("unknown series id " + std::to_string(id));
       }
       Entry& e = entries_[id - 1];
       if (e.deleted) {
-        result.deleted.emplace_back(id, sorted.size());
+        result.deleted.emplace_back(id, samples->size());
         continue;
       }
       if (auto st = EnsureMaxTs(id, e); !st.ok()) return st;
       // Sorted, and the last of equal timestamps kept (last write wins),
       // so each (series, timestamp) is counted once.
+      sorted.assign(samples->begin(), samples->end());
       std::stable_sort(sorted.begin(), sorted.end(), ByTime);
       size_t kept = 0;
       for (size_t i = 0; i < sorted.size(); ++i) {
