@@ -11,7 +11,7 @@ bash deploy/setup.sh
 bash deploy/build.sh >/dev/null
 RUNS=${RUNS:-3}
 STREAMS=${STREAMS:-4}
-B=./build
+B=${BENCH_BUILD:-./build}  # another build tree (e.g. of an older commit) to compare
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
