@@ -14,6 +14,13 @@ PACKAGES=(
   python3-h2   # a raw HTTP/2 client for the hostile-input tests
   prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
 )
+# Only with --sanitizers (deploy/test.sh --sanitizers): clang for the
+# -Wthread-safety build of the store. GCC's ASan, UBSan and TSan runtimes
+# come with g++.
+SANITIZER_PACKAGES=(clang-14)
+if [ "${1:-}" = "--sanitizers" ]; then
+  PACKAGES+=("${SANITIZER_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every test.
+# With --sanitizers: the tests under ASan+UBSan and TSan instead
+# (deploy/test-sanitizers.sh, docs/DEVELOPING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitizers" ]; then
+  exec bash deploy/test-sanitizers.sh
+elif [ $# -gt 0 ]; then
+  echo "usage: bash deploy/test.sh [--sanitizers]" >&2
+  exit 2
+fi
 bash deploy/setup.sh
 bash deploy/build.sh
 set +e

@@ -83,7 +83,7 @@ absl::StatusOr<std::vector<SeriesId>> RocksSeriesStore::Select(TenantId tenant, 
   }
   std::vector<SeriesId> out;
   absl::ReaderMutexLock lock(&mu_);
-  auto consider = [&](SeriesId id) {
+  auto consider = [&](SeriesId id) ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     const Entry& e = entries_[id - 1];
     if (e.deleted || e.tenant != tenant) return;
     auto labels = keys::DecodeCanonicalLabels(e.canonical);

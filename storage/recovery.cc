@@ -70,7 +70,8 @@ absl::Status RocksSeriesStore::ReplayLog() {
     first = false;
     next_log_seq_ = seq + 1;
     bool bad_id = false;
-    bool ok = keys::DecodeLogRecord(View(it->value()), [&](SeriesId id, const Sample& x) {
+    bool ok = keys::DecodeLogRecord(View(it->value()), [&](SeriesId id, const Sample& x)
+                                                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_, mu_, head_mu_) {
       if (id == 0 || id > entries_.size()) {
         bad_id = true;
         return;

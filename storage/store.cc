@@ -183,7 +183,8 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
 
 absl::Status RocksSeriesStore::CheckDiskSpace() {
   const int64_t now = MonotonicMs();
-  if (now - disk_checked_ms_ >= 500) {
+  const int64_t checked = disk_checked_ms_;
+  if (checked == kNeverChecked || now - checked >= 500) {
     struct statvfs fs;
     if (statvfs(options_.path.c_str(), &fs) == 0) {
       free_disk_bytes_ = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;

@@ -235,7 +235,8 @@ class RocksSeriesStore final : public SeriesStore {
   // free; UNAVAILABLE naming the disk otherwise. statvfs at most every
   // 500 ms (the answer is cached).
   absl::Status CheckDiskSpace();
-  std::atomic<int64_t> disk_checked_ms_ = INT64_MIN;
+  static constexpr int64_t kNeverChecked = INT64_MIN;
+  std::atomic<int64_t> disk_checked_ms_ = kNeverChecked;
   std::atomic<uint64_t> free_disk_bytes_ = UINT64_MAX;
 
   // The last write's error if it failed for a reason outside the request
