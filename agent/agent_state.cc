@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -10,8 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace sheaf::agent {
 namespace {
@@ -109,9 +108,10 @@ absl::StatusOr<std::string> ParseIdentity(std::string text, const std::string& p
   bool ok = text.size() == prefix.size() + kIdentityHexDigits && text.starts_with(prefix);
   for (size_t i = prefix.size(); ok && i < text.size(); ++i) ok = IsLowerHex(text[i]);
   if (!ok) {
-    return absl::DataLossError(fmt::format("{} is corrupt: expected \"{}\" and {} hex digits on one line, found {} bytes",
-                                           path, prefix, kIdentityHexDigits, text.size()) +
-                               CorruptAdvice(path, /*identity=*/true));
+    return absl::DataLossError(
+        fmt::format("{} is corrupt: expected \"{}\" and {} hex digits on one line, found {} bytes", path, prefix,
+                    kIdentityHexDigits, text.size()) +
+        CorruptAdvice(path, /*identity=*/true));
   }
   return text;
 }
@@ -136,8 +136,8 @@ absl::StatusOr<uint64_t> ParseMark(std::string text, const std::string& path) {
   }
   if (!ok) {
     return absl::DataLossError(
-        fmt::format("{} is corrupt: expected one decimal number (the highest sequence reserved), found {} bytes",
-                    path, text.size()) +
+        fmt::format("{} is corrupt: expected one decimal number (the highest sequence reserved), found {} bytes", path,
+                    text.size()) +
         CorruptAdvice(path, /*identity=*/false));
   }
   return value;
@@ -175,8 +175,10 @@ absl::Status WriteFileAtomically(const std::string& dir, const std::string& name
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::FailedPreconditionError(fmt::format("cannot create {}: {}", tmp, Errno(errno)));
   absl::Status s = WriteAll(fd, contents, tmp);
-  if (s.ok() && fsync(fd) != 0) s = absl::FailedPreconditionError(fmt::format("cannot fsync {}: {}", tmp, Errno(errno)));
-  if (close(fd) != 0 && s.ok()) s = absl::FailedPreconditionError(fmt::format("cannot close {}: {}", tmp, Errno(errno)));
+  if (s.ok() && fsync(fd) != 0)
+    s = absl::FailedPreconditionError(fmt::format("cannot fsync {}: {}", tmp, Errno(errno)));
+  if (close(fd) != 0 && s.ok())
+    s = absl::FailedPreconditionError(fmt::format("cannot close {}: {}", tmp, Errno(errno)));
   if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
     s = absl::FailedPreconditionError(fmt::format("cannot rename {} to {}: {}", tmp, path, Errno(errno)));
   }
@@ -187,7 +189,8 @@ absl::Status WriteFileAtomically(const std::string& dir, const std::string& name
   // The rename is durable only once the directory is.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return absl::FailedPreconditionError(fmt::format("cannot open directory {}: {}", dir, Errno(errno)));
-  if (fsync(dfd) != 0) s = absl::FailedPreconditionError(fmt::format("cannot fsync directory {}: {}", dir, Errno(errno)));
+  if (fsync(dfd) != 0)
+    s = absl::FailedPreconditionError(fmt::format("cannot fsync directory {}: {}", dir, Errno(errno)));
   close(dfd);
   return s;
 }
@@ -207,9 +210,8 @@ absl::StatusOr<std::unique_ptr<AgentState>> AgentState::Open(AgentStateOptions o
   const std::string lock_path = Join(options.dir, kLockFile);
   int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::FailedPreconditionError(
-        fmt::format("the agent's state directory {} is not writable: cannot create {}: {}", options.dir, lock_path,
-                    Errno(errno)));
+    return absl::FailedPreconditionError(fmt::format(
+        "the agent's state directory {} is not writable: cannot create {}: {}", options.dir, lock_path, Errno(errno)));
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;

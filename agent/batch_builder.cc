@@ -15,7 +15,8 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
   std::vector<SeriesData> out;
   out.reserve(metrics.size());
   for (const HostMetric& m : metrics) {
-    const model::MetricType type = m.kind == MetricKind::kCounter ? model::MetricType::kCounter : model::MetricType::kGauge;
+    const model::MetricType type =
+        m.kind == MetricKind::kCounter ? model::MetricType::kCounter : model::MetricType::kGauge;
     model::Labels labels;
     labels.reserve(1 + m.labels.size() + extra_.size());
     labels.push_back({model::kMetricNameLabel, m.name});
@@ -41,8 +42,8 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
     if (!rejection) {
       // The window check is the daemon's (its clock): pass our own stamp as "now".
       const model::Sample sample{timestamp_ms, m.value};
-      rejection = model::ValidateSamples(labels, type, std::span<const model::Sample>(&sample, 1), timestamp_ms,
-                                         limits_);
+      rejection =
+          model::ValidateSamples(labels, type, std::span<const model::Sample>(&sample, 1), timestamp_ms, limits_);
     }
     if (rejection) {
       ++stats_.series_dropped;
@@ -58,9 +59,10 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
       stats_.labels_sanitized += repaired;
       if (!logged_sanitized_) {
         logged_sanitized_ = true;
-        LogWarn("label values that are not UTF-8 are sent with U+FFFD in place of the bad bytes (logged once, "
-                "counted from now on): {} in {}",
-                example, model::Abbreviate(m.name));
+        LogWarn(
+            "label values that are not UTF-8 are sent with U+FFFD in place of the bad bytes (logged once, "
+            "counted from now on): {} in {}",
+            example, model::Abbreviate(m.name));
       }
     }
 

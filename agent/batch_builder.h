@@ -21,8 +21,8 @@ namespace sheaf::agent {
 
 // One series of a batch, ready for the encoder.
 struct SeriesData {
-  std::string key;     // SeriesKey(labels)
-  LabelPairs labels;   // sorted by name, including __name__
+  std::string key;    // SeriesKey(labels)
+  LabelPairs labels;  // sorted by name, including __name__
   v1::MetricType type = v1::METRIC_TYPE_GAUGE;
   std::vector<int64_t> timestamps_ms;
   std::vector<double> values;

@@ -43,13 +43,10 @@ void AddError(std::vector<std::string>* errors, std::string message) {
   if (errors != nullptr) errors->push_back(std::move(message));
 }
 
-HostMetric MakeMetric(std::string name, Labels labels, MetricKind kind,
-                      double value) {
+HostMetric MakeMetric(std::string name, Labels labels, MetricKind kind, double value) {
   // Sorting here rather than trusting each call site keeps the "labels
   // sorted by name" contract in one place.
-  std::stable_sort(
-      labels.begin(), labels.end(),
-      [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(labels.begin(), labels.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return HostMetric{std::move(name), std::move(labels), kind, value};
 }
 
@@ -68,11 +65,9 @@ class LineProblems {
 
   void Report(std::vector<std::string>* errors) const {
     if (count_ == 0) return;
-    std::string message = source_ + ":" + std::to_string(first_line_) + ": " +
-                          first_what_ + "; line skipped";
+    std::string message = source_ + ":" + std::to_string(first_line_) + ": " + first_what_ + "; line skipped";
     if (count_ > 1) {
-      message += " (" + std::to_string(count_ - 1) +
-                 " more malformed line(s) skipped)";
+      message += " (" + std::to_string(count_ - 1) + " more malformed line(s) skipped)";
     }
     AddError(errors, std::move(message));
   }
@@ -123,8 +118,7 @@ std::string_view Trim(std::string_view s) {
 }
 
 bool IsDigits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Whole-token parse: "12abc" and "-1" are rejected, not read as 12 or wrapped.
@@ -135,8 +129,7 @@ bool ParseU64(std::string_view s, uint64_t* out) {
 }
 
 // Parses fields[first..] as unsigned integers; false if any is not one.
-bool ParseU64Fields(const std::vector<std::string_view>& fields, size_t first,
-                    std::vector<uint64_t>* out) {
+bool ParseU64Fields(const std::vector<std::string_view>& fields, size_t first, std::vector<uint64_t>* out) {
   out->clear();
   for (size_t i = first; i < fields.size(); ++i) {
     uint64_t v = 0;
@@ -149,14 +142,12 @@ bool ParseU64Fields(const std::vector<std::string_view>& fields, size_t first,
 bool ParseNonNegativeDouble(std::string_view s, double* out) {
   if (s.empty()) return false;
   const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && ptr == s.data() + s.size() &&
-         std::isfinite(*out) && *out >= 0.0;
+  return ec == std::errc() && ptr == s.data() + s.size() && std::isfinite(*out) && *out >= 0.0;
 }
 
 bool IsMetricNameSuffix(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   });
 }
 
@@ -167,8 +158,7 @@ std::string ErrnoText(int err) {
 
 // Reads a whole regular file. /proc files report st_size 0, so this reads
 // until EOF instead of trusting the size.
-bool ReadFile(const std::string& path, std::string* content,
-              std::string* error) {
+bool ReadFile(const std::string& path, std::string* content, std::string* error) {
   // O_NONBLOCK so that a FIFO at the path cannot hang open(); it has no
   // effect on regular files.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -200,8 +190,7 @@ bool ReadFile(const std::string& path, std::string* content,
     }
     if (n == 0) break;
     if (content->size() + static_cast<size_t>(n) > kMaxFileBytes) {
-      *error = path + ": larger than " + std::to_string(kMaxFileBytes) +
-               " bytes, not read";
+      *error = path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes, not read";
       ::close(fd);
       return false;
     }
@@ -214,8 +203,7 @@ bool ReadFile(const std::string& path, std::string* content,
 // Runs one source so that a failure in it (in practice only bad_alloc) costs
 // that source, not the whole scrape, and Collect keeps its no-throw promise.
 template <typename Fn>
-void RunSource(std::string_view source, std::vector<std::string>* errors,
-               Fn&& fn) {
+void RunSource(std::string_view source, std::vector<std::string>* errors, Fn&& fn) {
   try {
     fn();
   } catch (const std::exception& e) {
@@ -227,8 +215,8 @@ void RunSource(std::string_view source, std::vector<std::string>* errors,
 
 // Reads `path` and appends what `parse` makes of it to *out.
 template <typename Parse>
-void CollectFile(const std::string& path, std::vector<HostMetric>* out,
-                 std::vector<std::string>* errors, Parse&& parse) {
+void CollectFile(const std::string& path, std::vector<HostMetric>* out, std::vector<std::string>* errors,
+                 Parse&& parse) {
   RunSource(path, errors, [&] {
     std::string content;
     std::string error;
@@ -237,35 +225,28 @@ void CollectFile(const std::string& path, std::vector<HostMetric>* out,
       return;
     }
     std::vector<HostMetric> metrics = parse(content, path, errors);
-    out->insert(out->end(), std::make_move_iterator(metrics.begin()),
-                std::make_move_iterator(metrics.end()));
+    out->insert(out->end(), std::make_move_iterator(metrics.begin()), std::make_move_iterator(metrics.end()));
   });
 }
 
-std::vector<HostMetric> FilesystemMetrics(const std::vector<MountEntry>& mounts,
-                                          std::vector<std::string>* errors) {
+std::vector<HostMetric> FilesystemMetrics(const std::vector<MountEntry>& mounts, std::vector<std::string>* errors) {
   std::vector<HostMetric> out;
   for (const MountEntry& m : mounts) {
     struct statvfs st {};
     if (::statvfs(m.mount_point.c_str(), &st) != 0) {
-      AddError(errors, "statvfs(" + m.mount_point + ") for " + m.device + " (" +
-                           m.fstype + "): " + ErrnoText(errno));
+      AddError(errors, "statvfs(" + m.mount_point + ") for " + m.device + " (" + m.fstype + "): " + ErrnoText(errno));
       continue;
     }
     // f_frsize is the unit of the block counts; some old filesystems leave
     // it 0 and count in f_bsize.
-    const double block =
-        static_cast<double>(st.f_frsize != 0 ? st.f_frsize : st.f_bsize);
-    const Labels labels = {{"device", m.device},
-                           {"fstype", m.fstype},
-                           {"mountpoint", m.mount_point}};
+    const double block = static_cast<double>(st.f_frsize != 0 ? st.f_frsize : st.f_bsize);
+    const Labels labels = {{"device", m.device}, {"fstype", m.fstype}, {"mountpoint", m.mount_point}};
     auto add = [&](const char* name, double value) {
       out.push_back(MakeMetric(name, labels, MetricKind::kGauge, value));
     };
     add("node_filesystem_size_bytes", static_cast<double>(st.f_blocks) * block);
     add("node_filesystem_free_bytes", static_cast<double>(st.f_bfree) * block);
-    add("node_filesystem_avail_bytes",
-        static_cast<double>(st.f_bavail) * block);
+    add("node_filesystem_avail_bytes", static_cast<double>(st.f_bavail) * block);
     add("node_filesystem_files", static_cast<double>(st.f_files));
     add("node_filesystem_files_free", static_cast<double>(st.f_ffree));
   }
@@ -278,15 +259,13 @@ std::vector<HostMetric> FilesystemMetrics(const std::vector<MountEntry>& mounts,
 // Parsers.
 // ---------------------------------------------------------------------------
 
-std::vector<HostMetric> ParseProcStat(std::string_view text,
-                                      std::string_view source,
-                                      double ticks_per_second,
+std::vector<HostMetric> ParseProcStat(std::string_view text, std::string_view source, double ticks_per_second,
                                       std::vector<std::string>* errors) {
   // Order of the first eight columns of a "cpuN" line. guest and guest_nice
   // follow; like node_exporter we neither export them here nor subtract them
   // from user/nice.
-  static constexpr std::array<std::string_view, 8> kCpuModes = {
-      "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"};
+  static constexpr std::array<std::string_view, 8> kCpuModes = {"user",   "nice", "system",  "idle",
+                                                                "iowait", "irq",  "softirq", "steal"};
 
   std::vector<HostMetric> out;
   LineProblems problems(source);
@@ -299,21 +278,16 @@ std::vector<HostMetric> ParseProcStat(std::string_view text,
     const std::string_view key = fields[0];
 
     if (key == "cpu") return;  // Host-wide sum; per-cpu lines carry the data.
-    if (key.size() > 3 && key.substr(0, 3) == "cpu" &&
-        IsDigits(key.substr(3))) {
-      if (fields.size() < 1 + kCpuModes.size() ||
-          !ParseU64Fields(fields, 1, &values)) {
+    if (key.size() > 3 && key.substr(0, 3) == "cpu" && IsDigits(key.substr(3))) {
+      if (fields.size() < 1 + kCpuModes.size() || !ParseU64Fields(fields, 1, &values)) {
         problems.Add(line_number, "malformed " + std::string(key) + " line");
         return;
       }
       saw_cpu = true;
       const std::string cpu(key.substr(3));
       for (size_t i = 0; i < kCpuModes.size(); ++i) {
-        out.push_back(
-            MakeMetric("node_cpu_seconds_total",
-                       {{"cpu", cpu}, {"mode", std::string(kCpuModes[i])}},
-                       MetricKind::kCounter,
-                       static_cast<double>(values[i]) / ticks_per_second));
+        out.push_back(MakeMetric("node_cpu_seconds_total", {{"cpu", cpu}, {"mode", std::string(kCpuModes[i])}},
+                                 MetricKind::kCounter, static_cast<double>(values[i]) / ticks_per_second));
       }
       return;
     }
@@ -337,8 +311,7 @@ std::vector<HostMetric> ParseProcStat(std::string_view text,
       uint64_t v = 0;
       // Single-valued keys must have exactly one value; anything else means
       // the line is not what we think it is.
-      const bool shape_ok =
-          key == "intr" ? fields.size() >= 2 : fields.size() == 2;
+      const bool shape_ok = key == "intr" ? fields.size() >= 2 : fields.size() == 2;
       if (!shape_ok || !ParseU64(fields[1], &v)) {
         problems.Add(line_number, "malformed " + std::string(key) + " line");
         return;
@@ -350,14 +323,11 @@ std::vector<HostMetric> ParseProcStat(std::string_view text,
   });
 
   problems.Report(errors);
-  if (!saw_cpu)
-    AddError(errors, std::string(source) + ": no per-cpu lines found");
+  if (!saw_cpu) AddError(errors, std::string(source) + ": no per-cpu lines found");
   return out;
 }
 
-std::vector<HostMetric> ParseMeminfo(std::string_view text,
-                                     std::string_view source,
-                                     std::vector<std::string>* errors) {
+std::vector<HostMetric> ParseMeminfo(std::string_view text, std::string_view source, std::vector<std::string>* errors) {
   std::vector<HostMetric> out;
   LineProblems problems(source);
 
@@ -365,9 +335,8 @@ std::vector<HostMetric> ParseMeminfo(std::string_view text,
     const std::vector<std::string_view> fields = SplitFields(line);
     if (fields.empty()) return;
     uint64_t v = 0;
-    if (fields.size() < 2 || fields.size() > 3 || fields[0].size() < 2 ||
-        fields[0].back() != ':' || !ParseU64(fields[1], &v) ||
-        (fields.size() == 3 && fields[2] != "kB")) {
+    if (fields.size() < 2 || fields.size() > 3 || fields[0].size() < 2 || fields[0].back() != ':' ||
+        !ParseU64(fields[1], &v) || (fields.size() == 3 && fields[2] != "kB")) {
       problems.Add(line_number, "malformed meminfo line");
       return;
     }
@@ -376,23 +345,19 @@ std::vector<HostMetric> ParseMeminfo(std::string_view text,
     std::string key(fields[0].substr(0, fields[0].size() - 1));
     const size_t open = key.find('(');
     const size_t close = key.rfind(')');
-    if (open != std::string::npos && close != std::string::npos &&
-        open < close) {
-      key = key.substr(0, open) + "_" + key.substr(open + 1, close - open - 1) +
-            key.substr(close + 1);
+    if (open != std::string::npos && close != std::string::npos && open < close) {
+      key = key.substr(0, open) + "_" + key.substr(open + 1, close - open - 1) + key.substr(close + 1);
     }
     if (!IsMetricNameSuffix(key)) {
       problems.Add(line_number, "meminfo key is not a valid metric name");
       return;
     }
     if (fields.size() == 3) {
-      out.push_back(MakeMetric("node_memory_" + key + "_bytes", {},
-                               MetricKind::kGauge,
-                               static_cast<double>(v) * 1024.0));
+      out.push_back(
+          MakeMetric("node_memory_" + key + "_bytes", {}, MetricKind::kGauge, static_cast<double>(v) * 1024.0));
     } else {
       // Unitless counts such as HugePages_Total.
-      out.push_back(MakeMetric("node_memory_" + key, {}, MetricKind::kGauge,
-                               static_cast<double>(v)));
+      out.push_back(MakeMetric("node_memory_" + key, {}, MetricKind::kGauge, static_cast<double>(v)));
     }
   });
 
@@ -400,9 +365,7 @@ std::vector<HostMetric> ParseMeminfo(std::string_view text,
   return out;
 }
 
-std::vector<HostMetric> ParseLoadavg(std::string_view text,
-                                     std::string_view source,
-                                     std::vector<std::string>* errors) {
+std::vector<HostMetric> ParseLoadavg(std::string_view text, std::string_view source, std::vector<std::string>* errors) {
   std::vector<HostMetric> out;
   LineProblems problems(source);
   bool seen = false;
@@ -411,10 +374,8 @@ std::vector<HostMetric> ParseLoadavg(std::string_view text,
     const std::vector<std::string_view> fields = SplitFields(line);
     if (fields.empty()) return;
     std::array<double, 3> load{};
-    if (seen || fields.size() < 3 ||
-        !ParseNonNegativeDouble(fields[0], &load[0]) ||
-        !ParseNonNegativeDouble(fields[1], &load[1]) ||
-        !ParseNonNegativeDouble(fields[2], &load[2])) {
+    if (seen || fields.size() < 3 || !ParseNonNegativeDouble(fields[0], &load[0]) ||
+        !ParseNonNegativeDouble(fields[1], &load[1]) || !ParseNonNegativeDouble(fields[2], &load[2])) {
       problems.Add(line_number, "malformed loadavg line");
       return;
     }
@@ -434,8 +395,7 @@ bool IsIgnoredDiskDevice(std::string_view device) {
   // std::regex: every alternative ends in a non-digit, so the trailing \d+
   // is exactly the device's trailing run of digits.
   size_t digits_start = device.size();
-  while (digits_start > 0 && device[digits_start - 1] >= '0' &&
-         device[digits_start - 1] <= '9') {
+  while (digits_start > 0 && device[digits_start - 1] >= '0' && device[digits_start - 1] <= '9') {
     --digits_start;
   }
   if (digits_start == device.size()) return false;  // \d+ needs a digit.
@@ -445,29 +405,23 @@ bool IsIgnoredDiskDevice(std::string_view device) {
 
   auto is_lower = [](char c) { return c >= 'a' && c <= 'z'; };
   // (h|s|v|xv)d[a-z]
-  if (prefix.size() == 3 &&
-      (prefix[0] == 'h' || prefix[0] == 's' || prefix[0] == 'v') &&
-      prefix[1] == 'd' && is_lower(prefix[2])) {
+  if (prefix.size() == 3 && (prefix[0] == 'h' || prefix[0] == 's' || prefix[0] == 'v') && prefix[1] == 'd' &&
+      is_lower(prefix[2])) {
     return true;
   }
-  if (prefix.size() == 4 && prefix.substr(0, 3) == "xvd" &&
-      is_lower(prefix[3])) {
+  if (prefix.size() == 4 && prefix.substr(0, 3) == "xvd" && is_lower(prefix[3])) {
     return true;
   }
   // nvme\d+n\d+p
-  if (prefix.size() > 4 && prefix.substr(0, 4) == "nvme" &&
-      prefix.back() == 'p') {
-    const std::string_view middle =
-        prefix.substr(4, prefix.size() - 5);  // "\d+n\d+"
+  if (prefix.size() > 4 && prefix.substr(0, 4) == "nvme" && prefix.back() == 'p') {
+    const std::string_view middle = prefix.substr(4, prefix.size() - 5);  // "\d+n\d+"
     const size_t n = middle.find('n');
-    return n != std::string_view::npos && IsDigits(middle.substr(0, n)) &&
-           IsDigits(middle.substr(n + 1));
+    return n != std::string_view::npos && IsDigits(middle.substr(0, n)) && IsDigits(middle.substr(n + 1));
   }
   return false;
 }
 
-std::vector<HostMetric> ParseDiskstats(std::string_view text,
-                                       std::string_view source,
+std::vector<HostMetric> ParseDiskstats(std::string_view text, std::string_view source,
                                        std::vector<std::string>* errors) {
   // Columns after major, minor and name (Documentation/admin-guide/iostats):
   //  0 reads completed   1 reads merged   2 sectors read   3 ms reading
@@ -483,8 +437,8 @@ std::vector<HostMetric> ParseDiskstats(std::string_view text,
     if (fields.empty()) return;
     uint64_t major = 0;
     uint64_t minor = 0;
-    if (fields.size() < 3 + kNeededStats || !ParseU64(fields[0], &major) ||
-        !ParseU64(fields[1], &minor) || !ParseU64Fields(fields, 3, &stats)) {
+    if (fields.size() < 3 + kNeededStats || !ParseU64(fields[0], &major) || !ParseU64(fields[1], &minor) ||
+        !ParseU64Fields(fields, 3, &stats)) {
       problems.Add(line_number, "malformed diskstats line");
       return;
     }
@@ -497,27 +451,20 @@ std::vector<HostMetric> ParseDiskstats(std::string_view text,
     };
     const auto v = [&](size_t i) { return static_cast<double>(stats[i]); };
     add("node_disk_reads_completed_total", MetricKind::kCounter, v(0));
-    add("node_disk_read_bytes_total", MetricKind::kCounter,
-        v(2) * kDiskSectorBytes);
-    add("node_disk_read_time_seconds_total", MetricKind::kCounter,
-        v(3) / kMillisecondsPerSecond);
+    add("node_disk_read_bytes_total", MetricKind::kCounter, v(2) * kDiskSectorBytes);
+    add("node_disk_read_time_seconds_total", MetricKind::kCounter, v(3) / kMillisecondsPerSecond);
     add("node_disk_writes_completed_total", MetricKind::kCounter, v(4));
-    add("node_disk_written_bytes_total", MetricKind::kCounter,
-        v(6) * kDiskSectorBytes);
-    add("node_disk_write_time_seconds_total", MetricKind::kCounter,
-        v(7) / kMillisecondsPerSecond);
+    add("node_disk_written_bytes_total", MetricKind::kCounter, v(6) * kDiskSectorBytes);
+    add("node_disk_write_time_seconds_total", MetricKind::kCounter, v(7) / kMillisecondsPerSecond);
     add("node_disk_io_now", MetricKind::kGauge, v(8));
-    add("node_disk_io_time_seconds_total", MetricKind::kCounter,
-        v(9) / kMillisecondsPerSecond);
+    add("node_disk_io_time_seconds_total", MetricKind::kCounter, v(9) / kMillisecondsPerSecond);
   });
 
   problems.Report(errors);
   return out;
 }
 
-std::vector<HostMetric> ParseNetDev(std::string_view text,
-                                    std::string_view source,
-                                    std::vector<std::string>* errors) {
+std::vector<HostMetric> ParseNetDev(std::string_view text, std::string_view source, std::vector<std::string>* errors) {
   // After "name:" come 8 receive columns (bytes packets errs drop fifo frame
   // compressed multicast) then 8 transmit columns (bytes packets errs drop
   // fifo colls carrier compressed).
@@ -541,17 +488,15 @@ std::vector<HostMetric> ParseNetDev(std::string_view text,
       return;
     }
     const std::string_view device = Trim(line.substr(0, colon));
-    const std::vector<std::string_view> fields =
-        SplitFields(line.substr(colon + 1));
-    if (device.empty() || SplitFields(device).size() != 1 ||
-        fields.size() < kColumns || !ParseU64Fields(fields, 0, &values)) {
+    const std::vector<std::string_view> fields = SplitFields(line.substr(colon + 1));
+    if (device.empty() || SplitFields(device).size() != 1 || fields.size() < kColumns ||
+        !ParseU64Fields(fields, 0, &values)) {
       problems.Add(line_number, "malformed net/dev line");
       return;
     }
     const Labels labels = {{"device", std::string(device)}};
     auto add = [&](const char* name, size_t column) {
-      out.push_back(MakeMetric(name, labels, MetricKind::kCounter,
-                               static_cast<double>(values[column])));
+      out.push_back(MakeMetric(name, labels, MetricKind::kCounter, static_cast<double>(values[column])));
     };
     add("node_network_receive_bytes_total", 0);
     add("node_network_receive_packets_total", 1);
@@ -572,10 +517,9 @@ std::string UnescapeMountField(std::string_view field) {
   std::string out;
   out.reserve(field.size());
   for (size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size() && is_octal(field[i + 1]) &&
-        is_octal(field[i + 2]) && is_octal(field[i + 3])) {
-      const int value = (field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
-                        (field[i + 3] - '0');
+    if (field[i] == '\\' && i + 3 < field.size() && is_octal(field[i + 1]) && is_octal(field[i + 2]) &&
+        is_octal(field[i + 3])) {
+      const int value = (field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 + (field[i + 3] - '0');
       // "\400".."\777" do not fit a byte and the kernel never writes them.
       if (value <= 0xff) {
         out.push_back(static_cast<char>(value));
@@ -588,9 +532,7 @@ std::string UnescapeMountField(std::string_view field) {
   return out;
 }
 
-std::vector<MountEntry> ParseMounts(std::string_view text,
-                                    std::string_view source,
-                                    std::vector<std::string>* errors) {
+std::vector<MountEntry> ParseMounts(std::string_view text, std::string_view source, std::vector<std::string>* errors) {
   std::vector<MountEntry> out;
   LineProblems problems(source);
 
@@ -602,9 +544,7 @@ std::vector<MountEntry> ParseMounts(std::string_view text,
       problems.Add(line_number, "malformed mounts line");
       return;
     }
-    MountEntry entry{UnescapeMountField(fields[0]),
-                     UnescapeMountField(fields[1]),
-                     UnescapeMountField(fields[2])};
+    MountEntry entry{UnescapeMountField(fields[0]), UnescapeMountField(fields[1]), UnescapeMountField(fields[2])};
     if (entry.mount_point.empty() || entry.mount_point.front() != '/') {
       problems.Add(line_number, "mount point is not an absolute path");
       return;
@@ -619,23 +559,20 @@ std::vector<MountEntry> ParseMounts(std::string_view text,
 bool IsIgnoredFilesystemType(std::string_view fstype) {
   // node_exporter's default --collector.filesystem.fs-types-exclude, sorted.
   static constexpr std::array<std::string_view, 24> kPseudo = {
-      "autofs",    "binfmt_misc", "bpf",    "cgroup",     "cgroup2",
-      "configfs",  "debugfs",     "devpts", "devtmpfs",   "fusectl",
-      "hugetlbfs", "iso9660",     "mqueue", "nsfs",       "overlay",
-      "proc",      "procfs",      "pstore", "rpc_pipefs", "securityfs",
-      "selinuxfs", "squashfs",    "sysfs",  "tracefs"};
+      "autofs",   "binfmt_misc", "bpf",        "cgroup",     "cgroup2",   "configfs", "debugfs", "devpts",
+      "devtmpfs", "fusectl",     "hugetlbfs",  "iso9660",    "mqueue",    "nsfs",     "overlay", "proc",
+      "procfs",   "pstore",      "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs",   "tracefs"};
   static_assert(std::is_sorted(kPseudo.begin(), kPseudo.end()));
   return std::binary_search(kPseudo.begin(), kPseudo.end(), fstype);
 }
 
 bool IsIgnoredMountPoint(std::string_view mount_point) {
-  static constexpr std::array<std::string_view, 5> kPrefixes = {
-      "/dev", "/proc", "/sys", "/run/credentials", "/var/lib/docker"};
+  static constexpr std::array<std::string_view, 5> kPrefixes = {"/dev", "/proc", "/sys", "/run/credentials",
+                                                                "/var/lib/docker"};
   for (const std::string_view prefix : kPrefixes) {
     // Component-wise: "/devices" is not under "/dev".
     if (mount_point.substr(0, prefix.size()) == prefix &&
-        (mount_point.size() == prefix.size() ||
-         mount_point[prefix.size()] == '/')) {
+        (mount_point.size() == prefix.size() || mount_point[prefix.size()] == '/')) {
       return true;
     }
   }
@@ -652,8 +589,7 @@ std::vector<MountEntry> SelectMounts(std::vector<MountEntry> mounts) {
   for (size_t i = 0; i < mounts.size(); ++i) {
     MountEntry& m = mounts[i];
     if (last[m.mount_point] != i) continue;
-    if (IsIgnoredFilesystemType(m.fstype) ||
-        IsIgnoredMountPoint(m.mount_point)) {
+    if (IsIgnoredFilesystemType(m.fstype) || IsIgnoredMountPoint(m.mount_point)) {
       continue;
     }
     out.push_back(std::move(m));
@@ -665,20 +601,17 @@ std::vector<MountEntry> SelectMounts(std::vector<MountEntry> mounts) {
 // HostCollector.
 // ---------------------------------------------------------------------------
 
-HostCollector::HostCollector(HostPaths paths)
-    : paths_(std::move(paths)), ticks_per_second_(kDefaultTicksPerSecond) {
+HostCollector::HostCollector(HostPaths paths) : paths_(std::move(paths)), ticks_per_second_(kDefaultTicksPerSecond) {
   const long ticks = ::sysconf(_SC_CLK_TCK);
   if (ticks > 0) ticks_per_second_ = static_cast<double>(ticks);
 }
 
-std::vector<HostMetric> HostCollector::Collect(
-    std::vector<std::string>* errors) const {
+std::vector<HostMetric> HostCollector::Collect(std::vector<std::string>* errors) const {
   std::vector<HostMetric> out;
   const std::string& proc = paths_.proc;
 
   CollectFile(proc + "/stat", &out, errors,
-              [this](std::string_view text, std::string_view source,
-                     std::vector<std::string>* errs) {
+              [this](std::string_view text, std::string_view source, std::vector<std::string>* errs) {
                 return ParseProcStat(text, source, ticks_per_second_, errs);
               });
   CollectFile(proc + "/meminfo", &out, errors, ParseMeminfo);
@@ -686,10 +619,8 @@ std::vector<HostMetric> HostCollector::Collect(
   CollectFile(proc + "/diskstats", &out, errors, ParseDiskstats);
   CollectFile(proc + "/net/dev", &out, errors, ParseNetDev);
   CollectFile(paths_.mounts, &out, errors,
-              [](std::string_view text, std::string_view source,
-                 std::vector<std::string>* errs) {
-                return FilesystemMetrics(
-                    SelectMounts(ParseMounts(text, source, errs)), errs);
+              [](std::string_view text, std::string_view source, std::vector<std::string>* errs) {
+                return FilesystemMetrics(SelectMounts(ParseMounts(text, source, errs)), errs);
               });
   return out;
 }

@@ -95,32 +95,23 @@ class HostCollector {
 
 // /proc/stat. `ticks_per_second` converts cpu jiffies to seconds. Reports an
 // error if no per-cpu line is found, since every real /proc/stat has one.
-std::vector<HostMetric> ParseProcStat(std::string_view text,
-                                      std::string_view source,
-                                      double ticks_per_second,
+std::vector<HostMetric> ParseProcStat(std::string_view text, std::string_view source, double ticks_per_second,
                                       std::vector<std::string>* errors);
 
 // /proc/meminfo ("Key:   123 kB" lines).
-std::vector<HostMetric> ParseMeminfo(std::string_view text,
-                                     std::string_view source,
-                                     std::vector<std::string>* errors);
+std::vector<HostMetric> ParseMeminfo(std::string_view text, std::string_view source, std::vector<std::string>* errors);
 
 // /proc/loadavg ("0.01 0.03 0.01 1/84 3525").
-std::vector<HostMetric> ParseLoadavg(std::string_view text,
-                                     std::string_view source,
-                                     std::vector<std::string>* errors);
+std::vector<HostMetric> ParseLoadavg(std::string_view text, std::string_view source, std::vector<std::string>* errors);
 
 // /proc/diskstats. Needs the 11 classic statistics fields per line; newer
 // kernels' extra discard/flush fields are accepted and ignored.
-std::vector<HostMetric> ParseDiskstats(std::string_view text,
-                                       std::string_view source,
+std::vector<HostMetric> ParseDiskstats(std::string_view text, std::string_view source,
                                        std::vector<std::string>* errors);
 
 // /proc/net/dev. Skips the two "|"-separated header lines and accepts
 // "eth0:1234 ..." as well as "  eth0: 1234 ...".
-std::vector<HostMetric> ParseNetDev(std::string_view text,
-                                    std::string_view source,
-                                    std::vector<std::string>* errors);
+std::vector<HostMetric> ParseNetDev(std::string_view text, std::string_view source, std::vector<std::string>* errors);
 
 // True for device names node_exporter ignores by default:
 // ^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$ — i.e. partitions of
@@ -141,9 +132,7 @@ std::string UnescapeMountField(std::string_view field);
 
 // Parses a file in /proc/self/mounts format. Lines need at least device,
 // mount point, fstype and options; the mount point must be absolute.
-std::vector<MountEntry> ParseMounts(std::string_view text,
-                                    std::string_view source,
-                                    std::vector<std::string>* errors);
+std::vector<MountEntry> ParseMounts(std::string_view text, std::string_view source, std::vector<std::string>* errors);
 
 // node_exporter's default pseudo filesystem types (autofs, proc, sysfs, ...).
 bool IsIgnoredFilesystemType(std::string_view fstype);

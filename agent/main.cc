@@ -35,12 +35,12 @@ std::string DropCounts(const agent::BatchBuilder::Stats& st) {
 }
 
 void LogSummary(const agent::Shipper::Stats& sh, const agent::BatchBuilder::Stats& b) {
-  LogInfo("shipped up to sequence {} ({} streams ok, {} failed, {} batches dropped from a full queue); "
-          "sequence_conflicts={} unexpected_duplicates={} batches_resent={} sequence_errors={}; "
-          "series built {} (label values repaired to UTF-8 in {}), not sent because the daemon would reject them: {}",
-          sh.acked_sequence, sh.streams_ok, sh.streams_failed, sh.dropped, sh.sequence_conflicts,
-          sh.unexpected_duplicates, sh.batches_resent, sh.sequence_errors, b.series_built, b.series_sanitized,
-          DropCounts(b));
+  LogInfo(
+      "shipped up to sequence {} ({} streams ok, {} failed, {} batches dropped from a full queue); "
+      "sequence_conflicts={} unexpected_duplicates={} batches_resent={} sequence_errors={}; "
+      "series built {} (label values repaired to UTF-8 in {}), not sent because the daemon would reject them: {}",
+      sh.acked_sequence, sh.streams_ok, sh.streams_failed, sh.dropped, sh.sequence_conflicts, sh.unexpected_duplicates,
+      sh.batches_resent, sh.sequence_errors, b.series_built, b.series_sanitized, DropCounts(b));
 }
 
 }  // namespace
@@ -69,12 +69,15 @@ int main(int argc, char** argv) {
                    "extra label name=value on every series (repeatable); default host=<host name>");
   flags.String("proc-root", &proc_root, "where /proc is (for containers with the host's /proc mounted elsewhere)");
   flags.String("mounts-file", &mounts, "mount table read for filesystem metrics");
-  flags.Duration("stream-max-age", &shipper.stream_max_age, "how long one Push stream stays open before it is acknowledged");
-  flags.Uint("max-pending-batches", &max_pending, "unacknowledged batches kept in memory; the oldest are dropped past it");
+  flags.Duration("stream-max-age", &shipper.stream_max_age,
+                 "how long one Push stream stays open before it is acknowledged");
+  flags.Uint("max-pending-batches", &max_pending,
+             "unacknowledged batches kept in memory; the oldest are dropped past it");
   flags.Duration("backoff-max", &shipper.backoff_max, "longest wait between retries");
   flags.Bool("gzip", &shipper.gzip, "compress batches with gzip");
   flags.Int("count", &count, "stop after this many collections (0: run until SIGTERM)");
-  flags.Duration("shutdown-timeout", &shutdown_timeout, "on SIGTERM, how long to try to get queued batches acknowledged");
+  flags.Duration("shutdown-timeout", &shutdown_timeout,
+                 "on SIGTERM, how long to try to get queued batches acknowledged");
   flags.String("log-level", &log_level, "debug, info, warn or error");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   LogLevel level;
@@ -106,8 +109,10 @@ int main(int argc, char** argv) {
     }
     std::string name = l.substr(0, eq);
     if (!model::IsValidLabelName(name) || name.starts_with("__")) {
-      std::fprintf(stderr, "sheaf-agent: --label \"%s\": \"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, "
-                   "not starting with __)\n", l.c_str(), name.c_str());
+      std::fprintf(stderr,
+                   "sheaf-agent: --label \"%s\": \"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, "
+                   "not starting with __)\n",
+                   l.c_str(), name.c_str());
       return 2;
     }
     extra.emplace_back(std::move(name), l.substr(eq + 1));
@@ -139,7 +144,9 @@ int main(int argc, char** argv) {
   agent::Shipper sender(shipper, agent::MakeDaemonChannel(daemon_address, {}), state->get());
   LogInfo("sheaf-agent {} shipping to {} every {} ms as agent \"{}\" ({}), state in {}, next sequence {}",
           SHEAF_VERSION, daemon_address, interval.count(), shipper.agent_id,
-          explicit_id ? "from --agent-id" : (*state)->identity_created() ? "new identity, generated now" : "identity file",
+          explicit_id                    ? "from --agent-id"
+          : (*state)->identity_created() ? "new identity, generated now"
+                                         : "identity file",
           state_dir, (*state)->PeekNextSequence());
 
   int collections = 0;

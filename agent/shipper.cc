@@ -106,7 +106,8 @@ void Shipper::RunLoop() {
     auto until = std::chrono::steady_clock::now() + wait;
     if (stopping_) until = std::min(until, stop_deadline_);
     cv_.wait_until(lock, until, [this, until] {
-      return std::chrono::steady_clock::now() >= until || (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_);
+      return std::chrono::steady_clock::now() >= until ||
+             (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_);
     });
   }
 }

@@ -82,8 +82,8 @@ class Shipper {
     // Batches the daemon called duplicates although this agent sent them for
     // the first time (beyond what retries of failed streams explain).
     uint64_t unexpected_duplicates = 0;
-    uint64_t batches_resent = 0;    // sent again under new sequences after the above
-    uint64_t sequence_errors = 0;   // the state could not hand out or advance a sequence
+    uint64_t batches_resent = 0;   // sent again under new sequences after the above
+    uint64_t sequence_errors = 0;  // the state could not hand out or advance a sequence
   };
   Stats stats() const;
 

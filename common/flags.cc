@@ -102,9 +102,12 @@ void FlagSet::Double(const std::string& name, double* target, const std::string&
 
 void FlagSet::Bool(const std::string& name, bool* target, const std::string& help) {
   Add({name, help, *target ? "true" : "false", true, false, [name, target](const std::string& v) {
-         if (v == "true" || v == "1" || v == "yes") *target = true;
-         else if (v == "false" || v == "0" || v == "no") *target = false;
-         else return absl::InvalidArgumentError("--" + name + ": \"" + v + "\" is not true or false");
+         if (v == "true" || v == "1" || v == "yes")
+           *target = true;
+         else if (v == "false" || v == "0" || v == "no")
+           *target = false;
+         else
+           return absl::InvalidArgumentError("--" + name + ": \"" + v + "\" is not true or false");
          return absl::OkStatus();
        }});
 }
@@ -198,8 +201,8 @@ absl::Status FlagSet::ApplyYamlFile(const std::string& path) {
     std::string key = kv.first.as<std::string>();
     Flag* flag = Find(key);
     if (flag == nullptr || flag->name == "config") {
-      return absl::InvalidArgumentError("config file " + path + ": unknown setting \"" + key + "\" (see " +
-                                        program_ + " --help for the names)");
+      return absl::InvalidArgumentError("config file " + path + ": unknown setting \"" + key + "\" (see " + program_ +
+                                        " --help for the names)");
     }
     if (set_on_command_line_.contains(flag->name)) continue;
     try {

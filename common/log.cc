@@ -19,8 +19,7 @@ bool ParseLogLevel(std::string_view name, LogLevel* level) {
   for (int i = 0; i < 4; ++i) {
     std::string_view n = kNames[i];
     if (name.size() == n.size() &&
-        std::equal(name.begin(), name.end(), n.begin(),
-                   [](char a, char b) { return std::toupper(a) == b; })) {
+        std::equal(name.begin(), name.end(), n.begin(), [](char a, char b) { return std::toupper(a) == b; })) {
       *level = static_cast<LogLevel>(i);
       return true;
     }
@@ -34,18 +33,18 @@ void LogLine(LogLevel level, std::string_view message) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm;
   gmtime_r(&secs, &tm);
-  std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} {}\n", tm.tm_year + 1900,
-                                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms,
-                                 kNames[static_cast<int>(level)], message);
+  std::string line =
+      fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} {}\n", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, ms, kNames[static_cast<int>(level)], message);
   // One write: lines from concurrent threads stay whole.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;
 }
 
 bool LogRateLimiter::Allow(uint64_t* suppressed) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
   std::lock_guard lock(mu_);
   if (now - window_start_ms_ >= period_ms_) {
     window_start_ms_ = now;

@@ -27,10 +27,10 @@ template <typename... Args>
 void Log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
   if (LogEnabled(level)) LogLine(level, fmt::format(format, std::forward<Args>(args)...));
 }
-#define SHEAF_LOG_FN(fn, level)                                   \
-  template <typename... Args>                                     \
-  void fn(fmt::format_string<Args...> format, Args&&... args) {   \
-    Log(level, format, std::forward<Args>(args)...);              \
+#define SHEAF_LOG_FN(fn, level)                                 \
+  template <typename... Args>                                   \
+  void fn(fmt::format_string<Args...> format, Args&&... args) { \
+    Log(level, format, std::forward<Args>(args)...);            \
   }
 SHEAF_LOG_FN(LogDebug, LogLevel::kDebug)
 SHEAF_LOG_FN(LogInfo, LogLevel::kInfo)

@@ -11,8 +11,8 @@
 
 namespace sheaf::daemon {
 
-grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* context,
-                                                const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response) {
   auto* reactor = context->DefaultReactor();
   v1::CompactRequest req;
   if (auto s = DecodeMessage(*request, 1 << 16, "the CompactRequest", &req); !s.ok()) {
@@ -21,8 +21,8 @@ grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* con
   }
   absl::MutexLock lock(&mu_);
   if (running_) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "a compaction is already running; wait for it to finish"));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a compaction is already running; wait for it to finish"));
     return reactor;
   }
   if (worker_.joinable()) worker_.join();

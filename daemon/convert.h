@@ -4,10 +4,10 @@
 
 #include <google/protobuf/repeated_field.h>
 
+#include "model/types.h"
 #include "model/validation.h"
 #include "sheaf/v1/ingest.pb.h"
 #include "sheaf/v1/metrics.pb.h"
-#include "model/types.h"
 
 namespace sheaf::daemon {
 
@@ -31,10 +31,14 @@ inline void ToProto(const model::Labels& in, google::protobuf::RepeatedPtrField<
 // validates like a gauge: new types never make old daemons drop data.
 inline model::MetricType FromProto(v1::MetricType t) {
   switch (t) {
-    case v1::METRIC_TYPE_COUNTER: return model::MetricType::kCounter;
-    case v1::METRIC_TYPE_GAUGE: return model::MetricType::kGauge;
-    case v1::METRIC_TYPE_HISTOGRAM: return model::MetricType::kHistogram;
-    default: return model::MetricType::kUnspecified;
+    case v1::METRIC_TYPE_COUNTER:
+      return model::MetricType::kCounter;
+    case v1::METRIC_TYPE_GAUGE:
+      return model::MetricType::kGauge;
+    case v1::METRIC_TYPE_HISTOGRAM:
+      return model::MetricType::kHistogram;
+    default:
+      return model::MetricType::kUnspecified;
   }
 }
 

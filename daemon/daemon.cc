@@ -1,22 +1,21 @@
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <google/protobuf/descriptor.h>
+#include <netinet/in.h>
 #include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <string>
-#include <mutex>
 #include <thread>
 
 #include "common/log.h"
@@ -127,11 +126,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   // block every scrape for 30 s: more threads, a short request timeout.
   try {
     st->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports", config.http_listen,
-        "num_threads", std::to_string(config.http_threads),
-        "request_timeout_ms", std::to_string(config.http_request_timeout.count()),
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", std::to_string(config.http_request_timeout.count()),
+        "listening_ports",
+        config.http_listen,
+        "num_threads",
+        std::to_string(config.http_threads),
+        "request_timeout_ms",
+        std::to_string(config.http_request_timeout.count()),
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        std::to_string(config.http_request_timeout.count()),
     });
   } catch (const std::exception& e) {
     return absl::FailedPreconditionError("cannot serve HTTP on " + config.http_listen + ": " + e.what() +
@@ -168,8 +172,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
     return absl::FailedPreconditionError("cannot serve gRPC on " + config.grpc_listen +
                                          " (is the port taken or the address wrong? set --grpc-listen)");
   }
-  LogInfo("sheafd serving gRPC on port {} and HTTP /metrics on port {}; data in {}", st->grpc_port,
-          st->http_port, config.store.path);
+  LogInfo("sheafd serving gRPC on port {} and HTTP /metrics on port {}; data in {}", st->grpc_port, st->http_port,
+          config.store.path);
   return std::unique_ptr<Daemon>(new Daemon(std::move(st)));
 }
 

@@ -22,11 +22,11 @@ struct DaemonConfig {
   DaemonConfig() { store.path = "./data"; }
   std::string grpc_listen = "127.0.0.1:7470";  // port 0 picks a free port
   std::string http_listen = "127.0.0.1:9470";  // port 0 picks a free port
-  storage::StoreOptions store;                  // data directory, durability, retention, memory
+  storage::StoreOptions store;                 // data directory, durability, retention, memory
   std::chrono::milliseconds grace_period = std::chrono::seconds(10);
-  IngestOptions ingest;  // batch size limit, validation limits, dictionaries, workers
-  size_t query_workers = 4;      // threads for queries, listings and admin calls
-  size_t query_queue = 1024;     // steps waiting for a query worker before calls are refused
+  IngestOptions ingest;       // batch size limit, validation limits, dictionaries, workers
+  size_t query_workers = 4;   // threads for queries, listings and admin calls
+  size_t query_queue = 1024;  // steps waiting for a query worker before calls are refused
   // HTTP (/metrics): worker threads, and how long a connection may take to
   // send its request (idle connections must not hold workers for long).
   size_t http_threads = 16;

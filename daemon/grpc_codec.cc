@@ -39,8 +39,8 @@ grpc::Status TooLarge(std::string_view what, size_t max_bytes) {
 
 // Inflates `slices` (gzip: window_bits 16 + 15; deflate, i.e. zlib
 // format: 15) into *out, never past max_bytes.
-grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, size_t max_bytes,
-                     std::string_view what, std::string* out) {
+grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, size_t max_bytes, std::string_view what,
+                     std::string* out) {
   z_stream zs{};
   if (inflateInit2(&zs, window_bits) != Z_OK) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "zlib could not start");
@@ -59,8 +59,7 @@ grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, si
       if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
         inflateEnd(&zs);
         out->clear();
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            fmt::format("{} is not valid compressed data", what));
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, fmt::format("{} is not valid compressed data", what));
       }
       const size_t produced = sizeof(chunk) - zs.avail_out;
       if (out->size() + produced > max_bytes) {
@@ -82,7 +81,8 @@ grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, si
 
 grpc::Status ReadMessageBytes(const grpc::ByteBuffer& in, size_t max_bytes, std::string_view what, std::string* out) {
   out->clear();
-  const grpc_compression_algorithm algorithm = grpc::internal::GrpcByteBufferPeer(const_cast<grpc::ByteBuffer*>(&in)).compression();
+  const grpc_compression_algorithm algorithm =
+      grpc::internal::GrpcByteBufferPeer(const_cast<grpc::ByteBuffer*>(&in)).compression();
   std::vector<grpc::Slice> slices;
   if (in.Length() > 0 && !in.Dump(&slices).ok()) {
     return grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("could not read {}", what));
@@ -99,8 +99,8 @@ grpc::Status ReadMessageBytes(const grpc::ByteBuffer& in, size_t max_bytes, std:
       return Inflate(slices, MAX_WBITS, max_bytes, what, out);
     default:
       return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                          fmt::format("{} uses compression algorithm {}, which sheafd does not accept; use gzip",
-                                      what, static_cast<int>(algorithm)));
+                          fmt::format("{} uses compression algorithm {}, which sheafd does not accept; use gzip", what,
+                                      static_cast<int>(algorithm)));
   }
 }
 

@@ -11,11 +11,10 @@ namespace sheaf::daemon {
 
 const char* GrpcCodeName(int code) {
   static constexpr const char* kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-      "UNAUTHENTICATED"};
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
 }
 
@@ -52,8 +51,9 @@ IngestMetrics::IngestMetrics(prometheus::Registry& r) : impl_(std::make_unique<I
   impl_->duplicates_unexpected =
       &prometheus::BuildCounter()
            .Name("sheaf_ingest_unexpected_duplicates_total")
-           .Help("Duplicate batches that were not retries: the first batch of a stream at or below its agent's "
-                 "durable sequence. Two agents share an identity, or an agent's state was reset.")
+           .Help(
+               "Duplicate batches that were not retries: the first batch of a stream at or below its agent's "
+               "durable sequence. Two agents share an identity, or an agent's state was reset.")
            .Register(r)
            .Add({});
   impl_->rejected_series = &prometheus::BuildCounter()

@@ -90,15 +90,16 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       return Invalid(fmt::format("batch {}: agent_id must be 1 to {} bytes of UTF-8", messages_, kMaxAgentIdBytes));
     }
     if (batch.sequence() == 0 || batch.sequence() >= kMaxSequence) {
-      return Invalid(fmt::format("batch {} from agent \"{}\": sequence must be > 0 and < 2^63", messages_,
-                                 batch.agent_id()));
+      return Invalid(
+          fmt::format("batch {} from agent \"{}\": sequence must be > 0 and < 2^63", messages_, batch.agent_id()));
     }
     if (agent_id_.empty()) {
       agent_id_ = batch.agent_id();
     } else if (agent_id_ != batch.agent_id()) {
-      return Invalid(fmt::format("batch {}: agent_id \"{}\" differs from \"{}\" earlier in the stream; "
-                                 "use one stream per agent",
-                                 messages_, model::Abbreviate(batch.agent_id()), agent_id_));
+      return Invalid(
+          fmt::format("batch {}: agent_id \"{}\" differs from \"{}\" earlier in the stream; "
+                      "use one stream per agent",
+                      messages_, model::Abbreviate(batch.agent_id()), agent_id_));
     }
 
     // Definitions apply even to a duplicate batch: later batches of this
@@ -138,8 +139,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       const size_t n = static_cast<size_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
       auto it = refs_.find(ss.ref());
       if (it == refs_.end()) {
-        Count({model::RejectReason::kUnknownRef, fmt::format("ref {} was never defined in this stream", ss.ref())},
-              n);
+        Count({model::RejectReason::kUnknownRef, fmt::format("ref {} was never defined in this stream", ss.ref())}, n);
         continue;
       }
       const RefEntry& ref = it->second;
@@ -250,9 +250,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     auto id = service_->store_->GetOrCreateSeries(entry.labels, entry.type);
     if (!id.ok()) {
       const bool limit = id.status().code() == absl::StatusCode::kResourceExhausted;
-      return model::Rejection{limit ? model::RejectReason::kSeriesLimit : model::RejectReason::kStoreError,
-                              fmt::format("{}: {}", model::FormatLabelsShort(entry.labels),
-                                          std::string(id.status().message()))};
+      return model::Rejection{
+          limit ? model::RejectReason::kSeriesLimit : model::RejectReason::kStoreError,
+          fmt::format("{}: {}", model::FormatLabelsShort(entry.labels), std::string(id.status().message()))};
     }
     entry.id = *id;
     return std::nullopt;

@@ -22,7 +22,6 @@ namespace sheaf::daemon {
 
 class IngestMetrics;
 
-
 struct IngestOptions {
   model::ValidationLimits limits;
   size_t max_message_bytes = 16ull << 20;  // one batch, after decompression
@@ -32,9 +31,9 @@ struct IngestOptions {
   // with RESOURCE_EXHAUSTED; it never grows the daemon's memory further.
   size_t max_dictionary_bytes_per_stream = 64ull << 20;
   size_t max_dictionary_bytes_total = 512ull << 20;
-  size_t workers = 2;                      // threads writing batches to the store
-  size_t queue_capacity = 256;             // batches waiting for a worker
-  std::function<int64_t()> now_ms;         // clock; wall clock when empty (tests inject one)
+  size_t workers = 2;               // threads writing batches to the store
+  size_t queue_capacity = 256;      // batches waiting for a worker
+  std::function<int64_t()> now_ms;  // clock; wall clock when empty (tests inject one)
 };
 
 // Batches are decoded by hand (a raw method): an undecodable message ends

@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "daemon/daemon.h"
 #include "common/duration.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "daemon/daemon.h"
 
 namespace {
 
@@ -55,7 +55,8 @@ bool ParseRollups(const std::string& text, std::vector<sheaf::storage::RollupSpe
     if (!res.ok() || !ret.ok() || res->count() <= 0) return false;
     rollups.push_back({res->count(), ret->count()});
   }
-  std::sort(rollups.begin(), rollups.end(), [](const auto& a, const auto& b) { return a.resolution_ms < b.resolution_ms; });
+  std::sort(rollups.begin(), rollups.end(),
+            [](const auto& a, const auto& b) { return a.resolution_ms < b.resolution_ms; });
   for (size_t i = 1; i < rollups.size(); ++i) {
     if (rollups[i].resolution_ms == rollups[i - 1].resolution_ms) return false;  // the same resolution twice
   }
@@ -88,7 +89,8 @@ int main(int argc, char** argv) {
                  "how far behind a series' newest sample a sample may arrive and still be stored");
   flags.Uint("max-head-samples", &store.max_head_samples,
              "recent samples kept in memory (16 bytes each) before they are cut into blocks");
-  flags.Duration("head-flush-interval", &store.head_flush_interval_ms, "cut recent samples into blocks at least this often");
+  flags.Duration("head-flush-interval", &store.head_flush_interval_ms,
+                 "cut recent samples into blocks at least this often");
   flags.Uint("min-free-disk-bytes", &store.min_free_disk_bytes,
              "ingestion pauses while the data directory's disk has less free space (reads go on)");
   flags.Uint("block-cache-bytes", &store.block_cache_bytes, "RocksDB block cache size");

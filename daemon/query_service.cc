@@ -49,8 +49,8 @@ absl::StatusOr<std::vector<model::Matcher>> RequestMatchers(
     if (m.name().empty()) return absl::InvalidArgumentError("a label matcher has an empty label name");
     auto op = static_cast<model::Matcher::Op>(m.type());
     if (m.type() < v1::LabelMatcher::EQUAL || m.type() > v1::LabelMatcher::NOT_REGEX) {
-      return absl::InvalidArgumentError(fmt::format("unknown matcher type {} for label \"{}\"",
-                                                    static_cast<int>(m.type()), m.name()));
+      return absl::InvalidArgumentError(
+          fmt::format("unknown matcher type {} for label \"{}\"", static_cast<int>(m.type()), m.name()));
     }
     auto matcher = model::Matcher::Create(op, m.name(), m.value());
     if (!matcher.ok()) return matcher.status();

@@ -25,15 +25,15 @@ class SeriesStore;
 namespace sheaf::daemon {
 
 struct QueryLimits {
-  size_t max_request_bytes = 1 << 20;        // a request, after decompression
-  size_t max_response_bytes = 4 << 20;       // a unary answer; listings are truncated past it
-  uint32_t default_list_limit = 10'000;      // series, names or values when the request says 0
+  size_t max_request_bytes = 1 << 20;    // a request, after decompression
+  size_t max_response_bytes = 4 << 20;   // a unary answer; listings are truncated past it
+  uint32_t default_list_limit = 10'000;  // series, names or values when the request says 0
   uint32_t max_list_limit = 100'000;
 };
 
-using QueryServiceBase = v1::QueryService::WithRawCallbackMethod_Query<
-    v1::QueryService::WithRawCallbackMethod_ListSeries<v1::QueryService::WithRawCallbackMethod_Stats<
-        v1::QueryService::WithRawCallbackMethod_LabelNames<
+using QueryServiceBase =
+    v1::QueryService::WithRawCallbackMethod_Query<v1::QueryService::WithRawCallbackMethod_ListSeries<
+        v1::QueryService::WithRawCallbackMethod_Stats<v1::QueryService::WithRawCallbackMethod_LabelNames<
             v1::QueryService::WithRawCallbackMethod_LabelValues<v1::QueryService::Service>>>>>;
 
 class QueryService final : public QueryServiceBase {

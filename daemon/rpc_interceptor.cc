@@ -3,8 +3,8 @@
 #include <chrono>
 #include <string>
 
-#include "daemon/rpc_metrics.h"
 #include "common/log.h"
+#include "daemon/rpc_metrics.h"
 
 namespace sheaf::daemon {
 namespace {

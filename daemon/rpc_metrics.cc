@@ -36,18 +36,18 @@ void RpcMetrics::RpcHandled(std::string_view full_method, int grpc_code, double 
     auto key = std::make_pair(method, grpc_code);
     auto it = handled_cache_.find(key);
     if (it == handled_cache_.end()) {
-      counter = &handled_->Add(
-          {{"grpc_service", service}, {"grpc_method", name}, {"grpc_code", GrpcCodeName(grpc_code)}});
+      counter =
+          &handled_->Add({{"grpc_service", service}, {"grpc_method", name}, {"grpc_code", GrpcCodeName(grpc_code)}});
       handled_cache_.emplace(key, counter);
     } else {
       counter = it->second;
     }
     auto hit = latency_cache_.find(method);
     if (hit == latency_cache_.end()) {
-      histogram = &latency_->Add({{"grpc_service", service}, {"grpc_method", name}},
-                                 prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                                         0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                                                                         60, 300});
+      histogram =
+          &latency_->Add({{"grpc_service", service}, {"grpc_method", name}},
+                         prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
       latency_cache_.emplace(method, histogram);
     } else {
       histogram = hit->second;

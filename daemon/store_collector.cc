@@ -64,8 +64,8 @@ std::vector<prometheus::MetricFamily> StoreCollector::Collect() const {
   out.push_back(Gauge("sheaf_storage_samples", "Samples in the store (distinct series and timestamp).", st.samples));
   out.push_back(Gauge("sheaf_storage_disk_bytes", "Bytes of live SST files and write-ahead log.", st.disk_bytes));
   out.push_back(Gauge("sheaf_storage_agents", "Agents with a recorded durable sequence.", st.agents));
-  prometheus::MetricFamily families = Gauge("sheaf_storage_family_disk_bytes",
-                                            "Live SST bytes by RocksDB column family.", 0);
+  prometheus::MetricFamily families =
+      Gauge("sheaf_storage_family_disk_bytes", "Live SST bytes by RocksDB column family.", 0);
   families.metric.clear();
   for (const auto& [name, bytes] : st.family_disk_bytes) {
     prometheus::ClientMetric m;
@@ -75,14 +75,16 @@ std::vector<prometheus::MetricFamily> StoreCollector::Collect() const {
   }
   out.push_back(families);
   out.push_back(Gauge("sheaf_storage_wal_bytes", "Bytes of RocksDB write-ahead log files.", st.wal_bytes));
-  out.push_back(Gauge("sheaf_storage_pending_compaction_bytes", "Compaction debt: bytes RocksDB estimates it must compact.",
-                      st.pending_compaction_bytes));
+  out.push_back(Gauge("sheaf_storage_pending_compaction_bytes",
+                      "Compaction debt: bytes RocksDB estimates it must compact.", st.pending_compaction_bytes));
   out.push_back(Counter("sheaf_storage_write_stalls_total", "Times writes were slowed or stopped for compaction.",
                         st.write_stalls));
-  out.push_back(Gauge("sheaf_storage_head_samples", "Recent samples in memory, not yet cut into blocks.", st.head_samples));
+  out.push_back(
+      Gauge("sheaf_storage_head_samples", "Recent samples in memory, not yet cut into blocks.", st.head_samples));
   out.push_back(Gauge("sheaf_storage_memtable_bytes", "Bytes in RocksDB memtables (bounded by --write-buffer-bytes).",
                       st.memtable_bytes));
-  out.push_back(Gauge("sheaf_storage_block_cache_bytes", "Bytes in use in the RocksDB block cache.", st.block_cache_bytes));
+  out.push_back(
+      Gauge("sheaf_storage_block_cache_bytes", "Bytes in use in the RocksDB block cache.", st.block_cache_bytes));
   out.push_back(Counter("sheaf_storage_cuts_total", "Times the in-memory heads were cut into blocks.", st.cuts));
   out.push_back(Counter("sheaf_storage_rollups_total", "Roll-up runs completed.", st.rollups));
   out.push_back(Counter("sheaf_storage_maintenance_failures_total",
@@ -91,9 +93,10 @@ std::vector<prometheus::MetricFamily> StoreCollector::Collect() const {
   out.push_back(Gauge("sheaf_storage_maintenance_healthy",
                       "1 while background maintenance works, 0 after a failure until it works again.",
                       st.last_maintenance_error.empty() ? 1 : 0));
-  out.push_back(Gauge("sheaf_storage_last_cut_seconds", "Duration of the last cut of heads into blocks.",
-                      st.last_cut_seconds));
-  out.push_back(Gauge("sheaf_storage_last_rollup_seconds", "Duration of the last roll-up run.", st.last_rollup_seconds));
+  out.push_back(
+      Gauge("sheaf_storage_last_cut_seconds", "Duration of the last cut of heads into blocks.", st.last_cut_seconds));
+  out.push_back(
+      Gauge("sheaf_storage_last_rollup_seconds", "Duration of the last roll-up run.", st.last_rollup_seconds));
   out.push_back(Gauge("sheaf_storage_writable",
                       "1 while the store accepts writes, 0 while the disk refuses them (full, I/O error).",
                       st.writable ? 1 : 0));

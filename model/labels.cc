@@ -40,10 +40,17 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
   if (c < 0x80) return 1;
   size_t n;
   uint32_t cp;
-  if ((c & 0xE0) == 0xC0) { n = 2; cp = c & 0x1F; }
-  else if ((c & 0xF0) == 0xE0) { n = 3; cp = c & 0x0F; }
-  else if ((c & 0xF8) == 0xF0) { n = 4; cp = c & 0x07; }
-  else return 0;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    cp = c & 0x07;
+  } else
+    return 0;
   if (i + n > text.size()) return 0;
   for (size_t k = 1; k < n; ++k) {
     if ((s[i + k] & 0xC0) != 0x80) return 0;
@@ -137,8 +144,7 @@ std::string FormatLabelsShort(const Labels& labels, size_t max_bytes) {
 }
 
 absl::Status Canonicalize(Labels& labels) {
-  std::sort(labels.begin(), labels.end(),
-            [](const Label& a, const Label& b) { return a.name < b.name; });
+  std::sort(labels.begin(), labels.end(), [](const Label& a, const Label& b) { return a.name < b.name; });
   for (size_t i = 1; i < labels.size(); ++i) {
     if (labels[i].name == labels[i - 1].name) {
       return absl::InvalidArgumentError("duplicate label name \"" + labels[i].name + "\"");
@@ -157,7 +163,10 @@ std::string_view MetricName(const Labels& labels) {
 std::string QuoteLabelValue(std::string_view value) {
   std::string out = "\"";
   for (char c : value) {
-    if (c == '\n') { out += "\\n"; continue; }
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }

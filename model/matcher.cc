@@ -14,8 +14,7 @@ absl::StatusOr<Matcher> Matcher::Create(Op op, std::string name, std::string val
     // Anchored like Prometheus: the whole value must match.
     re = std::make_shared<const re2::RE2>("^(?:" + value + ")$", options);
     if (!re->ok()) {
-      return absl::InvalidArgumentError("invalid regex for label \"" + name + "\": " +
-                                        re->error());
+      return absl::InvalidArgumentError("invalid regex for label \"" + name + "\": " + re->error());
     }
   }
   return Matcher(op, std::move(name), std::move(value), std::move(re));
@@ -23,10 +22,14 @@ absl::StatusOr<Matcher> Matcher::Create(Op op, std::string name, std::string val
 
 bool Matcher::Matches(std::string_view value) const {
   switch (op_) {
-    case Op::kEqual: return value == value_;
-    case Op::kNotEqual: return value != value_;
-    case Op::kRegex: return RE2::FullMatch(value, *re_);
-    case Op::kNotRegex: return !RE2::FullMatch(value, *re_);
+    case Op::kEqual:
+      return value == value_;
+    case Op::kNotEqual:
+      return value != value_;
+    case Op::kRegex:
+      return RE2::FullMatch(value, *re_);
+    case Op::kNotRegex:
+      return !RE2::FullMatch(value, *re_);
   }
   return false;
 }
@@ -40,7 +43,10 @@ bool MatchesAll(const std::vector<Matcher>& matchers, const Labels& labels) {
   for (const Matcher& m : matchers) {
     std::string_view value;
     for (const Label& l : labels) {
-      if (l.name == m.name()) { value = l.value; break; }
+      if (l.name == m.name()) {
+        value = l.value;
+        break;
+      }
     }
     if (!m.Matches(value)) return false;
   }
@@ -71,11 +77,16 @@ class SelectorParser {
         if (label.empty()) return Error("expected a label name");
         SkipSpace();
         Matcher::Op op;
-        if (Consume("=~")) op = Matcher::Op::kRegex;
-        else if (Consume("!~")) op = Matcher::Op::kNotRegex;
-        else if (Consume("!=")) op = Matcher::Op::kNotEqual;
-        else if (Consume("=")) op = Matcher::Op::kEqual;
-        else return Error("expected one of = != =~ !~ after \"" + label + "\"");
+        if (Consume("=~"))
+          op = Matcher::Op::kRegex;
+        else if (Consume("!~"))
+          op = Matcher::Op::kNotRegex;
+        else if (Consume("!="))
+          op = Matcher::Op::kNotEqual;
+        else if (Consume("="))
+          op = Matcher::Op::kEqual;
+        else
+          return Error("expected one of = != =~ !~ after \"" + label + "\"");
         SkipSpace();
         auto value = QuotedString();
         if (!value.ok()) return value.status();
@@ -83,7 +94,10 @@ class SelectorParser {
         if (!m.ok()) return m.status();
         out.push_back(*std::move(m));
         SkipSpace();
-        if (Consume(",")) { SkipSpace(); continue; }
+        if (Consume(",")) {
+          SkipSpace();
+          continue;
+        }
         if (pos_ < s_.size() && s_[pos_] != '}') return Error("expected ',' or '}'");
       }
       if (!Consume("}")) return Error("missing closing '}'");
@@ -96,8 +110,8 @@ class SelectorParser {
 
  private:
   absl::Status Error(const std::string& what) const {
-    return absl::InvalidArgumentError("selector \"" + std::string(s_) + "\": " + what +
-                                      " at position " + std::to_string(pos_));
+    return absl::InvalidArgumentError("selector \"" + std::string(s_) + "\": " + what + " at position " +
+                                      std::to_string(pos_));
   }
   void SkipSpace() {
     while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n')) ++pos_;
@@ -111,8 +125,8 @@ class SelectorParser {
     size_t start = pos_;
     while (pos_ < s_.size()) {
       char c = s_[pos_];
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                (metric && c == ':') || (pos_ > start && c >= '0' && c <= '9');
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (metric && c == ':') ||
+                (pos_ > start && c >= '0' && c <= '9');
       if (!ok) break;
       ++pos_;
     }
@@ -129,10 +143,20 @@ class SelectorParser {
       if (c == '\\' && quote != '`' && pos_ < s_.size()) {
         char e = s_[pos_++];
         switch (e) {
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
-          case '\\': case '"': case '\'': out += e; break;
-          default: out += '\\'; out += e;  // regex escapes such as \d pass through
+          case 'n':
+            out += '\n';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case '\\':
+          case '"':
+          case '\'':
+            out += e;
+            break;
+          default:
+            out += '\\';
+            out += e;  // regex escapes such as \d pass through
         }
         continue;
       }

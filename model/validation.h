@@ -55,14 +55,12 @@ struct Rejection {
 // Checks and canonicalizes a label set in place: drops labels with empty
 // values (Prometheus treats them as absent), sorts, and checks names,
 // values and the metric name (including histogram suffix rules).
-std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type,
-                                        const ValidationLimits& limits);
+std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type, const ValidationLimits& limits);
 
 // Checks samples against the type's value rules and the window around
 // `now_ms`. REQUIRES: labels already valid (used in the message).
-std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type,
-                                         std::span<const Sample> samples, int64_t now_ms,
-                                         const ValidationLimits& limits);
+std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type, std::span<const Sample> samples,
+                                         int64_t now_ms, const ValidationLimits& limits);
 
 // "invalid_metric_name" etc.: the label value used on /metrics and in logs.
 std::string_view ReasonName(RejectReason reason);

@@ -33,8 +33,8 @@ class StreamEncoder {
   // Adds samples of one series to the batch begun last, defining the series
   // first if this stream has not seen it. `key` is SeriesKey(labels),
   // passed in so callers can compute it once per series.
-  void Add(std::string_view key, const LabelPairs& labels, v1::MetricType type,
-           const int64_t* timestamps_ms, const double* values, size_t n);
+  void Add(std::string_view key, const LabelPairs& labels, v1::MetricType type, const int64_t* timestamps_ms,
+           const double* values, size_t n);
 
   void Reset();
   size_t dictionary_size() const { return refs_.size(); }

@@ -27,8 +27,7 @@ void RocksSeriesStore::NoteWrite(const rocksdb::Status& s) {
   }
 }
 
-absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, const Labels& labels,
-                                                             MetricType type) {
+absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, const Labels& labels, MetricType type) {
   const std::string canonical = keys::CanonicalLabels(labels);
   std::string key = TenantLabelsKey(tenant, canonical);
   {

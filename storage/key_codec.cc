@@ -1,7 +1,6 @@
 #include "storage/key_codec.h"
 
 #include <bit>
-
 #include <cstring>
 
 namespace sheaf::storage::keys {
@@ -88,8 +87,7 @@ std::string PostingPrefix(TenantId tenant, std::string_view name, std::string_vi
   return k;
 }
 
-std::string PostingKey(TenantId tenant, std::string_view name, std::string_view value,
-                       SeriesId id) {
+std::string PostingKey(TenantId tenant, std::string_view name, std::string_view value, SeriesId id) {
   std::string k = PostingPrefix(tenant, name, value);
   PutFixed64BE(k, id);
   return k;

@@ -82,8 +82,7 @@ std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id);
 std::string SeriesByLabelsKey(TenantId tenant, std::string_view canonical_labels);
 std::string SeriesByIdKey(SeriesId id);
 inline constexpr char kSeriesByIdPrefix = 'I';
-std::string PostingKey(TenantId tenant, std::string_view name, std::string_view value,
-                       SeriesId id);
+std::string PostingKey(TenantId tenant, std::string_view name, std::string_view value, SeriesId id);
 // Prefix of every posting of name=value; the series id is the last 8 bytes.
 std::string PostingPrefix(TenantId tenant, std::string_view name, std::string_view value);
 

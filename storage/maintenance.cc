@@ -55,8 +55,7 @@ absl::Status RocksSeriesStore::RollUp() {
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "reading roll-up progress");
   }
-  const int64_t target =
-      keys::WindowStart(options_.now_ms() - options_.downsample_after_ms, options_.block_window_ms);
+  const int64_t target = keys::WindowStart(options_.now_ms() - options_.downsample_after_ms, options_.block_window_ms);
   if (target <= rolled_up_until_) return absl::OkStatus();
   return RollUpTo(target, 1);
 }

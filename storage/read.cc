@@ -12,8 +12,8 @@ namespace {
 // to [start, end]), then its head snapshot.
 class BlockSampleIterator : public SampleIterator {
  public:
-  BlockSampleIterator(std::unique_ptr<rocksdb::Iterator> it, std::string upper, std::vector<Sample> head,
-                       int64_t start, int64_t end)
+  BlockSampleIterator(std::unique_ptr<rocksdb::Iterator> it, std::string upper, std::vector<Sample> head, int64_t start,
+                      int64_t end)
       : it_(std::move(it)), upper_(std::move(upper)), head_(std::move(head)), start_(start), end_(end) {
     Fill();
   }
@@ -114,8 +114,8 @@ std::unique_ptr<SampleIterator> RocksSeriesStore::Read(SeriesId id, int64_t star
 
 std::unique_ptr<SampleIterator> RocksSeriesStore::ReadImpl(SeriesId id, int64_t start_ms, int64_t end_ms,
                                                            bool with_head) {
-  std::string upper = end_ms == INT64_MAX ? keys::SeriesTimeKey(id + 1, INT64_MIN)
-                                          : keys::SeriesTimeKey(id, end_ms + 1);
+  std::string upper =
+      end_ms == INT64_MAX ? keys::SeriesTimeKey(id + 1, INT64_MIN) : keys::SeriesTimeKey(id, end_ms + 1);
   std::vector<Sample> head;
   std::unique_ptr<rocksdb::Iterator> it;
   {
@@ -135,7 +135,7 @@ std::unique_ptr<SampleIterator> RocksSeriesStore::ReadImpl(SeriesId id, int64_t 
 }
 
 absl::StatusOr<std::vector<SeriesStore::Window>> RocksSeriesStore::ReadRollup(SeriesId id, int64_t resolution_ms,
-                                                                         int64_t start_ms, int64_t end_ms) {
+                                                                              int64_t start_ms, int64_t end_ms) {
   size_t r = 0;
   while (r < options_.rollups.size() && options_.rollups[r].resolution_ms != resolution_ms) ++r;
   if (r == options_.rollups.size()) {
@@ -215,8 +215,8 @@ absl::StatusOr<std::vector<std::string>> RocksSeriesStore::LabelValues(TenantId 
 // length varint ends in a byte < 0x80; an id is 8 bytes). Keys order by
 // length first, so with a limit the scan goes on to find the smallest
 // `limit` strings in byte order, keeping at most `limit` in memory.
-absl::StatusOr<std::vector<std::string>> RocksSeriesStore::DistinctPostingParts(const std::string& prefix,
-                                                                                size_t limit, bool* truncated) {
+absl::StatusOr<std::vector<std::string>> RocksSeriesStore::DistinctPostingParts(const std::string& prefix, size_t limit,
+                                                                                bool* truncated) {
   std::vector<std::string> out;
   bool more = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));

@@ -18,11 +18,15 @@ absl::Status RocksSeriesStore::Load() {
     return absl::FailedPreconditionError("data directory " + options_.path + " has an unsupported schema version");
   }
   s = db_->Get(rocksdb::ReadOptions(), meta_, keys::SampleCountKey(), &v);
-  if (s.ok() && v.size() == 8) sample_count_ = keys::GetFixed64BE(v);
-  else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "reading sample count");
+  if (s.ok() && v.size() == 8)
+    sample_count_ = keys::GetFixed64BE(v);
+  else if (!s.ok() && !s.IsNotFound())
+    return FromRocks(s, "reading sample count");
   s = db_->Get(rocksdb::ReadOptions(), meta_, keys::RolledUpUntilKey(), &v);
-  if (s.ok() && v.size() == 8) rolled_up_until_ = keys::DecodeTime(v);
-  else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "reading the roll-up watermark");
+  if (s.ok() && v.size() == 8)
+    rolled_up_until_ = keys::DecodeTime(v);
+  else if (!s.ok() && !s.IsNotFound())
+    return FromRocks(s, "reading the roll-up watermark");
 
   absl::MutexLock lock(&mu_);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
@@ -70,14 +74,14 @@ absl::Status RocksSeriesStore::ReplayLog() {
     first = false;
     next_log_seq_ = seq + 1;
     bool bad_id = false;
-    bool ok = keys::DecodeLogRecord(View(it->value()), [&](SeriesId id, const Sample& x)
-                                                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_, mu_, head_mu_) {
-      if (id == 0 || id > entries_.size()) {
-        bad_id = true;
-        return;
-      }
-      if (!entries_[id - 1].deleted) AddToHead(entries_[id - 1], x);
-    });
+    bool ok = keys::DecodeLogRecord(
+        View(it->value()), [&](SeriesId id, const Sample& x) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_, mu_, head_mu_) {
+          if (id == 0 || id > entries_.size()) {
+            bad_id = true;
+            return;
+          }
+          if (!entries_[id - 1].deleted) AddToHead(entries_[id - 1], x);
+        });
     if (!ok || bad_id) return absl::DataLossError("corrupt log record " + std::to_string(seq));
   }
   if (!it->status().ok()) return FromRocks(it->status(), "replaying the log");

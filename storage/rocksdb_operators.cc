@@ -53,9 +53,7 @@ class BlockListMergeOperator : public rocksdb::MergeOperator {
   MergeFn merge_;
 };
 
-absl::StatusOr<std::string> MergeSampleBlocks(std::span<const std::string_view> blocks) {
-  return MergeBlocks(blocks);
-}
+absl::StatusOr<std::string> MergeSampleBlocks(std::span<const std::string_view> blocks) { return MergeBlocks(blocks); }
 
 class RetentionFilter : public rocksdb::CompactionFilter {
  public:
@@ -108,7 +106,7 @@ std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() {
 }
 
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
-                                                                             std::function<int64_t()> cutoff_ms) {
+                                                                            std::function<int64_t()> cutoff_ms) {
   return std::make_shared<RetentionFilterFactory>(window_ms, std::move(cutoff_ms));
 }
 

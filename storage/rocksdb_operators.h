@@ -23,7 +23,7 @@ std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator();
 // Drops keys (series_id, window_start) whose window of `window_ms` ended at
 // or before cutoff_ms(), read once per compaction.
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
-                                                                             std::function<int64_t()> cutoff_ms);
+                                                                            std::function<int64_t()> cutoff_ms);
 
 }  // namespace sheaf::storage
 

@@ -15,7 +15,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-
 #include "storage/types.h"
 
 namespace sheaf::storage {

@@ -32,9 +32,8 @@ constexpr uint8_t kSeqGcd = 1 << 4;
 constexpr int kSeqShiftPos = 5;
 
 // 10^0..10^22 are exact doubles, so m / 10^k and m * 10^k round once.
-constexpr std::array<double, 23> kPow10 = {
-    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+constexpr std::array<double, 23> kPow10 = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                           1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(std::string("sample block: ") + std::string(what));
@@ -44,9 +43,7 @@ absl::Status Corrupt(std::string_view what) {
 // Integers. Everything is uint64 mod 2^64 so that no input can overflow a
 // signed type; "signed" means the int64 with the same bits.
 
-inline uint64_t Mask(int width) {
-  return width >= 64 ? ~uint64_t{0} : (uint64_t{1} << width) - 1;
-}
+inline uint64_t Mask(int width) { return width >= 64 ? ~uint64_t{0} : (uint64_t{1} << width) - 1; }
 inline bool IsNegative(uint64_t v) { return (v >> 63) != 0; }
 inline uint64_t Magnitude(uint64_t v) { return IsNegative(v) ? 0 - v : v; }
 
@@ -81,8 +78,7 @@ uint64_t Gcd(uint64_t a, uint64_t b) {
 // Exact division of a signed value by a divisor of its magnitude.
 class ExactDivider {
  public:
-  explicit ExactDivider(uint64_t d)
-      : d_(d), pow2_((d & (d - 1)) == 0), shift_(std::countr_zero(d)) {}
+  explicit ExactDivider(uint64_t d) : d_(d), pow2_((d & (d - 1)) == 0), shift_(std::countr_zero(d)) {}
   uint64_t Divide(uint64_t v) const {
     // Exact, so an arithmetic shift needs no rounding fix-up.
     if (pow2_) return static_cast<uint64_t>(static_cast<int64_t>(v) >> shift_);
@@ -142,8 +138,7 @@ class BitWriter {
 
 class BitReader {
  public:
-  explicit BitReader(std::string_view in)
-      : data_(reinterpret_cast<const uint8_t*>(in.data())), size_(in.size()) {}
+  explicit BitReader(std::string_view in) : data_(reinterpret_cast<const uint8_t*>(in.data())), size_(in.size()) {}
 
   // The next bits, at least 57 of them valid; zeros past the end (which
   // Overrun() reports), so a corrupt stream never reads out of bounds.
@@ -277,8 +272,7 @@ void PutSeqDesc(const SeqDesc& d, bool implied_base, std::string* out) {
 }
 
 // `n` >= 2 values in the sequence. With implied_base, `span` is x_{n-1} - x_0.
-bool GetSeqDesc(std::string_view* in, uint64_t n, bool implied_base, uint64_t span,
-                SeqDesc* d) {
+bool GetSeqDesc(std::string_view* in, uint64_t n, bool implied_base, uint64_t span, SeqDesc* d) {
   uint8_t flags;
   if (!GetByte(in, &flags)) return false;
   d->dod = (flags & kSeqDod) != 0;
@@ -334,8 +328,7 @@ struct CodedValue {
 inline CodedValue CodeValue(uint64_t y, const SeqDesc& d, const ExactDivider& divider) {
   const uint64_t s = d.gcd > 1 ? divider.Divide(y) : y;
   const uint64_t t = s - d.base;
-  const uint64_t u = d.offset ? t >> d.shift
-                              : ZigZag(static_cast<uint64_t>(static_cast<int64_t>(t) >> d.shift));
+  const uint64_t u = d.offset ? t >> d.shift : ZigZag(static_cast<uint64_t>(static_cast<int64_t>(t) >> d.shift));
   return {u, t & Mask(d.shift)};
 }
 
@@ -402,8 +395,7 @@ constexpr size_t kPlanSample = 128;
 // count must be exact (the plan must fit every value); everything else is an
 // estimate from the sample. An exact size would pick a better k for ~0.05%
 // of the bytes.
-SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delta,
-                      bool implied_base) {
+SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delta, bool implied_base) {
   const uint64_t m = y.size();
   SeqDesc d;
   d.dod = dod;
@@ -448,8 +440,8 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     if (zero_flags && zeros * 32 < m) continue;
     d.zero_flags = zero_flags;
     const uint64_t count = zero_flags ? m - zeros : m;
-    const uint64_t mean = divider.Divide(
-        static_cast<uint64_t>(static_cast<int64_t>(sum / static_cast<int64_t>(count))));
+    const uint64_t mean =
+        divider.Divide(static_cast<uint64_t>(static_cast<int64_t>(sum / static_cast<int64_t>(count))));
     const uint64_t lowest = divider.Divide(static_cast<uint64_t>(zero_flags ? min_nonzero : min));
 
     // Histograms the sample under `shift` and keeps the better of zigzag
@@ -467,8 +459,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
         const uint64_t v = y[i];
         if (zero_flags && v == 0) continue;
         const uint64_t s = g > 1 ? divider.Divide(v) : v;
-        zigzag.Add(sampled,
-                   ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
+        zigzag.Add(sampled, ZigZag(static_cast<uint64_t>(static_cast<int64_t>(s - center) >> shift)));
         offset.Add(sampled, (s - floor) >> shift);
         ++sampled;
         per_value(i, s);
@@ -482,8 +473,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
         const auto [k, rice_bits] = (is_offset ? offset : zigzag).EstimateRice();
         d.k = k;
         const double bits = (rice_bits + static_cast<double>(residue_bits)) * scale +
-                            (zero_flags ? static_cast<double>(m) : 0.0) +
-                            8.0 * DescBytes(d, implied_base);
+                            (zero_flags ? static_cast<double>(m) : 0.0) + 8.0 * DescBytes(d, implied_base);
         if (bits < best.bits) best = {d, bits};
       }
     };
@@ -506,8 +496,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
       }
     });
     if (pairs > 0) {
-      dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) /
-                  static_cast<double>(pairs);
+      dod_guess = second.EstimateRice().second * static_cast<double>(m - 1) / static_cast<double>(pairs);
     }
 
     // j > 0 drops j low bits from the Rice code for a residue of 1 bit, or
@@ -526,8 +515,7 @@ SeqPlan PlanTransform(std::span<const uint64_t> y, bool dod, uint64_t first_delt
     if (best_shift > 0) {
       uint64_t at_least_shift = 0;
       for (int j = best_shift; j <= kMaxResidueBits; ++j) at_least_shift += divisible[j];
-      const uint64_t residue_bits =
-          sampled + (sampled - at_least_shift) * static_cast<uint64_t>(best_shift);
+      const uint64_t residue_bits = sampled + (sampled - at_least_shift) * static_cast<uint64_t>(best_shift);
       consider(best_shift, residue_bits, [](size_t, uint64_t) {});
     }
   }
@@ -638,8 +626,7 @@ inline bool ToMantissa(double v, int e, int64_t* m) {
   if (!(ax < 0x1p53)) return false;  // also NaN and Inf
   // Below 2^52, x +- 0.5 is exact and truncation rounds to nearest; above,
   // x is already an integer.
-  const int64_t r = ax < 0x1p52 ? static_cast<int64_t>(x < 0 ? x - 0.5 : x + 0.5)
-                                : static_cast<int64_t>(x);
+  const int64_t r = ax < 0x1p52 ? static_cast<int64_t>(x < 0 ? x - 0.5 : x + 0.5) : static_cast<int64_t>(x);
   if (std::bit_cast<uint64_t>(FromMantissa(r, e)) != std::bit_cast<uint64_t>(v)) return false;
   *m = r;
   return true;
@@ -802,14 +789,12 @@ absl::Status ParseHeader(std::string_view* in, Header* h) {
   if (!GetVarint(in, &h->span)) return Corrupt("truncated span");
   // Strictly increasing: at least 1 ms per step, and no overflow past
   // INT64_MAX (the difference is exact in uint64).
-  const uint64_t room =
-      static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - static_cast<uint64_t>(h->first_ts);
+  const uint64_t room = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - static_cast<uint64_t>(h->first_ts);
   if (h->span < count - 1 || h->span > room) return Corrupt("impossible time span");
   return absl::OkStatus();
 }
 
-void EncodeImpl(std::span<const Sample> samples, std::string* out,
-                const BlockEncodeOptions& options) {
+void EncodeImpl(std::span<const Sample> samples, std::string* out, const BlockEncodeOptions& options) {
   out->clear();
   const size_t n = samples.size();
   assert(n <= kMaxBlockSamples);
@@ -823,8 +808,7 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   SeqPlan value_plan;
   double value_bits = 0;  // estimated, to reserve the output
   bool decimal = false;
-  if (n > 0 && options.value_mode != BlockValueMode::kXor &&
-      ToDecimal(samples, &exponent, &mantissas)) {
+  if (n > 0 && options.value_mode != BlockValueMode::kXor && ToDecimal(samples, &exponent, &mantissas)) {
     decimal = true;
     if (n >= 2) value_plan = PlanSeq(mantissas, /*implied_base=*/false, &value_y);
     value_bits = n >= 2 ? value_plan.bits : 0.0;
@@ -834,9 +818,8 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
       // (the usual case) without a full pass.
       constexpr size_t kXorPrefix = 16;
       const bool xor_hopeless =
-          n > 4 * kXorPrefix &&
-          static_cast<double>(XorBits(samples.first(kXorPrefix))) * static_cast<double>(n) >
-              1.5 * kXorPrefix * decimal_bits;
+          n > 4 * kXorPrefix && static_cast<double>(XorBits(samples.first(kXorPrefix))) * static_cast<double>(n) >
+                                    1.5 * kXorPrefix * decimal_bits;
       if (!xor_hopeless) {
         const auto xor_bits = static_cast<double>(XorBits(samples));
         decimal = decimal_bits <= xor_bits;
@@ -846,8 +829,7 @@ void EncodeImpl(std::span<const Sample> samples, std::string* out,
   } else if (n > 0) {
     value_bits = static_cast<double>(XorBits(samples));
   }
-  const BlockValueMode mode =
-      decimal || n == 0 ? BlockValueMode::kDecimal : BlockValueMode::kXor;
+  const BlockValueMode mode = decimal || n == 0 ? BlockValueMode::kDecimal : BlockValueMode::kXor;
 
   out->push_back(static_cast<char>(kFormatVersion << 4 | static_cast<uint8_t>(mode)));
   PutVarint(*out, n);
@@ -933,8 +915,8 @@ absl::Status DecodeImpl(std::string_view block, std::vector<Sample>* out, BlockS
   }
   // Every coded value costs at least one bit, so the payload bounds the
   // count before anything is allocated.
-  const uint64_t min_bits = (n >= 3 ? CodedCount(ts_desc, n) : 0) +
-                            (decimal ? (n >= 2 ? CodedCount(value_desc, n) : 0) : 63 + n);
+  const uint64_t min_bits =
+      (n >= 3 ? CodedCount(ts_desc, n) : 0) + (decimal ? (n >= 2 ? CodedCount(value_desc, n) : 0) : 63 + n);
   if (min_bits > uint64_t{in.size()} * 8) return Corrupt("truncated payload");
 
   const size_t old_size = out->size();
@@ -971,14 +953,12 @@ absl::Status DecodeImpl(std::string_view block, std::vector<Sample>* out, BlockS
     if (n >= 2) {
       if (exponent < 0) {
         const double scale = kPow10[-exponent];
-        ReadSeq(r, value_desc, m0, n, [&](size_t i, uint64_t m) {
-          samples[i].value = static_cast<double>(static_cast<int64_t>(m)) / scale;
-        });
+        ReadSeq(r, value_desc, m0, n,
+                [&](size_t i, uint64_t m) { samples[i].value = static_cast<double>(static_cast<int64_t>(m)) / scale; });
       } else {
         const double scale = kPow10[exponent];
-        ReadSeq(r, value_desc, m0, n, [&](size_t i, uint64_t m) {
-          samples[i].value = static_cast<double>(static_cast<int64_t>(m)) * scale;
-        });
+        ReadSeq(r, value_desc, m0, n,
+                [&](size_t i, uint64_t m) { samples[i].value = static_cast<double>(static_cast<int64_t>(m)) * scale; });
       }
     }
   } else {
@@ -996,8 +976,7 @@ absl::Status DecodeImpl(std::string_view block, std::vector<Sample>* out, BlockS
 
 }  // namespace
 
-void EncodeBlock(std::span<const Sample> samples, std::string* out,
-                 const BlockEncodeOptions& options) {
+void EncodeBlock(std::span<const Sample> samples, std::string* out, const BlockEncodeOptions& options) {
   EncodeImpl(samples, out, options);
 }
 
@@ -1053,9 +1032,7 @@ absl::Status MergeBlocks(std::span<const std::string_view> blocks, std::string* 
     // Bottom-up merge of adjacent runs. std::merge puts equal elements of
     // the first range first, so a later block's sample always ends up after
     // an earlier block's sample with the same timestamp.
-    const auto by_time = [](const Sample& a, const Sample& b) {
-      return a.timestamp_ms < b.timestamp_ms;
-    };
+    const auto by_time = [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; };
     std::vector<Sample> buffer(all.size());
     while (runs.size() > 1) {
       std::vector<std::pair<size_t, size_t>> merged;
@@ -1067,8 +1044,8 @@ absl::Status MergeBlocks(std::span<const std::string_view> blocks, std::string* 
           continue;
         }
         const auto [b2, e2] = runs[i + 1];
-        std::merge(all.begin() + b1, all.begin() + e1, all.begin() + b2, all.begin() + e2,
-                   buffer.begin() + b1, by_time);
+        std::merge(all.begin() + b1, all.begin() + e1, all.begin() + b2, all.begin() + e2, buffer.begin() + b1,
+                   by_time);
         merged.emplace_back(b1, e2);
       }
       all.swap(buffer);

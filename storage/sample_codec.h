@@ -102,10 +102,8 @@ struct BlockEncodeOptions {
 // REQUIRES: timestamps strictly increasing; samples.size() <= kMaxBlockSamples.
 // An empty span gives a valid empty block. Values round-trip bit for bit
 // (including -0.0, NaN payloads and infinities).
-void EncodeBlock(std::span<const Sample> samples, std::string* out,
-                 const BlockEncodeOptions& options = {});
-std::string EncodeBlock(std::span<const Sample> samples,
-                        const BlockEncodeOptions& options = {});
+void EncodeBlock(std::span<const Sample> samples, std::string* out, const BlockEncodeOptions& options = {});
+std::string EncodeBlock(std::span<const Sample> samples, const BlockEncodeOptions& options = {});
 
 // Decodes a block. Errors (DATA_LOSS) on truncated, corrupt or trailing
 // bytes and on an unknown format version; never reads outside `block`, and

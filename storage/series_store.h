@@ -13,15 +13,14 @@
 #define SHEAF_STORAGE_SERIES_STORE_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
-
-#include <functional>
-#include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -153,22 +152,22 @@ class VectorSampleIterator : public SampleIterator {
 
 struct StoreStats {
   uint64_t series = 0;
-  uint64_t samples = 0;     // exact: distinct (series, timestamp) pairs stored
-  uint64_t disk_bytes = 0;  // live SST files + write-ahead log
-  uint64_t agents = 0;      // agents with a recorded sequence
+  uint64_t samples = 0;                               // exact: distinct (series, timestamp) pairs stored
+  uint64_t disk_bytes = 0;                            // live SST files + write-ahead log
+  uint64_t agents = 0;                                // agents with a recorded sequence
   std::map<std::string, uint64_t> family_disk_bytes;  // live SST bytes per column family
   uint64_t wal_bytes = 0;
   uint64_t pending_compaction_bytes = 0;  // compaction debt (estimate)
   uint64_t write_stalls = 0;              // times writes were slowed or stopped
   uint64_t head_samples = 0;              // samples in memory not yet in blocks
   uint64_t memtable_bytes = 0;
-  uint64_t block_cache_bytes = 0;         // in use
-  int64_t rolled_up_until_ms = 0;         // raw data before this is in the rollups
+  uint64_t block_cache_bytes = 0;  // in use
+  int64_t rolled_up_until_ms = 0;  // raw data before this is in the rollups
 
   // Background maintenance (cuts of heads into blocks, roll-ups).
   uint64_t cuts = 0;
-  uint64_t rollups = 0;                // roll-up runs completed
-  uint64_t maintenance_failures = 0;   // cuts or roll-ups that failed
+  uint64_t rollups = 0;               // roll-up runs completed
+  uint64_t maintenance_failures = 0;  // cuts or roll-ups that failed
   double last_cut_seconds = 0;
   double last_rollup_seconds = 0;
   std::string last_maintenance_error;  // empty once maintenance succeeds again

@@ -5,7 +5,6 @@
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
-
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -29,8 +28,9 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   // A full disk or an I/O error is not the caller's fault and may pass:
   // UNAVAILABLE tells clients to retry, and the message names the disk.
   if (s.IsNoSpace()) {
-    return absl::UnavailableError(msg + " (the disk holding the data directory is full; free space and "
-                                        "sheafd resumes writing by itself)");
+    return absl::UnavailableError(msg +
+                                  " (the disk holding the data directory is full; free space and "
+                                  "sheafd resumes writing by itself)");
   }
   if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return absl::UnavailableError(msg);
   return absl::InternalError(msg);
@@ -41,8 +41,8 @@ void StoreEventListener::OnStallConditionsChanged(const rocksdb::WriteStallInfo&
 }
 
 void StoreEventListener::OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) {
-  LogError("store: RocksDB background error ({}): {}; writes are refused until it recovers",
-           static_cast<int>(reason), error->ToString());
+  LogError("store: RocksDB background error ({}): {}; writes are refused until it recovers", static_cast<int>(reason),
+           error->ToString());
 }
 
 void StoreEventListener::OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) {

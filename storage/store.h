@@ -211,8 +211,8 @@ class RocksSeriesStore final : public SeriesStore {
   // append_mu_, which only writers take (that is what makes the sample
   // count and the idempotency check exact).
   absl::Mutex maintenance_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);  // one cut/roll-up at a time
-  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(create_mu_);  // one writer at a time
-  absl::Mutex create_mu_ ABSL_ACQUIRED_BEFORE(mu_);         // one series creation/deletion at a time
+  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(create_mu_);       // one writer at a time
+  absl::Mutex create_mu_ ABSL_ACQUIRED_BEFORE(mu_);              // one series creation/deletion at a time
   // Guards the shape of entries_ and by_labels_. Held exclusively only to
   // publish or unpublish an entry, never across I/O.
   mutable absl::Mutex mu_ ABSL_ACQUIRED_BEFORE(head_mu_);

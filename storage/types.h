@@ -15,11 +15,11 @@ using SeriesId = uint64_t;  // 1-based, dense, never reused
 using TenantId = uint32_t;
 inline constexpr TenantId kDefaultTenant = 0;
 
+using model::kMetricNameLabel;
 using model::Label;
 using model::Labels;
 using model::MetricType;
 using model::Sample;
-using model::kMetricNameLabel;
 
 }  // namespace sheaf::storage
 

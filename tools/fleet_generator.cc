@@ -109,18 +109,15 @@ enum class Family : uint8_t {
 };
 
 enum CpuMode { kUser, kSystem, kIowait, kSoftirq, kNice, kIrq, kSteal, kNumBusyModes };
-constexpr std::array<const char*, kNumBusyModes> kCpuModeNames = {
-    "user", "system", "iowait", "softirq", "nice", "irq", "steal"};
+constexpr std::array<const char*, kNumBusyModes> kCpuModeNames = {"user", "system", "iowait", "softirq",
+                                                                  "nice", "irq",    "steal"};
 // Typical split of busy time across modes; perturbed per host.
-constexpr std::array<double, kNumBusyModes> kCpuModeShare = {
-    0.60, 0.22, 0.05, 0.05, 0.03, 0.015, 0.02};
+constexpr std::array<double, kNumBusyModes> kCpuModeShare = {0.60, 0.22, 0.05, 0.05, 0.03, 0.015, 0.02};
 
 // node_cpu_seconds_total is exported per cpu; the fleet carries cpu0 only.
 constexpr const char* kCpuLabel = "0";
 
-double CpuModeNoise(int mode) {
-  return mode == kUser || mode == kSystem ? 0.35 : 0.6;
-}
+double CpuModeNoise(int mode) { return mode == kUser || mode == kSystem ? 0.35 : 0.6; }
 double CpuModeActivityWeight(int mode) { return mode == kSteal ? 0.2 : 1.0; }
 constexpr double kCpuBurstProb = 0.01;
 
@@ -147,50 +144,37 @@ struct Entry {
   std::string name;
   std::vector<std::pair<std::string, std::string>> labels;  // beyond the 4
   Family family;
-  int variant = 0;          // cpu mode, load window, mem field, direction...
-  double share_lo = 1.0;    // this device's share of the host's traffic
+  int variant = 0;        // cpu mode, load window, mem field, direction...
+  double share_lo = 1.0;  // this device's share of the host's traffic
   double share_hi = 1.0;
   bool secondary_fs = false;
 };
 
 Entry Cpu(int mode) {
-  return {"node_cpu_seconds_total",
-          {{"cpu", kCpuLabel}, {"mode", kCpuModeNames[mode]}},
-          Family::kCpu, mode};
+  return {"node_cpu_seconds_total", {{"cpu", kCpuLabel}, {"mode", kCpuModeNames[mode]}}, Family::kCpu, mode};
 }
-Entry CpuIdle() {
-  return {"node_cpu_seconds_total", {{"cpu", kCpuLabel}, {"mode", "idle"}},
-          Family::kCpuIdle};
-}
-Entry Load(int minutes) {
-  return {"node_load" + std::to_string(minutes), {}, Family::kLoad, minutes};
-}
+Entry CpuIdle() { return {"node_cpu_seconds_total", {{"cpu", kCpuLabel}, {"mode", "idle"}}, Family::kCpuIdle}; }
+Entry Load(int minutes) { return {"node_load" + std::to_string(minutes), {}, Family::kLoad, minutes}; }
 Entry Mem(int field) { return {kMemSpecs[field].name, {}, Family::kMemory, field}; }
-Entry Dev(Family family, int dir, const std::string& device, double lo,
-          double hi) {
+Entry Dev(Family family, int dir, const std::string& device, double lo, double hi) {
   std::string name;
   switch (family) {
     case Family::kDiskBytes:
-      name = dir == kIn ? "node_disk_read_bytes_total"
-                        : "node_disk_written_bytes_total";
+      name = dir == kIn ? "node_disk_read_bytes_total" : "node_disk_written_bytes_total";
       break;
     case Family::kDiskOps:
-      name = dir == kIn ? "node_disk_reads_completed_total"
-                        : "node_disk_writes_completed_total";
+      name = dir == kIn ? "node_disk_reads_completed_total" : "node_disk_writes_completed_total";
       break;
     case Family::kNetBytes:
-      name = dir == kIn ? "node_network_receive_bytes_total"
-                        : "node_network_transmit_bytes_total";
+      name = dir == kIn ? "node_network_receive_bytes_total" : "node_network_transmit_bytes_total";
       break;
     default:
-      name = dir == kIn ? "node_network_receive_packets_total"
-                        : "node_network_transmit_packets_total";
+      name = dir == kIn ? "node_network_receive_packets_total" : "node_network_transmit_packets_total";
       break;
   }
   return {name, {{"device", device}}, family, dir, lo, hi};
 }
-Entry Fs(const char* device, const char* fstype, const char* mountpoint,
-         bool secondary) {
+Entry Fs(const char* device, const char* fstype, const char* mountpoint, bool secondary) {
   Entry e{"node_filesystem_avail_bytes",
           {{"device", device}, {"fstype", fstype}, {"mountpoint", mountpoint}},
           Family::kFilesystem};
@@ -203,16 +187,16 @@ Entry Fs(const char* device, const char* fstype, const char* mountpoint,
 std::vector<Entry> BaseCatalogue() {
   using F = Family;
   return {
-      Cpu(kUser),                                  // 0
-      Load(1),                                     // 1
-      Mem(kAvailable),                             // 2
-      Dev(F::kDiskBytes, kIn, "sda", 0.8, 1.2),    // 3
-      Dev(F::kNetBytes, kIn, "eth0", 0.8, 1.2),    // 4
-      Cpu(kSystem),                                // 5
-      Dev(F::kDiskBytes, kOut, "sda", 0.8, 1.2),   // 6
-      Dev(F::kNetBytes, kOut, "eth0", 0.8, 1.2),   // 7
-      CpuIdle(),                                   // 8
-      Cpu(kIowait),                                // 9
+      Cpu(kUser),                                 // 0
+      Load(1),                                    // 1
+      Mem(kAvailable),                            // 2
+      Dev(F::kDiskBytes, kIn, "sda", 0.8, 1.2),   // 3
+      Dev(F::kNetBytes, kIn, "eth0", 0.8, 1.2),   // 4
+      Cpu(kSystem),                               // 5
+      Dev(F::kDiskBytes, kOut, "sda", 0.8, 1.2),  // 6
+      Dev(F::kNetBytes, kOut, "eth0", 0.8, 1.2),  // 7
+      CpuIdle(),                                  // 8
+      Cpu(kIowait),                               // 9
       Load(5),
       Mem(kCached),
       Fs("/dev/sda1", "ext4", "/", false),
@@ -258,16 +242,19 @@ Entry CatalogueEntry(const std::vector<Entry>& base, int k) {
   const std::string nvme = "nvme" + std::to_string(group) + "n1";
   const std::string eth = "eth" + std::to_string(group + 1);
   switch (slot / 2) {
-    case 0: return Dev(Family::kDiskBytes, dir, nvme, 0.05, 0.5);
-    case 1: return Dev(Family::kDiskOps, dir, nvme, 0.05, 0.5);
-    case 2: return Dev(Family::kNetBytes, dir, eth, 0.01, 0.3);
-    default: return Dev(Family::kNetPackets, dir, eth, 0.01, 0.3);
+    case 0:
+      return Dev(Family::kDiskBytes, dir, nvme, 0.05, 0.5);
+    case 1:
+      return Dev(Family::kDiskOps, dir, nvme, 0.05, 0.5);
+    case 2:
+      return Dev(Family::kNetBytes, dir, eth, 0.01, 0.3);
+    default:
+      return Dev(Family::kNetPackets, dir, eth, 0.01, 0.3);
   }
 }
 
-constexpr std::array<const char*, 6> kRegions = {
-    "us-east-1", "us-west-2", "eu-west-1",
-    "eu-central-1", "ap-south-1", "ap-northeast-1"};
+constexpr std::array<const char*, 6> kRegions = {"us-east-1",    "us-west-2",  "eu-west-1",
+                                                 "eu-central-1", "ap-south-1", "ap-northeast-1"};
 
 // ---------------------------------------------------------------------------
 // Host profile: what makes host-0007 a busy 32-core database and host-0008 an
@@ -275,13 +262,13 @@ constexpr std::array<const char*, 6> kRegions = {
 
 struct HostProfile {
   int ncpu;
-  double util;              // mean busy fraction of each cpu
-  double load_factor;       // load average per busy cpu
+  double util;                                   // mean busy fraction of each cpu
+  double load_factor;                            // load average per busy cpu
   std::array<double, kNumBusyModes> mode_share;  // sums to 1
-  double mem_kib;           // MemTotal
-  double net_rx_bps, net_tx_bps;          // bytes/s on the main nic
-  double disk_read_bps, disk_write_bps;   // bytes/s on the main disk
-  double root_fs_blocks, data_fs_blocks;  // 4096-byte blocks
+  double mem_kib;                                // MemTotal
+  double net_rx_bps, net_tx_bps;                 // bytes/s on the main nic
+  double disk_read_bps, disk_write_bps;          // bytes/s on the main disk
+  double root_fs_blocks, data_fs_blocks;         // 4096-byte blocks
   double ctx_per_cpu_s, intr_per_cpu_s;
   double uptime_s;
 };
@@ -289,8 +276,7 @@ struct HostProfile {
 HostProfile MakeHostProfile(uint64_t seed, int host) {
   Rng rng(Hash(seed, static_cast<uint64_t>(host), kSaltHost, 0));
   HostProfile p;
-  constexpr std::array<int, 14> kCpus = {2, 2, 4, 4, 4, 8, 8, 8,
-                                         16, 16, 32, 48, 64, 96};
+  constexpr std::array<int, 14> kCpus = {2, 2, 4, 4, 4, 8, 8, 8, 16, 16, 32, 48, 64, 96};
   p.ncpu = rng.Pick(kCpus);
   // Squared uniform: most hosts are lightly loaded, a few are hot.
   const double u = rng.Uniform();
@@ -311,8 +297,7 @@ HostProfile MakeHostProfile(uint64_t seed, int host) {
   p.net_tx_bps = p.net_rx_bps * (0.2 + 2.8 * tx_ratio * tx_ratio);
   // Bigger machines tend to run heavier storage workloads.
   constexpr std::array<double, 5> kDiskBps = {2e4, 2e5, 1e6, 5e6, 2e7};
-  p.disk_write_bps = rng.Pick(kDiskBps) * rng.Uniform(0.6, 1.4) *
-                     std::sqrt(p.ncpu / 8.0);
+  p.disk_write_bps = rng.Pick(kDiskBps) * rng.Uniform(0.6, 1.4) * std::sqrt(p.ncpu / 8.0);
   // Reads are mostly served by the page cache: often far below writes.
   p.disk_read_bps = p.disk_write_bps * rng.Uniform(0.05, 2.0);
   constexpr std::array<double, 4> kRootGib = {20, 40, 50, 100};
@@ -356,18 +341,18 @@ struct FleetCpuModeGen {
 struct FleetSeriesGen {
   Family family;
   int host;
-  int cpu_mode = 0;         // kCpu: which busy mode
-  double divisor;           // value = units / divisor * multiplier; both exact
+  int cpu_mode = 0;  // kCpu: which busy mode
+  double divisor;    // value = units / divisor * multiplier; both exact
   double multiplier;
 
   // Counters: increment per interval ~ mean_step * activity * noise.
   double mean_step = 0;
-  double noise = 0;         // counters: relative sd; gauges: sd in units
-  double zero_prob = 0;     // chance of an interval with nothing to count
-  double burst_prob = 0;    // counters: x3..x10 bursts; gauges: jumps
-  int64_t quantum = 1;      // disk: most increments are whole 4 KiB pages
-  double cap = 0;           // cpu: most one mode (kCpu) or all modes
-                            // (kCpuIdle) of cpu0 can use per interval
+  double noise = 0;       // counters: relative sd; gauges: sd in units
+  double zero_prob = 0;   // chance of an interval with nothing to count
+  double burst_prob = 0;  // counters: x3..x10 bursts; gauges: jumps
+  int64_t quantum = 1;    // disk: most increments are whole 4 KiB pages
+  double cap = 0;         // cpu: most one mode (kCpu) or all modes
+                          // (kCpuIdle) of cpu0 can use per interval
   double activity_weight = 1;
 
   // Gauges: mean-reverting walk towards target with rate alpha in [lo, hi].
@@ -400,9 +385,7 @@ using CpuModeGen = internal::FleetCpuModeGen;
 
 // Rounds a non-negative expected count to an integer without bias, so that a
 // rate of 0.3 units per interval gives the realistic 0,0,1,0,0,1,... pattern.
-int64_t StochasticRound(double x, Rng& rng) {
-  return static_cast<int64_t>(std::floor(x + rng.Uniform()));
-}
+int64_t StochasticRound(double x, Rng& rng) { return static_cast<int64_t>(std::floor(x + rng.Uniform())); }
 
 // What MakeGen needs besides the host profile and the entry.
 struct GenContext {
@@ -414,14 +397,12 @@ struct GenContext {
 };
 
 // Busy mode `mode` of cpu0: per-interval mean, cap and offset at point 0.
-CpuModeGen MakeCpuModeGen(const HostProfile& p, const GenContext& c,
-                          int mode) {
+CpuModeGen MakeCpuModeGen(const HostProfile& p, const GenContext& c, int mode) {
   const auto hu = static_cast<uint64_t>(c.host);
   const auto ku = static_cast<uint64_t>(c.busy_k[mode]);
   Rng init(Hash(c.seed, hu, ku, kSaltInit));
   init.Uniform();  // the draw other families use for their device share
-  const double uptime_steps =
-      p.uptime_s / c.interval_s * init.Uniform(0.85, 1.15);
+  const double uptime_steps = p.uptime_s / c.interval_s * init.Uniform(0.85, 1.15);
   const double capacity = c.interval_s * 100.0;  // one cpu, hundredths
   CpuModeGen m;
   m.mode = mode;
@@ -438,11 +419,9 @@ CpuModeGen MakeCpuModeGen(const HostProfile& p, const GenContext& c,
 // Hundredths busy mode m spends in the next interval. Shared by the mode's
 // own series and by the idle series' replay of it, so both see the same
 // increments.
-int64_t CpuModeIncrement(int mode, double mean_step, double cap, Rng& rng,
-                         double host_activity) {
+int64_t CpuModeIncrement(int mode, double mean_step, double cap, Rng& rng, double host_activity) {
   const double act = 1.0 + CpuModeActivityWeight(mode) * (host_activity - 1.0);
-  double x = mean_step * act *
-             std::max(0.05, 1.0 + CpuModeNoise(mode) * rng.Normal());
+  double x = mean_step * act * std::max(0.05, 1.0 + CpuModeNoise(mode) * rng.Normal());
   if (rng.Chance(kCpuBurstProb)) x *= rng.Uniform(3.0, 10.0);
   // Soft limit at cap, x / sqrt(1 + (x/cap)^2): barely changes a lightly
   // loaded cpu and never lets a hot one flat-line at exactly cap.
@@ -451,8 +430,7 @@ int64_t CpuModeIncrement(int mode, double mean_step, double cap, Rng& rng,
   return StochasticRound(x, rng);
 }
 
-SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
-                  int k) {
+SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c, int k) {
   const auto hu = static_cast<uint64_t>(c.host);
   const auto ku = static_cast<uint64_t>(k);
   const double interval_s = c.interval_s;
@@ -487,8 +465,7 @@ SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
         g.busy.push_back(MakeCpuModeGen(p, c, mode));
         busy_units += g.busy.back().initial_units;
       }
-      g.initial_units =
-          std::max<int64_t>(0, std::llround(p.uptime_s * 100.0) - busy_units);
+      g.initial_units = std::max<int64_t>(0, std::llround(p.uptime_s * 100.0) - busy_units);
       break;
     }
     case Family::kLoad: {
@@ -500,8 +477,7 @@ SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
       const double alpha1 = interval_s / (60.0 + interval_s);
       const double load = p.ncpu * p.util * p.load_factor;
       g.target = load * 100.0;
-      g.noise = 100.0 * (0.04 + 0.08 * std::sqrt(load)) *
-                std::sqrt(g.alpha / alpha1);
+      g.noise = 100.0 * (0.04 + 0.08 * std::sqrt(load)) * std::sqrt(g.alpha / alpha1);
       g.burst_prob = e.variant == 1 ? 0.005 : 0.0;
       g.hi = p.ncpu * 400.0;
       g.initial_level = g.target * init.Uniform(0.7, 1.3);
@@ -531,8 +507,7 @@ SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
       g.target = size * init.Uniform(0.1, 0.8);
       // Net fill: a small share of what is written sticks around; the rest
       // overwrites or is deleted, and occasional cleanups free a lot.
-      g.mean_step = p.disk_write_bps * (e.secondary_fs ? 0.5 : 0.1) *
-                    interval_s * 0.02 / 4096.0;
+      g.mean_step = p.disk_write_bps * (e.secondary_fs ? 0.5 : 0.1) * interval_s * 0.02 / 4096.0;
       g.noise = 1.0;
       g.zero_prob = 0.2;
       g.burst_prob = 0.003;
@@ -546,15 +521,13 @@ SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
     }
     case Family::kDiskBytes:
     case Family::kDiskOps: {
-      const double bps = (e.variant == kIn ? p.disk_read_bps : p.disk_write_bps) *
-                         share * interval_s;
+      const double bps = (e.variant == kIn ? p.disk_read_bps : p.disk_write_bps) * share * interval_s;
       if (e.family == Family::kDiskBytes) {
         g.multiplier = 512;  // the kernel counts 512-byte sectors
         g.mean_step = bps / 512.0;
         g.quantum = 8;
       } else {
-        const double io_size = e.variant == kIn ? init.Uniform(16e3, 128e3)
-                                                : init.Uniform(8e3, 64e3);
+        const double io_size = e.variant == kIn ? init.Uniform(16e3, 128e3) : init.Uniform(8e3, 64e3);
         g.mean_step = bps / io_size;
       }
       g.mean_step = std::max(g.mean_step, 0.5);
@@ -567,13 +540,11 @@ SeriesGen MakeGen(const HostProfile& p, const Entry& e, const GenContext& c,
     }
     case Family::kNetBytes:
     case Family::kNetPackets: {
-      const double bps =
-          (e.variant == kIn ? p.net_rx_bps : p.net_tx_bps) * share * interval_s;
+      const double bps = (e.variant == kIn ? p.net_rx_bps : p.net_tx_bps) * share * interval_s;
       if (e.family == Family::kNetBytes) {
         g.mean_step = bps;
       } else {
-        const double packet = e.variant == kIn ? init.Uniform(600, 1200)
-                                               : init.Uniform(300, 1400);
+        const double packet = e.variant == kIn ? init.Uniform(600, 1200) : init.Uniform(300, 1400);
         g.mean_step = bps / packet;
       }
       g.mean_step = std::max(g.mean_step, 0.5);
@@ -636,8 +607,7 @@ double Output(const SeriesGen& g) {
 
 }  // namespace
 
-FleetGenerator::FleetGenerator(const FleetOptions& options)
-    : options_(options) {
+FleetGenerator::FleetGenerator(const FleetOptions& options) : options_(options) {
   if (options.hosts < 1) throw std::invalid_argument("hosts must be >= 1");
   if (options.series_per_host < 1) {
     throw std::invalid_argument("series_per_host must be >= 1");
@@ -654,8 +624,7 @@ FleetGenerator::FleetGenerator(const FleetOptions& options)
     entries.push_back(CatalogueEntry(base, k));
   }
 
-  GenContext context{options.seed, 0,
-                     static_cast<double>(options.interval_ms) / 1000.0, {}};
+  GenContext context{options.seed, 0, static_cast<double>(options.interval_ms) / 1000.0, {}};
   context.busy_k.fill(-1);
   // A busy mode's stream is keyed by its catalogue index, which the idle
   // series must know even when series_per_host leaves the mode out. Each
@@ -670,26 +639,19 @@ FleetGenerator::FleetGenerator(const FleetOptions& options)
     if (k < 0) throw std::logic_error("FleetGenerator: cpu mode missing");
   }
 
-  const size_t total = static_cast<size_t>(options.hosts) *
-                       static_cast<size_t>(options.series_per_host);
+  const size_t total = static_cast<size_t>(options.hosts) * static_cast<size_t>(options.series_per_host);
   series_.reserve(total);
   gens_.reserve(total);
   for (int h = 0; h < options.hosts; ++h) {
     const HostProfile profile = MakeHostProfile(options.seed, h);
     context.host = h;
     const std::string host = HostName(h, options.hosts);
-    const char* region = kRegions[Hash(options.seed, static_cast<uint64_t>(h),
-                                       kSaltRegion, 0) %
-                                  kRegions.size()];
+    const char* region = kRegions[Hash(options.seed, static_cast<uint64_t>(h), kSaltRegion, 0) % kRegions.size()];
     for (int k = 0; k < options.series_per_host; ++k) {
       const Entry& e = entries[k];
       FleetSeries s;
-      s.kind = IsCounter(e.family) ? FleetMetricKind::kCounter
-                                   : FleetMetricKind::kGauge;
-      s.labels = {{"__name__", e.name},
-                  {"host", host},
-                  {"region", region},
-                  {"job", "node"}};
+      s.kind = IsCounter(e.family) ? FleetMetricKind::kCounter : FleetMetricKind::kGauge;
+      s.labels = {{"__name__", e.name}, {"host", host}, {"region", region}, {"job", "node"}};
       s.labels.insert(s.labels.end(), e.labels.begin(), e.labels.end());
       std::sort(s.labels.begin(), s.labels.end());
       series_.push_back(std::move(s));
@@ -740,8 +702,8 @@ double FleetGenerator::Activity(int host, int point) const {
   const int64_t knot = t / kKnotMs;
   const double frac = static_cast<double>(t % kKnotMs) / kKnotMs;
   const auto knot_value = [&](int64_t k) {
-    return 0.55 + 0.9 * ToUnit(Hash(options_.seed, static_cast<uint64_t>(host),
-                                    kSaltActivity, static_cast<uint64_t>(k)));
+    return 0.55 +
+           0.9 * ToUnit(Hash(options_.seed, static_cast<uint64_t>(host), kSaltActivity, static_cast<uint64_t>(k)));
   };
   const double a0 = knot_value(knot);
   const double a1 = knot_value(knot + 1);
@@ -756,8 +718,7 @@ void FleetGenerator::Step(SeriesGen& g) const {
   Rng& rng = g.rng;
   switch (g.family) {
     case Family::kCpu: {
-      g.units +=
-          CpuModeIncrement(g.cpu_mode, g.mean_step, g.cap, rng, host_activity);
+      g.units += CpuModeIncrement(g.cpu_mode, g.mean_step, g.cap, rng, host_activity);
       break;
     }
     case Family::kCpuIdle: {
@@ -766,11 +727,9 @@ void FleetGenerator::Step(SeriesGen& g) const {
       // a little scrape-timing and tick-accounting jitter on top.
       int64_t busy = 0;
       for (CpuModeGen& m : g.busy) {
-        busy += CpuModeIncrement(m.mode, m.mean_step, m.cap, m.rng,
-                                 host_activity);
+        busy += CpuModeIncrement(m.mode, m.mean_step, m.cap, m.rng, host_activity);
       }
-      double idle =
-          g.cap - static_cast<double>(busy) + 0.002 * g.cap * rng.Normal();
+      double idle = g.cap - static_cast<double>(busy) + 0.002 * g.cap * rng.Normal();
       idle = std::clamp(idle, 0.0, g.cap);
       g.units += StochasticRound(idle, rng);
       break;

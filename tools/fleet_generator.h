@@ -29,12 +29,12 @@ struct FleetSeriesGen;  // per-series parameters and cursor; see the .cc
 enum class FleetMetricKind { kCounter, kGauge };
 
 struct FleetOptions {
-  int hosts = 1000;             // >= 1
-  int series_per_host = 10;     // >= 1; any value gives distinct label sets
-  int points = 360;             // >= 0; points per series the caller means to
-                                // read; advisory, Value() accepts any point
-  int64_t interval_ms = 10'000; // > 0
-  int64_t start_ms = 0;         // timestamp of point 0
+  int hosts = 1000;              // >= 1
+  int series_per_host = 10;      // >= 1; any value gives distinct label sets
+  int points = 360;              // >= 0; points per series the caller means to
+                                 // read; advisory, Value() accepts any point
+  int64_t interval_ms = 10'000;  // > 0
+  int64_t start_ms = 0;          // timestamp of point 0
   uint64_t seed = 1;
 };
 

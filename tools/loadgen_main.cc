@@ -12,9 +12,9 @@
 #include <cstdio>
 #include <thread>
 
-#include "proto/batch_encoder.h"
 #include "common/clock.h"
 #include "common/flags.h"
+#include "proto/batch_encoder.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 #include "tools/fleet_generator.h"
 
@@ -109,8 +109,9 @@ int main(int argc, char** argv) {
   flags.Duration("timeout", &timeout, "deadline of each stream");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (hosts < 1 || series_per_host < 1 || points < 1 || batch < 1 || streams < 1 || streams > hosts) {
-    std::fprintf(stderr, "sheaf-loadgen: --hosts, --series-per-host, --points, --batch must be >= 1 and "
-                         "1 <= --streams <= --hosts\n");
+    std::fprintf(stderr,
+                 "sheaf-loadgen: --hosts, --series-per-host, --points, --batch must be >= 1 and "
+                 "1 <= --streams <= --hosts\n");
     return 2;
   }
   tools::FleetOptions fleet_options;
@@ -119,8 +120,9 @@ int main(int argc, char** argv) {
   fleet_options.points = static_cast<int>(points);
   fleet_options.interval_ms = interval.count();
   fleet_options.seed = seed;
-  fleet_options.start_ms = start_ms != 0 ? start_ms
-                                         : (WallClockMs() / interval.count()) * interval.count() - (points - 1) * interval.count();
+  fleet_options.start_ms =
+      start_ms != 0 ? start_ms
+                    : (WallClockMs() / interval.count()) * interval.count() - (points - 1) * interval.count();
   const tools::FleetGenerator prototype(fleet_options);
   std::vector<std::string> keys;
   std::vector<LabelPairs> labels;
@@ -215,17 +217,19 @@ int main(int argc, char** argv) {
   double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   if (dry_run) {
-    std::printf("samples %llu\nbatches_bytes_raw %llu\nbatches_bytes_gzip %llu\nbytes_per_sample_raw %.3f\n"
-                "bytes_per_sample_gzip %.3f\n",
-                static_cast<unsigned long long>(total.samples_sent), static_cast<unsigned long long>(total.raw_bytes),
-                static_cast<unsigned long long>(total.gzip_bytes),
-                static_cast<double>(total.raw_bytes) / static_cast<double>(total.samples_sent),
-                static_cast<double>(total.gzip_bytes) / static_cast<double>(total.samples_sent));
+    std::printf(
+        "samples %llu\nbatches_bytes_raw %llu\nbatches_bytes_gzip %llu\nbytes_per_sample_raw %.3f\n"
+        "bytes_per_sample_gzip %.3f\n",
+        static_cast<unsigned long long>(total.samples_sent), static_cast<unsigned long long>(total.raw_bytes),
+        static_cast<unsigned long long>(total.gzip_bytes),
+        static_cast<double>(total.raw_bytes) / static_cast<double>(total.samples_sent),
+        static_cast<double>(total.gzip_bytes) / static_cast<double>(total.samples_sent));
     return 0;
   }
-  std::printf("samples_sent %llu\nsamples_acked %llu\nwall_seconds %.3f\nsamples_per_second %.0f\n"
-              "loadgen_cpu_seconds %.2f\nstreams_failed %d\n",
-              static_cast<unsigned long long>(total.samples_sent), static_cast<unsigned long long>(total.samples_acked),
-              seconds, static_cast<double>(total.samples_acked) / seconds, cpu, failures);
+  std::printf(
+      "samples_sent %llu\nsamples_acked %llu\nwall_seconds %.3f\nsamples_per_second %.0f\n"
+      "loadgen_cpu_seconds %.2f\nstreams_failed %d\n",
+      static_cast<unsigned long long>(total.samples_sent), static_cast<unsigned long long>(total.samples_acked),
+      seconds, static_cast<double>(total.samples_acked) / seconds, cpu, failures);
   return failures == 0 && total.samples_acked == total.samples_sent ? 0 : 1;
 }

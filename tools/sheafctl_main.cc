@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <ctime>
 
-#include "health.grpc.pb.h"
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/flags.h"
 #include "common/json_writer.h"
 #include "common/prom_format.h"
+#include "health.grpc.pb.h"
 #include "sheaf/v1/query.grpc.pb.h"
 
 namespace {
@@ -70,7 +70,6 @@ std::string FormatTime(int64_t ms) {
   return out;
 }
 
-
 std::string SeriesName(const google::protobuf::RepeatedPtrField<v1::Label>& labels) {
   std::string name, rest;
   for (const auto& l : labels) {
@@ -86,18 +85,23 @@ std::string SeriesName(const google::protobuf::RepeatedPtrField<v1::Label>& labe
 
 const char* TypeName(v1::MetricType t) {
   switch (t) {
-    case v1::METRIC_TYPE_COUNTER: return "counter";
-    case v1::METRIC_TYPE_GAUGE: return "gauge";
-    case v1::METRIC_TYPE_HISTOGRAM: return "histogram";
-    default: return "untyped";
+    case v1::METRIC_TYPE_COUNTER:
+      return "counter";
+    case v1::METRIC_TYPE_GAUGE:
+      return "gauge";
+    case v1::METRIC_TYPE_HISTOGRAM:
+      return "histogram";
+    default:
+      return "untyped";
   }
 }
 
 int Fail(const char* what, const grpc::Status& s) {
-  static constexpr const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                           "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static constexpr const char* kCodes[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   int code = static_cast<int>(s.error_code());
   std::fprintf(stderr, "sheafctl: %s failed: %s: %s\n", what, code >= 0 && code <= 16 ? kCodes[code] : "?",
                s.error_message().c_str());
@@ -202,7 +206,9 @@ int main(int argc, char** argv) {
     }
     grpc::Status status = reader->Finish();
     if (!status.ok()) return Fail("query", status);
-    if (format == "table") std::fprintf(stderr, "%llu series, %llu samples\n", static_cast<unsigned long long>(series), static_cast<unsigned long long>(samples));
+    if (format == "table")
+      std::fprintf(stderr, "%llu series, %llu samples\n", static_cast<unsigned long long>(series),
+                   static_cast<unsigned long long>(samples));
     return 0;
   }
   if (command == "series") {
@@ -228,7 +234,8 @@ int main(int argc, char** argv) {
         std::printf("%s\n", SeriesName(s.labels()).c_str());
       }
     }
-    if (resp.truncated()) std::fprintf(stderr, "(more than %llu series match; raise --limit)\n", static_cast<unsigned long long>(limit));
+    if (resp.truncated())
+      std::fprintf(stderr, "(more than %llu series match; raise --limit)\n", static_cast<unsigned long long>(limit));
     return 0;
   }
   if (command == "stats") {
@@ -241,30 +248,33 @@ int main(int argc, char** argv) {
       for (const auto& [name, bytes] : resp.column_family_bytes()) {
         families += (families.empty() ? "" : ",") + JsonWriter::Quote(name) + ":" + std::to_string(bytes);
       }
-      std::printf("{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"
-                  "\"head_samples\":%llu,\"pending_compaction_bytes\":%llu,\"write_stalls\":%llu,"
-                  "\"column_family_bytes\":{%s},\"version\":%s,\"cuts\":%llu,\"rollups\":%llu,"
-                  "\"maintenance_failures\":%llu,\"last_maintenance_error\":%s,\"writable\":%s,\"write_error\":%s}\n",
-                  u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), resp.uptime_seconds(),
-                  u(resp.head_samples()), u(resp.pending_compaction_bytes()), u(resp.write_stalls()), families.c_str(),
-                  JsonWriter::Quote(resp.version()).c_str(), u(resp.cuts()), u(resp.rollups()),
-                  u(resp.maintenance_failures()), JsonWriter::Quote(resp.last_maintenance_error()).c_str(),
-                  resp.writable() ? "true" : "false", JsonWriter::Quote(resp.write_error()).c_str());
+      std::printf(
+          "{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"
+          "\"head_samples\":%llu,\"pending_compaction_bytes\":%llu,\"write_stalls\":%llu,"
+          "\"column_family_bytes\":{%s},\"version\":%s,\"cuts\":%llu,\"rollups\":%llu,"
+          "\"maintenance_failures\":%llu,\"last_maintenance_error\":%s,\"writable\":%s,\"write_error\":%s}\n",
+          u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), resp.uptime_seconds(),
+          u(resp.head_samples()), u(resp.pending_compaction_bytes()), u(resp.write_stalls()), families.c_str(),
+          JsonWriter::Quote(resp.version()).c_str(), u(resp.cuts()), u(resp.rollups()), u(resp.maintenance_failures()),
+          JsonWriter::Quote(resp.last_maintenance_error()).c_str(), resp.writable() ? "true" : "false",
+          JsonWriter::Quote(resp.write_error()).c_str());
     } else {
-      std::printf("series                    %llu\nsamples                   %llu\nstorage_bytes             %llu\n"
-                  "agents                    %llu\nhead_samples              %llu\npending_compaction_bytes  %llu\n"
-                  "write_stalls              %llu\nuptime_seconds            %.0f\nversion                   %s\n"
-                  "cuts                      %llu\nrollups                   %llu\nmaintenance_failures      %llu\n"
-                  "writable                  %s\n",
-                  u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), u(resp.head_samples()),
-                  u(resp.pending_compaction_bytes()), u(resp.write_stalls()), resp.uptime_seconds(), resp.version().c_str(),
-                  u(resp.cuts()), u(resp.rollups()), u(resp.maintenance_failures()), resp.writable() ? "yes" : "no");
+      std::printf(
+          "series                    %llu\nsamples                   %llu\nstorage_bytes             %llu\n"
+          "agents                    %llu\nhead_samples              %llu\npending_compaction_bytes  %llu\n"
+          "write_stalls              %llu\nuptime_seconds            %.0f\nversion                   %s\n"
+          "cuts                      %llu\nrollups                   %llu\nmaintenance_failures      %llu\n"
+          "writable                  %s\n",
+          u(resp.series()), u(resp.samples()), u(resp.storage_bytes()), u(resp.agents()), u(resp.head_samples()),
+          u(resp.pending_compaction_bytes()), u(resp.write_stalls()), resp.uptime_seconds(), resp.version().c_str(),
+          u(resp.cuts()), u(resp.rollups()), u(resp.maintenance_failures()), resp.writable() ? "yes" : "no");
       if (!resp.last_maintenance_error().empty()) {
         std::printf("last_maintenance_error    %s\n", resp.last_maintenance_error().c_str());
       }
       if (!resp.write_error().empty()) std::printf("write_error               %s\n", resp.write_error().c_str());
       for (const auto& [name, bytes] : resp.column_family_bytes()) {
-        std::printf("  bytes[%s]%*s%llu\n", name.c_str(), static_cast<int>(std::max<size_t>(1, 17 - name.size())), "", u(bytes));
+        std::printf("  bytes[%s]%*s%llu\n", name.c_str(), static_cast<int>(std::max<size_t>(1, 17 - name.size())), "",
+                    u(bytes));
       }
     }
     return 0;

@@ -43,10 +43,10 @@ std::string Label(const SeriesData& s, const std::string& name) {
 
 TEST(BatchBuilderTest, AddsExtraLabelsSortsAndKeepsTypes) {
   BatchBuilder b(LabelPairs{{"region", "eu"}, {"host", "h1"}});
-  std::vector<HostMetric> metrics = {Gauge("node_load1", {}, 0.5),
-                                     HostMetric{"node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "idle"}},
-                                                MetricKind::kCounter, 10},
-                                     Gauge("node_x", {{"host", "own"}})};  // its own host label wins
+  std::vector<HostMetric> metrics = {
+      Gauge("node_load1", {}, 0.5),
+      HostMetric{"node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "idle"}}, MetricKind::kCounter, 10},
+      Gauge("node_x", {{"host", "own"}})};  // its own host label wins
   auto batch = b.Build(metrics, 1234);
   ASSERT_EQ(batch.size(), 3u);
   const SeriesData* load = Find(batch, "node_load1");

@@ -23,11 +23,9 @@ namespace sheaf::agent {
 void PrintTo(const HostMetric& m, std::ostream* os) {
   *os << m.name << "{";
   for (size_t i = 0; i < m.labels.size(); ++i) {
-    *os << (i ? "," : "") << m.labels[i].first << "=\"" << m.labels[i].second
-        << "\"";
+    *os << (i ? "," : "") << m.labels[i].first << "=\"" << m.labels[i].second << "\"";
   }
-  *os << "} " << (m.kind == MetricKind::kCounter ? "counter " : "gauge ")
-      << m.value;
+  *os << "} " << (m.kind == MetricKind::kCounter ? "counter " : "gauge ") << m.value;
 }
 
 namespace {
@@ -142,8 +140,7 @@ std::string MountsFile(const std::string& escaped_real_dir) {
 // Helpers.
 // ---------------------------------------------------------------------------
 
-const HostMetric* Find(const std::vector<HostMetric>& metrics,
-                       std::string_view name, const Labels& labels = {}) {
+const HostMetric* Find(const std::vector<HostMetric>& metrics, std::string_view name, const Labels& labels = {}) {
   for (const HostMetric& m : metrics) {
     if (m.name == name && m.labels == labels) return &m;
   }
@@ -151,42 +148,31 @@ const HostMetric* Find(const std::vector<HostMetric>& metrics,
 }
 
 size_t Count(const std::vector<HostMetric>& metrics, std::string_view name) {
-  return std::count_if(metrics.begin(), metrics.end(),
-                       [&](const HostMetric& m) { return m.name == name; });
+  return std::count_if(metrics.begin(), metrics.end(), [&](const HostMetric& m) { return m.name == name; });
 }
 
-bool Near(double a, double b) {
-  return std::fabs(a - b) <= 1e-12 * std::max(1.0, std::fabs(b));
-}
+bool Near(double a, double b) { return std::fabs(a - b) <= 1e-12 * std::max(1.0, std::fabs(b)); }
 
 // Asserts that exactly this series exists with this kind and value.
-::testing::AssertionResult HasMetric(const std::vector<HostMetric>& metrics,
-                                     std::string_view name,
-                                     const Labels& labels, MetricKind kind,
-                                     double value) {
+::testing::AssertionResult HasMetric(const std::vector<HostMetric>& metrics, std::string_view name,
+                                     const Labels& labels, MetricKind kind, double value) {
   const HostMetric* m = Find(metrics, name, labels);
   if (m == nullptr) {
-    return ::testing::AssertionFailure()
-           << "no " << name << " with the given labels among "
-           << ::testing::PrintToString(metrics);
+    return ::testing::AssertionFailure() << "no " << name << " with the given labels among "
+                                         << ::testing::PrintToString(metrics);
   }
   if (m->kind != kind) {
-    return ::testing::AssertionFailure()
-           << "wrong kind: " << ::testing::PrintToString(*m);
+    return ::testing::AssertionFailure() << "wrong kind: " << ::testing::PrintToString(*m);
   }
   if (!Near(m->value, value)) {
-    return ::testing::AssertionFailure()
-           << "wrong value: " << ::testing::PrintToString(*m) << ", want "
-           << value;
+    return ::testing::AssertionFailure() << "wrong value: " << ::testing::PrintToString(*m) << ", want " << value;
   }
   return ::testing::AssertionSuccess();
 }
 
-bool AnyErrorContains(const std::vector<std::string>& errors,
-                      std::string_view needle) {
-  return std::any_of(errors.begin(), errors.end(), [&](const std::string& e) {
-    return e.find(needle) != std::string::npos;
-  });
+bool AnyErrorContains(const std::vector<std::string>& errors, std::string_view needle) {
+  return std::any_of(errors.begin(), errors.end(),
+                     [&](const std::string& e) { return e.find(needle) != std::string::npos; });
 }
 
 // Every metric the collector may emit must have a Prometheus-valid name,
@@ -195,24 +181,19 @@ void ExpectWellFormed(const std::vector<HostMetric>& metrics) {
   for (const HostMetric& m : metrics) {
     EXPECT_FALSE(m.name.empty());
     EXPECT_TRUE(std::all_of(m.name.begin(), m.name.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-             (c >= '0' && c <= '9') || c == '_';
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     })) << m.name;
-    EXPECT_TRUE(std::is_sorted(
-        m.labels.begin(), m.labels.end(),
-        [](const auto& a, const auto& b) { return a.first < b.first; }))
-        << ::testing::PrintToString(m);
-    EXPECT_TRUE(std::isfinite(m.value) && m.value >= 0)
-        << ::testing::PrintToString(m);
+    EXPECT_TRUE(std::is_sorted(m.labels.begin(), m.labels.end(), [](const auto& a, const auto& b) {
+      return a.first < b.first;
+    })) << ::testing::PrintToString(m);
+    EXPECT_TRUE(std::isfinite(m.value) && m.value >= 0) << ::testing::PrintToString(m);
   }
 }
 
 class HostCollectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern =
-        (fs::temp_directory_path() / "sheaf_host_collector_test.XXXXXX")
-            .string();
+    std::string pattern = (fs::temp_directory_path() / "sheaf_host_collector_test.XXXXXX").string();
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     root_ = pattern;
     paths_.proc = root_ + "/proc";
@@ -241,9 +222,7 @@ class HostCollectorTest : public ::testing::Test {
     Write("proc/net/dev", kNetDev);
   }
 
-  std::vector<HostMetric> Collect(std::vector<std::string>* errors) {
-    return HostCollector(paths_).Collect(errors);
-  }
+  std::vector<HostMetric> Collect(std::vector<std::string>* errors) { return HostCollector(paths_).Collect(errors); }
 
   std::string root_;
   HostPaths paths_;
@@ -263,9 +242,7 @@ TEST_F(HostCollectorTest, ProcStatConvertsCpuTicksToSeconds) {
   // The collector divides by the host's USER_HZ.
   const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
   const auto cpu = [&](const char* n, const char* mode, double ticks) {
-    return HasMetric(metrics, "node_cpu_seconds_total",
-                     {{"cpu", n}, {"mode", mode}}, MetricKind::kCounter,
-                     ticks / hz);
+    return HasMetric(metrics, "node_cpu_seconds_total", {{"cpu", n}, {"mode", mode}}, MetricKind::kCounter, ticks / hz);
   };
   EXPECT_TRUE(cpu("0", "user", 424));  // Guest time is not subtracted.
   EXPECT_TRUE(cpu("0", "nice", 0));
@@ -282,35 +259,25 @@ TEST_F(HostCollectorTest, ProcStatConvertsCpuTicksToSeconds) {
   // exported.
   EXPECT_EQ(Count(metrics, "node_cpu_seconds_total"), 16u);
 
-  EXPECT_TRUE(HasMetric(metrics, "node_context_switches_total", {},
-                        MetricKind::kCounter, 257828));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_intr_total", {}, MetricKind::kCounter, 111683));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_forks_total", {}, MetricKind::kCounter, 3522));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_procs_running", {}, MetricKind::kGauge, 2));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_procs_blocked", {}, MetricKind::kGauge, 1));
-  EXPECT_TRUE(HasMetric(metrics, "node_boot_time_seconds", {},
-                        MetricKind::kGauge, 1795488538));
+  EXPECT_TRUE(HasMetric(metrics, "node_context_switches_total", {}, MetricKind::kCounter, 257828));
+  EXPECT_TRUE(HasMetric(metrics, "node_intr_total", {}, MetricKind::kCounter, 111683));
+  EXPECT_TRUE(HasMetric(metrics, "node_forks_total", {}, MetricKind::kCounter, 3522));
+  EXPECT_TRUE(HasMetric(metrics, "node_procs_running", {}, MetricKind::kGauge, 2));
+  EXPECT_TRUE(HasMetric(metrics, "node_procs_blocked", {}, MetricKind::kGauge, 1));
+  EXPECT_TRUE(HasMetric(metrics, "node_boot_time_seconds", {}, MetricKind::kGauge, 1795488538));
   ExpectWellFormed(metrics);
 }
 
 TEST(ParseProcStatTest, UsesGivenTicksPerSecond) {
   std::vector<std::string> errors;
-  const std::vector<HostMetric> metrics =
-      ParseProcStat(kStat, "/proc/stat", 100.0, &errors);
+  const std::vector<HostMetric> metrics = ParseProcStat(kStat, "/proc/stat", 100.0, &errors);
   EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
-  EXPECT_TRUE(HasMetric(metrics, "node_cpu_seconds_total",
-                        {{"cpu", "0"}, {"mode", "user"}}, MetricKind::kCounter,
-                        4.24));
-  EXPECT_TRUE(HasMetric(metrics, "node_cpu_seconds_total",
-                        {{"cpu", "0"}, {"mode", "idle"}}, MetricKind::kCounter,
-                        235.68));
-  EXPECT_TRUE(HasMetric(metrics, "node_cpu_seconds_total",
-                        {{"cpu", "1"}, {"mode", "system"}},
-                        MetricKind::kCounter, 7.35));
+  EXPECT_TRUE(
+      HasMetric(metrics, "node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "user"}}, MetricKind::kCounter, 4.24));
+  EXPECT_TRUE(
+      HasMetric(metrics, "node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "idle"}}, MetricKind::kCounter, 235.68));
+  EXPECT_TRUE(
+      HasMetric(metrics, "node_cpu_seconds_total", {{"cpu", "1"}, {"mode", "system"}}, MetricKind::kCounter, 7.35));
   EXPECT_EQ(metrics.size(), 16u + 6u);
 }
 
@@ -344,16 +311,14 @@ TEST_F(HostCollectorTest, MeminfoConvertsKilobytesAndRenamesParentheses) {
   EXPECT_TRUE(mem("node_memory_VmallocTotal_bytes", 34359738367.0));
   EXPECT_TRUE(mem("node_memory_Hugepagesize_bytes", 2048));
   // Unitless fields keep their value and get no _bytes suffix.
-  EXPECT_TRUE(HasMetric(metrics, "node_memory_HugePages_Total", {},
-                        MetricKind::kGauge, 4));
+  EXPECT_TRUE(HasMetric(metrics, "node_memory_HugePages_Total", {}, MetricKind::kGauge, 4));
   EXPECT_EQ(Find(metrics, "node_memory_Active(anon)_bytes"), nullptr);
   EXPECT_EQ(Count(metrics, "node_memory_HugePages_Total_bytes"), 0u);
 }
 
 TEST(ParseMeminfoTest, ExportsEveryField) {
   std::vector<std::string> errors;
-  const std::vector<HostMetric> metrics =
-      ParseMeminfo(kMeminfo, "meminfo", &errors);
+  const std::vector<HostMetric> metrics = ParseMeminfo(kMeminfo, "meminfo", &errors);
   EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
   EXPECT_EQ(metrics.size(), 25u);  // One per line of kMeminfo.
   ExpectWellFormed(metrics);
@@ -365,8 +330,7 @@ TEST(ParseMeminfoTest, ExportsEveryField) {
 
 TEST(ParseLoadavgTest, ExportsThreeGauges) {
   std::vector<std::string> errors;
-  const std::vector<HostMetric> metrics =
-      ParseLoadavg(kLoadavg, "loadavg", &errors);
+  const std::vector<HostMetric> metrics = ParseLoadavg(kLoadavg, "loadavg", &errors);
   EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
   ASSERT_EQ(metrics.size(), 3u);
   EXPECT_TRUE(HasMetric(metrics, "node_load1", {}, MetricKind::kGauge, 0.01));
@@ -379,14 +343,12 @@ TEST(ParseLoadavgTest, ExportsThreeGauges) {
 // ---------------------------------------------------------------------------
 
 TEST(IsIgnoredDiskDeviceTest, MatchesNodeExporterDefaultRegex) {
-  for (const char* ignored :
-       {"ram0", "ram15", "loop0", "loop12", "fd0", "sda1", "sdz15", "hda2",
-        "vda1", "xvda1", "nvme0n1p1", "nvme10n2p13"}) {
+  for (const char* ignored : {"ram0", "ram15", "loop0", "loop12", "fd0", "sda1", "sdz15", "hda2", "vda1", "xvda1",
+                              "nvme0n1p1", "nvme10n2p13"}) {
     EXPECT_TRUE(IsIgnoredDiskDevice(ignored)) << ignored;
   }
-  for (const char* kept : {"sda", "vda", "xvda", "nvme0n1", "nvme0n1p", "dm-0",
-                           "sr0", "md127", "mmcblk0", "sdaa1", "ram", "loop",
-                           "nvmen1p1", "nvme0p1", "xvd1", "sd1", ""}) {
+  for (const char* kept : {"sda", "vda", "xvda", "nvme0n1", "nvme0n1p", "dm-0", "sr0", "md127", "mmcblk0", "sdaa1",
+                           "ram", "loop", "nvmen1p1", "nvme0p1", "xvd1", "sd1", ""}) {
     EXPECT_FALSE(IsIgnoredDiskDevice(kept)) << kept;
   }
 }
@@ -400,37 +362,25 @@ TEST_F(HostCollectorTest, DiskstatsSkipsPartitionsAndConvertsUnits) {
 
   const Labels vda = {{"device", "vda"}};
   const auto c = MetricKind::kCounter;
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_reads_completed_total", vda, c, 29538));
-  EXPECT_TRUE(HasMetric(metrics, "node_disk_read_bytes_total", vda, c,
-                        2282994.0 * 512));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_read_time_seconds_total", vda, c, 5.735));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_writes_completed_total", vda, c, 8204));
-  EXPECT_TRUE(HasMetric(metrics, "node_disk_written_bytes_total", vda, c,
-                        1172072.0 * 512));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_write_time_seconds_total", vda, c, 1.805));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_io_time_seconds_total", vda, c, 3.068));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_io_now", vda, MetricKind::kGauge, 2));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_reads_completed_total", vda, c, 29538));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_read_bytes_total", vda, c, 2282994.0 * 512));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_read_time_seconds_total", vda, c, 5.735));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_writes_completed_total", vda, c, 8204));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_written_bytes_total", vda, c, 1172072.0 * 512));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_write_time_seconds_total", vda, c, 1.805));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_io_time_seconds_total", vda, c, 3.068));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_io_now", vda, MetricKind::kGauge, 2));
 
   // The old 11-statistics format is still parsed.
   const Labels sda = {{"device", "sda"}};
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_written_bytes_total", sda, c, 640.0 * 512));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_disk_write_time_seconds_total", sda, c, 1.5));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_written_bytes_total", sda, c, 640.0 * 512));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_write_time_seconds_total", sda, c, 1.5));
 
   std::set<std::string> devices;
   for (const HostMetric& m : metrics) {
-    if (m.name.rfind("node_disk_", 0) == 0)
-      devices.insert(m.labels.at(0).second);
+    if (m.name.rfind("node_disk_", 0) == 0) devices.insert(m.labels.at(0).second);
   }
-  EXPECT_EQ(devices,
-            (std::set<std::string>{"vda", "sda", "nvme0n1", "dm-0", "sr0"}));
+  EXPECT_EQ(devices, (std::set<std::string>{"vda", "sda", "nvme0n1", "dm-0", "sr0"}));
   EXPECT_EQ(Count(metrics, "node_disk_io_now"), 5u);
   EXPECT_EQ(Count(metrics, "node_disk_reads_completed_total"), 5u);
 }
@@ -448,35 +398,22 @@ TEST_F(HostCollectorTest, NetDevSkipsHeadersAndAcceptsNoSpaceAfterColon) {
 
   const auto c = MetricKind::kCounter;
   const Labels eth0 = {{"device", "eth0"}};
-  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total", eth0, c,
-                        43711425));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_receive_packets_total", eth0, c, 962));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_receive_errs_total", eth0, c, 1));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_receive_drop_total", eth0, c, 2));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_transmit_bytes_total", eth0, c, 45066));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_transmit_packets_total", eth0, c, 550));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_transmit_errs_total", eth0, c, 3));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_transmit_drop_total", eth0, c, 4));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total", eth0, c, 43711425));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_packets_total", eth0, c, 962));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_errs_total", eth0, c, 1));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_drop_total", eth0, c, 2));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_bytes_total", eth0, c, 45066));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_packets_total", eth0, c, 550));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_errs_total", eth0, c, 3));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_drop_total", eth0, c, 4));
 
   const Labels eth1 = {{"device", "eth1"}};
-  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total", eth1, c,
-                        12345678901.0));
-  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_packets_total", eth1, c,
-                        9876543));
-  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_bytes_total", eth1, c,
-                        1098765432));
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_network_transmit_drop_total", eth1, c, 8));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total", eth1, c, 12345678901.0));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_packets_total", eth1, c, 9876543));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_bytes_total", eth1, c, 1098765432));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_drop_total", eth1, c, 8));
 
-  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total",
-                        {{"device", "lo"}}, c, 3267));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_receive_bytes_total", {{"device", "lo"}}, c, 3267));
   // lo, eth0, eth1 and nothing from the header lines.
   EXPECT_EQ(Count(metrics, "node_network_receive_bytes_total"), 3u);
   EXPECT_EQ(Count(metrics, "node_network_transmit_errs_total"), 3u);
@@ -499,25 +436,20 @@ TEST(UnescapeMountFieldTest, UndoesOctalEscapes) {
 
 TEST(IsIgnoredTest, PseudoFilesystemsAndSystemMountPoints) {
   for (const char* t :
-       {"autofs",    "binfmt_misc", "bpf",    "cgroup",     "cgroup2",
-        "configfs",  "debugfs",     "devpts", "devtmpfs",   "fusectl",
-        "hugetlbfs", "iso9660",     "mqueue", "nsfs",       "overlay",
-        "proc",      "procfs",      "pstore", "rpc_pipefs", "securityfs",
-        "selinuxfs", "squashfs",    "sysfs",  "tracefs"}) {
+       {"autofs",   "binfmt_misc", "bpf",        "cgroup",     "cgroup2",   "configfs", "debugfs", "devpts",
+        "devtmpfs", "fusectl",     "hugetlbfs",  "iso9660",    "mqueue",    "nsfs",     "overlay", "proc",
+        "procfs",   "pstore",      "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs",   "tracefs"}) {
     EXPECT_TRUE(IsIgnoredFilesystemType(t)) << t;
   }
-  for (const char* t :
-       {"ext4", "xfs", "btrfs", "tmpfs", "nfs4", "vfat", "zfs"}) {
+  for (const char* t : {"ext4", "xfs", "btrfs", "tmpfs", "nfs4", "vfat", "zfs"}) {
     EXPECT_FALSE(IsIgnoredFilesystemType(t)) << t;
   }
   for (const char* mp :
-       {"/dev", "/dev/shm", "/proc", "/proc/sys/fs/binfmt_misc", "/sys",
-        "/sys/fs/cgroup", "/run/credentials", "/run/credentials/x.service",
-        "/var/lib/docker", "/var/lib/docker/overlay2/abc/merged"}) {
+       {"/dev", "/dev/shm", "/proc", "/proc/sys/fs/binfmt_misc", "/sys", "/sys/fs/cgroup", "/run/credentials",
+        "/run/credentials/x.service", "/var/lib/docker", "/var/lib/docker/overlay2/abc/merged"}) {
     EXPECT_TRUE(IsIgnoredMountPoint(mp)) << mp;
   }
-  for (const char* mp : {"/", "/devices", "/home", "/run", "/var/lib/dockerd",
-                         "/srv/sys", "/boot/efi"}) {
+  for (const char* mp : {"/", "/devices", "/home", "/run", "/var/lib/dockerd", "/srv/sys", "/boot/efi"}) {
     EXPECT_FALSE(IsIgnoredMountPoint(mp)) << mp;
   }
 }
@@ -561,33 +493,25 @@ TEST_F(HostCollectorTest, FilesystemsUnescapeFilterAndStatvfs) {
   const std::vector<HostMetric> metrics = Collect(&errors);
   // The fake /proc tree is absent here, so only those five sources fail.
   EXPECT_EQ(errors.size(), 5u) << ::testing::PrintToString(errors);
-  EXPECT_FALSE(AnyErrorContains(errors, "mounts"))
-      << ::testing::PrintToString(errors);
-  EXPECT_FALSE(AnyErrorContains(errors, "statvfs"))
-      << ::testing::PrintToString(errors);
+  EXPECT_FALSE(AnyErrorContains(errors, "mounts")) << ::testing::PrintToString(errors);
+  EXPECT_FALSE(AnyErrorContains(errors, "statvfs")) << ::testing::PrintToString(errors);
 
   // Only "/" and the temp dir survive the pseudo-fs and mount point filters.
   std::set<std::string> mount_points;
-  for (const HostMetric& m : metrics)
-    mount_points.insert(m.labels.at(2).second);
+  for (const HostMetric& m : metrics) mount_points.insert(m.labels.at(2).second);
   EXPECT_EQ(mount_points, (std::set<std::string>{"/", real_dir}));
   EXPECT_EQ(metrics.size(), 2u * 5u);
 
-  const Labels labels = {
-      {"device", "tmpfs"}, {"fstype", "tmpfs"}, {"mountpoint", real_dir}};
+  const Labels labels = {{"device", "tmpfs"}, {"fstype", "tmpfs"}, {"mountpoint", real_dir}};
   struct statvfs st {};
   ASSERT_EQ(::statvfs(real_dir.c_str(), &st), 0);
-  const double block =
-      static_cast<double>(st.f_frsize ? st.f_frsize : st.f_bsize);
-  EXPECT_TRUE(HasMetric(metrics, "node_filesystem_size_bytes", labels,
-                        MetricKind::kGauge,
+  const double block = static_cast<double>(st.f_frsize ? st.f_frsize : st.f_bsize);
+  EXPECT_TRUE(HasMetric(metrics, "node_filesystem_size_bytes", labels, MetricKind::kGauge,
                         static_cast<double>(st.f_blocks) * block));
-  EXPECT_TRUE(HasMetric(metrics, "node_filesystem_files", labels,
-                        MetricKind::kGauge, static_cast<double>(st.f_files)));
+  EXPECT_TRUE(HasMetric(metrics, "node_filesystem_files", labels, MetricKind::kGauge, static_cast<double>(st.f_files)));
   const HostMetric* size = Find(metrics, "node_filesystem_size_bytes", labels);
   const HostMetric* free = Find(metrics, "node_filesystem_free_bytes", labels);
-  const HostMetric* avail =
-      Find(metrics, "node_filesystem_avail_bytes", labels);
+  const HostMetric* avail = Find(metrics, "node_filesystem_avail_bytes", labels);
   ASSERT_NE(size, nullptr);
   ASSERT_NE(free, nullptr);
   ASSERT_NE(avail, nullptr);
@@ -596,10 +520,8 @@ TEST_F(HostCollectorTest, FilesystemsUnescapeFilterAndStatvfs) {
   EXPECT_LE(avail->value, free->value);
   EXPECT_NE(Find(metrics, "node_filesystem_files_free", labels), nullptr);
 
-  const Labels root = {
-      {"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", "/"}};
-  const HostMetric* root_size =
-      Find(metrics, "node_filesystem_size_bytes", root);
+  const Labels root = {{"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", "/"}};
+  const HostMetric* root_size = Find(metrics, "node_filesystem_size_bytes", root);
   ASSERT_NE(root_size, nullptr);
   EXPECT_GT(root_size->value, 0);
   for (const HostMetric& m : metrics) EXPECT_EQ(m.kind, MetricKind::kGauge);
@@ -609,20 +531,17 @@ TEST_F(HostCollectorTest, FilesystemsUnescapeFilterAndStatvfs) {
 TEST_F(HostCollectorTest, StatvfsFailureIsAnErrorLineNotAStop) {
   WriteFakeProc();
   const std::string missing = root_ + "/not-mounted-here";
-  Write("mounts", "/dev/vdz " + missing + " ext4 rw,relatime 0 0\n" +
-                      "/dev/vda1 / ext4 rw,relatime 0 0\n");
+  Write("mounts", "/dev/vdz " + missing + " ext4 rw,relatime 0 0\n" + "/dev/vda1 / ext4 rw,relatime 0 0\n");
   std::vector<std::string> errors;
   const std::vector<HostMetric> metrics = Collect(&errors);
 
   ASSERT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
   EXPECT_NE(errors[0].find(missing), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find("No such file or directory"), std::string::npos)
-      << errors[0];
+  EXPECT_NE(errors[0].find("No such file or directory"), std::string::npos) << errors[0];
 
   EXPECT_EQ(Count(metrics, "node_filesystem_size_bytes"), 1u);
   EXPECT_NE(
-      Find(metrics, "node_filesystem_size_bytes",
-           {{"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", "/"}}),
+      Find(metrics, "node_filesystem_size_bytes", {{"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", "/"}}),
       nullptr);
   // Every other source still comes through.
   EXPECT_NE(Find(metrics, "node_load1"), nullptr);
@@ -633,20 +552,16 @@ TEST_F(HostCollectorTest, StatvfsFailureIsAnErrorLineNotAStop) {
 }
 
 TEST_F(HostCollectorTest, DuplicateMountPointKeepsLastEntry) {
-  Write("mounts", "/dev/vda1 " + root_ + " ext4 rw 0 0\n" +
-                      "/dev/vda1 / ext4 rw 0 0\n" + "tmpfs " + root_ +
-                      " tmpfs rw 0 0\n");
+  Write("mounts",
+        "/dev/vda1 " + root_ + " ext4 rw 0 0\n" + "/dev/vda1 / ext4 rw 0 0\n" + "tmpfs " + root_ + " tmpfs rw 0 0\n");
   std::vector<std::string> errors;
   const std::vector<HostMetric> metrics = Collect(&errors);
   EXPECT_EQ(Count(metrics, "node_filesystem_size_bytes"), 2u);
   EXPECT_NE(
-      Find(metrics, "node_filesystem_size_bytes",
-           {{"device", "tmpfs"}, {"fstype", "tmpfs"}, {"mountpoint", root_}}),
+      Find(metrics, "node_filesystem_size_bytes", {{"device", "tmpfs"}, {"fstype", "tmpfs"}, {"mountpoint", root_}}),
       nullptr);
   EXPECT_EQ(
-      Find(
-          metrics, "node_filesystem_size_bytes",
-          {{"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", root_}}),
+      Find(metrics, "node_filesystem_size_bytes", {{"device", "/dev/vda1"}, {"fstype", "ext4"}, {"mountpoint", root_}}),
       nullptr);
 }
 
@@ -659,10 +574,8 @@ TEST_F(HostCollectorTest, MissingFilesAreErrorLinesNamingTheFile) {
   const std::vector<HostMetric> metrics = Collect(&errors);
   EXPECT_TRUE(metrics.empty()) << ::testing::PrintToString(metrics);
   ASSERT_EQ(errors.size(), 6u) << ::testing::PrintToString(errors);
-  for (const std::string& file :
-       {paths_.proc + "/stat", paths_.proc + "/meminfo",
-        paths_.proc + "/loadavg", paths_.proc + "/diskstats",
-        paths_.proc + "/net/dev", paths_.mounts}) {
+  for (const std::string& file : {paths_.proc + "/stat", paths_.proc + "/meminfo", paths_.proc + "/loadavg",
+                                  paths_.proc + "/diskstats", paths_.proc + "/net/dev", paths_.mounts}) {
     EXPECT_TRUE(AnyErrorContains(errors, file + ": cannot open: No such file"))
         << file << " in " << ::testing::PrintToString(errors);
   }
@@ -690,8 +603,7 @@ TEST_F(HostCollectorTest, NonRegularFileIsRefused) {
   paths_.mounts = "/dev/null";
   std::vector<std::string> errors;
   EXPECT_TRUE(Collect(&errors).empty());
-  EXPECT_TRUE(AnyErrorContains(errors, "/dev/null: not a regular file"))
-      << ::testing::PrintToString(errors);
+  EXPECT_TRUE(AnyErrorContains(errors, "/dev/null: not a regular file")) << ::testing::PrintToString(errors);
 }
 
 TEST_F(HostCollectorTest, GarbageAndTruncatedLinesProduceNoBogusMetrics) {
@@ -746,47 +658,37 @@ TEST_F(HostCollectorTest, GarbageAndTruncatedLinesProduceNoBogusMetrics) {
   ExpectWellFormed(metrics);
 
   EXPECT_EQ(Count(metrics, "node_cpu_seconds_total"), 8u);
-  EXPECT_NE(
-      Find(metrics, "node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "user"}}),
-      nullptr);
+  EXPECT_NE(Find(metrics, "node_cpu_seconds_total", {{"cpu", "0"}, {"mode", "user"}}), nullptr);
   EXPECT_EQ(Count(metrics, "node_context_switches_total"), 0u);
   EXPECT_EQ(Count(metrics, "node_procs_running"), 0u);
   EXPECT_EQ(Count(metrics, "node_boot_time_seconds"), 0u);
-  EXPECT_TRUE(
-      HasMetric(metrics, "node_forks_total", {}, MetricKind::kCounter, 3522));
+  EXPECT_TRUE(HasMetric(metrics, "node_forks_total", {}, MetricKind::kCounter, 3522));
 
   std::set<std::string> memory;
   for (const HostMetric& m : metrics) {
     if (m.name.rfind("node_memory_", 0) == 0) memory.insert(m.name);
   }
-  EXPECT_EQ(memory, (std::set<std::string>{"node_memory_MemTotal_bytes",
-                                           "node_memory_SwapTotal_bytes"}));
+  EXPECT_EQ(memory, (std::set<std::string>{"node_memory_MemTotal_bytes", "node_memory_SwapTotal_bytes"}));
 
   EXPECT_EQ(Count(metrics, "node_load1"), 0u);
   EXPECT_EQ(Count(metrics, "node_load5"), 0u);
 
   EXPECT_EQ(Count(metrics, "node_disk_io_now"), 1u);
-  EXPECT_TRUE(HasMetric(metrics, "node_disk_reads_completed_total",
-                        {{"device", "vda"}}, MetricKind::kCounter, 29538));
+  EXPECT_TRUE(HasMetric(metrics, "node_disk_reads_completed_total", {{"device", "vda"}}, MetricKind::kCounter, 29538));
 
   EXPECT_EQ(Count(metrics, "node_network_receive_bytes_total"), 1u);
-  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_drop_total",
-                        {{"device", "eth0"}}, MetricKind::kCounter, 12));
+  EXPECT_TRUE(HasMetric(metrics, "node_network_transmit_drop_total", {{"device", "eth0"}}, MetricKind::kCounter, 12));
 
   EXPECT_EQ(Count(metrics, "node_filesystem_size_bytes"), 1u);
 
   // One summary line per damaged file, naming it and its first bad line;
   // loadavg also reports that nothing usable was left.
   ASSERT_EQ(errors.size(), 7u) << ::testing::PrintToString(errors);
-  for (const std::string& file :
-       {paths_.proc + "/stat:3:", paths_.proc + "/meminfo:2:",
-        paths_.proc + "/loadavg:1:", paths_.proc + "/diskstats:2:",
-        paths_.proc + "/net/dev:4:", paths_.mounts + ":1:"}) {
-    EXPECT_TRUE(AnyErrorContains(errors, file))
-        << file << " in " << ::testing::PrintToString(errors);
+  for (const std::string& file : {paths_.proc + "/stat:3:", paths_.proc + "/meminfo:2:", paths_.proc + "/loadavg:1:",
+                                  paths_.proc + "/diskstats:2:", paths_.proc + "/net/dev:4:", paths_.mounts + ":1:"}) {
+    EXPECT_TRUE(AnyErrorContains(errors, file)) << file << " in " << ::testing::PrintToString(errors);
   }
-  EXPECT_TRUE(AnyErrorContains(
-      errors, paths_.proc + "/loadavg: no load averages found"))
+  EXPECT_TRUE(AnyErrorContains(errors, paths_.proc + "/loadavg: no load averages found"))
       << ::testing::PrintToString(errors);
   EXPECT_EQ(errors[0], paths_.proc +
                            "/stat:3: malformed cpu1 line; line skipped (6 more "
@@ -802,20 +704,15 @@ TEST(ParseTest, EmptyInputIsHandled) {
   EXPECT_TRUE(ParseNetDev("", "net/dev", &errors).empty());
   EXPECT_TRUE(ParseMounts("", "mounts", &errors).empty());
   // stat and loadavg always have content on a real host; empty means broken.
-  EXPECT_EQ(errors,
-            (std::vector<std::string>{"stat: no per-cpu lines found",
-                                      "loadavg: no load averages found"}));
+  EXPECT_EQ(errors, (std::vector<std::string>{"stat: no per-cpu lines found", "loadavg: no load averages found"}));
 }
 
 // Cutting a file at any byte must never yield a value that the whole file
 // does not have: a cut-off "24502528" must not be exported as 2450.
 TEST(ParseTest, EveryTruncationYieldsOnlyTrueValues) {
-  using Parser = std::vector<HostMetric> (*)(std::string_view, std::string_view,
-                                             std::vector<std::string>*);
+  using Parser = std::vector<HostMetric> (*)(std::string_view, std::string_view, std::vector<std::string>*);
   const std::vector<std::pair<Parser, std::string_view>> cases = {
-      {[](std::string_view t, std::string_view s, std::vector<std::string>* e) {
-         return ParseProcStat(t, s, 100, e);
-       },
+      {[](std::string_view t, std::string_view s, std::vector<std::string>* e) { return ParseProcStat(t, s, 100, e); },
        kStat},
       {ParseMeminfo, kMeminfo},
       {ParseLoadavg, kLoadavg},
@@ -826,12 +723,10 @@ TEST(ParseTest, EveryTruncationYieldsOnlyTrueValues) {
     const std::vector<HostMetric> full = parse(text, "full", nullptr);
     for (size_t len = 0; len <= text.size(); ++len) {
       std::vector<std::string> errors;
-      const std::vector<HostMetric> part =
-          parse(text.substr(0, len), "cut", &errors);
+      const std::vector<HostMetric> part = parse(text.substr(0, len), "cut", &errors);
       for (const HostMetric& m : part) {
         const HostMetric* want = Find(full, m.name, m.labels);
-        ASSERT_NE(want, nullptr)
-            << "len " << len << ": " << ::testing::PrintToString(m);
+        ASSERT_NE(want, nullptr) << "len " << len << ": " << ::testing::PrintToString(m);
         ASSERT_EQ(m.value, want->value) << "len " << len << ": " << m.name;
         ASSERT_EQ(m.kind, want->kind);
       }
@@ -845,8 +740,7 @@ TEST(ParseTest, EveryTruncationYieldsOnlyTrueValues) {
 TEST(ParseTest, RandomInputDoesNotCrash) {
   using namespace std::string_view_literals;
   // Built with ""sv so the embedded NUL is part of it.
-  constexpr std::string_view kAlphabet =
-      "0123456789     \t\n\n::||()\\-.abcpukBntrxvdeh_/\x00\xff"sv;
+  constexpr std::string_view kAlphabet = "0123456789     \t\n\n::||()\\-.abcpukBntrxvdeh_/\x00\xff"sv;
   std::mt19937 rng(12345);
   std::uniform_int_distribution<size_t> pick(0, kAlphabet.size() - 1);
   std::uniform_int_distribution<size_t> length(0, 400);
@@ -855,8 +749,7 @@ TEST(ParseTest, RandomInputDoesNotCrash) {
     for (char& c : text) c = kAlphabet[pick(rng)];
     std::vector<std::string> errors;
     std::vector<HostMetric> metrics = ParseProcStat(text, "s", 100, &errors);
-    for (auto parse :
-         {ParseMeminfo, ParseLoadavg, ParseDiskstats, ParseNetDev}) {
+    for (auto parse : {ParseMeminfo, ParseLoadavg, ParseDiskstats, ParseNetDev}) {
       std::vector<HostMetric> more = parse(text, "s", &errors);
       metrics.insert(metrics.end(), more.begin(), more.end());
     }
@@ -880,10 +773,8 @@ TEST(HostCollectorRealProcTest, CollectsFromThisHost) {
   // Mount points can legitimately fail statvfs (permissions, stale mounts),
   // but the core /proc files must parse cleanly on a real kernel.
   for (const char* file :
-       {"/proc/stat", "/proc/meminfo", "/proc/loadavg", "/proc/diskstats",
-        "/proc/net/dev", "/proc/self/mounts"}) {
-    EXPECT_FALSE(AnyErrorContains(errors, std::string(file) + ":"))
-        << ::testing::PrintToString(errors);
+       {"/proc/stat", "/proc/meminfo", "/proc/loadavg", "/proc/diskstats", "/proc/net/dev", "/proc/self/mounts"}) {
+    EXPECT_FALSE(AnyErrorContains(errors, std::string(file) + ":")) << ::testing::PrintToString(errors);
   }
   EXPECT_NE(Find(metrics, "node_load1"), nullptr);
   const HostMetric* mem_total = Find(metrics, "node_memory_MemTotal_bytes");
@@ -895,8 +786,7 @@ TEST(HostCollectorRealProcTest, CollectsFromThisHost) {
   // No series appears twice.
   std::set<std::pair<std::string, Labels>> series;
   for (const HostMetric& m : metrics) {
-    EXPECT_TRUE(series.emplace(m.name, m.labels).second)
-        << "duplicate " << ::testing::PrintToString(m);
+    EXPECT_TRUE(series.emplace(m.name, m.labels).second) << "duplicate " << ::testing::PrintToString(m);
   }
 }
 

@@ -104,7 +104,7 @@ TEST(ShipperTest, FullQueueDropsTheOldestAndStopReportsWhatIsLeft) {
   EXPECT_EQ(shipper.stats().dropped, 3u);
   EXPECT_EQ(shipper.stats().pending, 2u);
   auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(shipper.Stop(std::chrono::milliseconds(300)), 2u);  // nobody to deliver to
+  EXPECT_EQ(shipper.Stop(std::chrono::milliseconds(300)), 2u);                     // nobody to deliver to
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));  // bounded
 }
 

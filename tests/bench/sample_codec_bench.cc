@@ -63,8 +63,7 @@ void BM_EncodeBlock(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * fleet.samples));
-  state.counters["bytes/sample"] =
-      static_cast<double>(bytes) / static_cast<double>(state.iterations() * fleet.samples);
+  state.counters["bytes/sample"] = static_cast<double>(bytes) / static_cast<double>(state.iterations() * fleet.samples);
 }
 BENCHMARK(BM_EncodeBlock)->Arg(120)->Arg(360);
 

@@ -108,7 +108,12 @@ void BM_AppendFleet(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * 10'000 * points);
 }
-BENCHMARK(BM_AppendFleet)->Args({360, 1})->Args({360, 0})->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(BM_AppendFleet)
+    ->Args({360, 1})
+    ->Args({360, 0})
+    ->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 class StoreFixture {
  public:
@@ -135,8 +140,8 @@ StoreFixture& Shared() {
 
 void BM_SelectByMatchers(benchmark::State& state) {
   static const char* kSelectors[] = {
-      R"(node_cpu_seconds_total{host="host-0042"})",  // two postings intersected
-      R"(node_load1)",                                  // one posting, 1000 series
+      R"(node_cpu_seconds_total{host="host-0042"})",      // two postings intersected
+      R"(node_load1)",                                    // one posting, 1000 series
       R"({host=~"host-00[0-4].*", region="eu-west-1"})",  // posting + regex filter
   };
   auto matchers = model::ParseSelector(kSelectors[state.range(0)]);

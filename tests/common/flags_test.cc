@@ -36,7 +36,10 @@ TEST(FlagsTest, ParsesBothFormsAndPositionals) {
   FlagSet f("prog", "prog");
   Register(f, p);
   std::vector<std::string> pos;
-  ASSERT_TRUE(ParseArgs(f, {"query", "--addr", "h:2", "--n=7", "--on", "--every=1m", "--label", "a=b", "--label=c=d", "x"}, &pos).ok());
+  ASSERT_TRUE(ParseArgs(f,
+                        {"query", "--addr", "h:2", "--n=7", "--on", "--every=1m", "--label", "a=b", "--label=c=d", "x"},
+                        &pos)
+                  .ok());
   EXPECT_EQ(p.addr, "h:2");
   EXPECT_EQ(p.n, 7);
   EXPECT_TRUE(p.on);

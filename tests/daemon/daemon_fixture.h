@@ -22,7 +22,7 @@ namespace sheaf::daemon {
 inline constexpr int64_t kNow = 1'800'000'000'000;
 
 inline v1::Series MakeSeries(std::vector<std::pair<std::string, std::string>> labels, v1::MetricType type,
-                      std::vector<std::pair<int64_t, double>> samples) {
+                             std::vector<std::pair<int64_t, double>> samples) {
   v1::Series s;
   for (auto& [n, v] : labels) {
     auto* l = s.add_labels();

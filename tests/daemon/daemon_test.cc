@@ -6,8 +6,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include "tests/daemon/daemon_fixture.h"
-
 #include <cmath>
 #include <cstdio>
 #include <thread>
@@ -16,6 +14,7 @@
 #include "proto/batch_encoder.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 #include "sheaf/v1/query.grpc.pb.h"
+#include "tests/daemon/daemon_fixture.h"
 #include "tests/support/net.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -80,14 +79,16 @@ TEST_F(DaemonTest, DuplicateAgentSequenceIsAppliedOnce) {
 }
 
 TEST_F(DaemonTest, InvalidSeriesAreRejectedAndCountedWhileValidOnesAreStored) {
-  v1::MetricBatch b = Batch("agent-v", 1, {
-      MakeSeries({{"__name__", "good"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
-      MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}, {kNow - 1, 2}}),
-      MakeSeries({{"__name__", "nan"}}, v1::METRIC_TYPE_GAUGE, {{kNow, std::nan("")}}),
-      MakeSeries({{"__name__", "neg"}}, v1::METRIC_TYPE_COUNTER, {{kNow, -1}}),
-      MakeSeries({{"__name__", "old"}}, v1::METRIC_TYPE_GAUGE, {{kNow - 30LL * 86'400'000, 1}}),
-      MakeSeries({{"__name__", "dup"}, {"a", "1"}, {"a", "2"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
-  });
+  v1::MetricBatch b =
+      Batch("agent-v", 1,
+            {
+                MakeSeries({{"__name__", "good"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}, {kNow - 1, 2}}),
+                MakeSeries({{"__name__", "nan"}}, v1::METRIC_TYPE_GAUGE, {{kNow, std::nan("")}}),
+                MakeSeries({{"__name__", "neg"}}, v1::METRIC_TYPE_COUNTER, {{kNow, -1}}),
+                MakeSeries({{"__name__", "old"}}, v1::METRIC_TYPE_GAUGE, {{kNow - 30LL * 86'400'000, 1}}),
+                MakeSeries({{"__name__", "dup"}, {"a", "1"}, {"a", "2"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+            });
   auto* unknown = b.add_samples();
   unknown->set_ref(77);
   unknown->add_timestamps_ms(kNow);
@@ -135,9 +136,11 @@ TEST_F(DaemonTest, QueryStreamsInChunksAndDownsamplesBySteps) {
   std::vector<std::pair<int64_t, double>> samples;
   for (int i = 0; i < 25; ++i) samples.emplace_back(kNow - 250'000 + i * 10'000, i);
   v1::PushAck ack;
-  ASSERT_TRUE(Push({Batch("q", 1, {MakeSeries({{"__name__", "m"}, {"k", "a"}}, v1::METRIC_TYPE_GAUGE, samples),
-                                    MakeSeries({{"__name__", "m"}, {"k", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 7}})})},
-                   &ack).ok());
+  ASSERT_TRUE(Push({Batch("q", 1,
+                          {MakeSeries({{"__name__", "m"}, {"k", "a"}}, v1::METRIC_TYPE_GAUGE, samples),
+                           MakeSeries({{"__name__", "m"}, {"k", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 7}})})},
+                   &ack)
+                  .ok());
   auto r = Query("m", kNow - 300'000, kNow, 0, 10);
   ASSERT_TRUE(r.status.ok());
   // 25 samples of k=a in chunks of 10, then k=b: 3 messages.
@@ -165,9 +168,11 @@ TEST_F(DaemonTest, QueryStreamsInChunksAndDownsamplesBySteps) {
 TEST_F(DaemonTest, SamplesTooFarOutOfOrderAreRejectedWithTheirReason) {
   v1::PushAck ack;
   ASSERT_TRUE(Push({Batch("o", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})}, &ack).ok());
-  ASSERT_TRUE(Push({Batch("o", 2, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE,
-                                              {{kNow - 7'200'000, 2}, {kNow - 600'000, 3}})})},
-                   &ack).ok());
+  ASSERT_TRUE(Push({Batch("o", 2,
+                          {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE,
+                                      {{kNow - 7'200'000, 2}, {kNow - 600'000, 3}})})},
+                   &ack)
+                  .ok());
   EXPECT_EQ(ack.samples_stored(), 1u);  // 10 min late is fine, 2 h is not
   ASSERT_EQ(ack.rejected_size(), 1);
   EXPECT_EQ(ack.rejected(0).reason(), v1::REJECT_REASON_OUT_OF_ORDER);
@@ -201,9 +206,11 @@ TEST_F(DaemonTest, StepQueriesOverRollupsMatchRawSamples) {
 
 TEST_F(DaemonTest, LabelNamesValuesAndCompaction) {
   v1::PushAck ack;
-  ASSERT_TRUE(Push({Batch("l", 1, {MakeSeries({{"__name__", "up"}, {"job", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
-                                    MakeSeries({{"__name__", "up"}, {"job", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
-                   &ack).ok());
+  ASSERT_TRUE(Push({Batch("l", 1,
+                          {MakeSeries({{"__name__", "up"}, {"job", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                           MakeSeries({{"__name__", "up"}, {"job", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                   &ack)
+                  .ok());
   {
     grpc::ClientContext ctx;
     v1::LabelNamesResponse resp;
@@ -312,8 +319,8 @@ TEST_F(DaemonTest, HealthIsServing) {
 // gRPC 1.51). Request: ServerReflectionRequest{list_services: ""} = field 7.
 TEST_F(DaemonTest, ReflectionListsTheServices) {
   std::string response;
-  auto status = RawCall("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                        {std::string("\x3a\x00", 2)}, &response);
+  auto status = RawCall("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {std::string("\x3a\x00", 2)},
+                        &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   for (const char* service : {"sheaf.v1.IngestService", "sheaf.v1.QueryService", "grpc.health.v1.Health"}) {
     EXPECT_NE(response.find(service), std::string::npos) << service;
@@ -324,7 +331,8 @@ TEST_F(DaemonTest, ReflectionListsTheServices) {
 // period: its later batches are stored and acknowledged. New calls are
 // refused. Over TCP, like agents.
 TEST_F(DaemonTest, InFlightStreamFinishesDuringGracefulShutdown) {
-  auto tcp = grpc::CreateChannel("127.0.0.1:" + std::to_string(daemon_->grpc_port()), grpc::InsecureChannelCredentials());
+  auto tcp =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(daemon_->grpc_port()), grpc::InsecureChannelCredentials());
   auto ingest = v1::IngestService::NewStub(tcp);
   auto query = v1::QueryService::NewStub(tcp);
   grpc::ClientContext ctx;
@@ -340,13 +348,15 @@ TEST_F(DaemonTest, InFlightStreamFinishesDuringGracefulShutdown) {
   std::thread stopper([&] { daemon_->Shutdown(); });
   // Shutdown has begun once new calls are refused.
   grpc::Status refused;
-  EXPECT_TRUE(testing::WaitFor([&] {
-    grpc::ClientContext c;
-    c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
-    v1::StatsResponse r;
-    refused = query->Stats(&c, v1::StatsRequest(), &r);
-    return !refused.ok();
-  }, std::chrono::seconds(10)));
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+        v1::StatsResponse r;
+        refused = query->Stats(&c, v1::StatsRequest(), &r);
+        return !refused.ok();
+      },
+      std::chrono::seconds(10)));
   EXPECT_TRUE(writer->Write(Batch("g", 2, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 2}})})));
   writer->WritesDone();
   auto status = writer->Finish();
@@ -363,7 +373,8 @@ TEST_F(DaemonTest, InFlightStreamFinishesDuringGracefulShutdown) {
 TEST_F(DaemonTest, GzipIsNegotiatedOnTheWire) {
   std::vector<v1::Series> series;
   for (int i = 0; i < 2000; ++i) {
-    series.push_back(MakeSeries({{"__name__", "compressible_metric_name_repeated"}, {"instance", "host-" + std::to_string(i)},
+    series.push_back(MakeSeries({{"__name__", "compressible_metric_name_repeated"},
+                                 {"instance", "host-" + std::to_string(i)},
                                  {"job", "a-rather-long-job-name"}},
                                 v1::METRIC_TYPE_GAUGE, {{kNow, 1}}));
   }
@@ -384,16 +395,19 @@ TEST_F(DaemonTest, GzipIsNegotiatedOnTheWire) {
 
 TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
   v1::PushAck ack;
-  ASSERT_TRUE(Push({Batch("m", 1, {MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
-                                    MakeSeries({{"__name__", "ok"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
-                   &ack).ok());
+  ASSERT_TRUE(Push({Batch("m", 1,
+                          {MakeSeries({{"__name__", "bad-name"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                           MakeSeries({{"__name__", "ok"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                   &ack)
+                  .ok());
   auto resp = testing::HttpGet(daemon_->http_port(), "/metrics");
   ASSERT_EQ(resp.status, 200);
   const std::string& body = resp.body;
   EXPECT_NE(body.find("sheaf_ingest_samples_total 1\n"), std::string::npos) << body;
   EXPECT_NE(body.find("sheaf_ingest_rejected_series_total{reason=\"invalid_metric_name\"} 1\n"), std::string::npos);
   EXPECT_NE(body.find("sheaf_ingest_rejected_series_total{reason=\"series_limit\"} 0\n"), std::string::npos);
-  EXPECT_NE(body.find("sheaf_grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Push\",grpc_service=\"sheaf.v1.IngestService\"} 1"),
+  EXPECT_NE(body.find("sheaf_grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Push\",grpc_service=\"sheaf.v1."
+                      "IngestService\"} 1"),
             std::string::npos);
   EXPECT_NE(body.find("sheaf_grpc_server_handling_seconds_bucket{grpc_method=\"Push\""), std::string::npos);
   EXPECT_NE(body.find("sheaf_storage_samples 1\n"), std::string::npos);
@@ -420,7 +434,11 @@ TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
 // becomes, these must decode and store the same way: old agents stay in
 // the field for years.
 constexpr char kFirstVersionBatch[] =
-    "\x0a\x05\x77\x65\x62\x2d\x31\x10\x81\x80\xf9\xc0\xc1\xc4\x82\x03\x1a\x36\x08\x01\x12\x22\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x16\x6e\x6f\x64\x65\x5f\x63\x70\x75\x5f\x73\x65\x63\x6f\x6e\x64\x73\x5f\x74\x6f\x74\x61\x6c\x12\x0c\x0a\x04\x6d\x6f\x64\x65\x12\x04\x69\x64\x6c\x65\x18\x01\x22\x14\x08\x01\x12\x06\x98\x98\xf1\xc2\xb1\x34\x1a\x08\x29\x5c\x8f\xc2\xd5\x1c\xc8\x40\x2a\x2c\x0a\x16\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x0a\x6e\x6f\x64\x65\x5f\x6c\x6f\x61\x64\x31\x10\x02\x1a\x10\x08\x98\x98\xf1\xc2\xb1\x34\x11\x00\x00\x00\x00\x00\x00\xd0\x3f";
+    "\x0a\x05\x77\x65\x62\x2d\x31\x10\x81\x80\xf9\xc0\xc1\xc4\x82\x03\x1a\x36\x08\x01\x12\x22\x0a\x08\x5f\x5f\x6e\x61"
+    "\x6d\x65\x5f\x5f\x12\x16\x6e\x6f\x64\x65\x5f\x63\x70\x75\x5f\x73\x65\x63\x6f\x6e\x64\x73\x5f\x74\x6f\x74\x61\x6c"
+    "\x12\x0c\x0a\x04\x6d\x6f\x64\x65\x12\x04\x69\x64\x6c\x65\x18\x01\x22\x14\x08\x01\x12\x06\x98\x98\xf1\xc2\xb1\x34"
+    "\x1a\x08\x29\x5c\x8f\xc2\xd5\x1c\xc8\x40\x2a\x2c\x0a\x16\x0a\x08\x5f\x5f\x6e\x61\x6d\x65\x5f\x5f\x12\x0a\x6e\x6f"
+    "\x64\x65\x5f\x6c\x6f\x61\x64\x31\x10\x02\x1a\x10\x08\x98\x98\xf1\xc2\xb1\x34\x11\x00\x00\x00\x00\x00\x00\xd0\x3f";
 
 TEST_F(DaemonTest, FirstVersionBatchBytesAreStillAccepted) {
   std::string bytes(kFirstVersionBatch, sizeof(kFirstVersionBatch) - 1);

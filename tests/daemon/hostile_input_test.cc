@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
 #include <zlib.h>
 
 #include "sheaf/v1/ingest_decode.pb.h"
@@ -61,8 +60,9 @@ class HostileInputTest : public DaemonTest {};
 // once cost 4.9 GB. sheafd inflates itself and stops at the limit.
 TEST_F(HostileInputTest, GzipBombIsResourceExhaustedAndCostsNoMemory) {
   // 48 MiB of one label value: ~48 KiB gzipped, three times the 16 MiB limit.
-  v1::MetricBatch bomb = Batch("bomber", 1, {MakeSeries({{"__name__", "m"}, {"x", std::string(48 << 20, 'a')}},
-                                                         v1::METRIC_TYPE_GAUGE, {{kNow, 1}})});
+  v1::MetricBatch bomb =
+      Batch("bomber", 1,
+            {MakeSeries({{"__name__", "m"}, {"x", std::string(48 << 20, 'a')}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})});
   v1::PushAck ack;
   grpc::Status s = Push({bomb}, &ack, TcpChannel(daemon_->grpc_port()), /*gzip=*/true);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
@@ -146,12 +146,13 @@ TEST_F(HostileInputTest, InvalidUtf8CostsOnlyItsOwnSeries) {
 // failed for everyone, even after a restart.
 TEST_F(HostileInputTest, HugeLabelNamesAreRejectedAndListingsStayUsable) {
   v1::PushAck ack;
-  ASSERT_TRUE(Push({Batch("a", 1,
-                          {MakeSeries({{"__name__", "m"}, {std::string(5 << 20, 'n'), "x"}}, v1::METRIC_TYPE_GAUGE,
-                                      {{kNow, 1}}),
-                           MakeSeries({{"__name__", "m"}, {"ok", "x"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
-                   &ack, TcpChannel(daemon_->grpc_port()), true)
-                  .ok());
+  ASSERT_TRUE(
+      Push(
+          {Batch("a", 1,
+                 {MakeSeries({{"__name__", "m"}, {std::string(5 << 20, 'n'), "x"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                  MakeSeries({{"__name__", "m"}, {"ok", "x"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+          &ack, TcpChannel(daemon_->grpc_port()), true)
+          .ok());
   ASSERT_EQ(ack.rejected_size(), 1);
   EXPECT_EQ(ack.rejected(0).reason(), v1::REJECT_REASON_INVALID_LABEL_NAME);
   EXPECT_LT(ack.ByteSizeLong(), 2048u);  // the example is abbreviated
@@ -258,8 +259,9 @@ TEST_F(HostileInputTest, ExtremeQueryRangesAreInvalidArgumentNamingTheField) {
 // Two refs with the same labels and timestamp once stored one sample but
 // counted two.
 TEST_F(HostileInputTest, TheSameSeriesTwiceInOneBatchIsCountedOnce) {
-  v1::MetricBatch b = Batch("a", 1, {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
-                                     MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 2}})});
+  v1::MetricBatch b = Batch("a", 1,
+                            {MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                             MakeSeries({{"__name__", "m"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 2}})});
   v1::PushAck ack;
   ASSERT_TRUE(Push({b}, &ack).ok());
   EXPECT_EQ(ack.samples_stored(), 1u);
@@ -288,9 +290,9 @@ TEST_F(HostileInputTest, UnexpectedDuplicatesAreCounted) {
 
 TEST_F(HostileInputTest, DeleteSeriesRemovesAPoisonedSeries) {
   v1::PushAck ack;
-  ASSERT_TRUE(Push({Batch("a", 1, {MakeSeries({{"__name__", "m"}, {"secret", "hunter2"}}, v1::METRIC_TYPE_GAUGE,
-                                              {{kNow, 1}}),
-                                   MakeSeries({{"__name__", "m"}, {"ok", "1"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+  ASSERT_TRUE(Push({Batch("a", 1,
+                          {MakeSeries({{"__name__", "m"}, {"secret", "hunter2"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                           MakeSeries({{"__name__", "m"}, {"ok", "1"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
                    &ack)
                   .ok());
   auto admin = v1::AdminService::NewStub(channel_);

@@ -37,8 +37,9 @@ class Sheafd {
  public:
   Sheafd(const testing::TempDir& dir, const std::string& data) {
     ready_ = dir.Sub("ready-" + std::to_string(++starts_));
-    std::vector<std::string> argv = {Bin("SHEAFD"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-                                     "--data-dir", data, "--ready-file", ready_, "--grace-period", "5s"};
+    std::vector<std::string> argv = {Bin("SHEAFD"), "--grpc-listen",  "127.0.0.1:0", "--http-listen",
+                                     "127.0.0.1:0", "--data-dir",     data,          "--ready-file",
+                                     ready_,        "--grace-period", "5s"};
     process_ = Process::Start(argv, dir.Sub("sheafd.log"));
     ok_ = WaitFor([&] { return !testing::ReadFile(ready_).empty() || !process_->running(); }, seconds(30)) &&
           process_->running();
@@ -74,16 +75,20 @@ TEST(EndToEndTest, AgentMetricsFlowToQueryAndScrape) {
   ASSERT_TRUE(daemon.ok()) << daemon.log();
   // The identity is generated in the state directory; the host label is
   // set explicitly (by default it is the machine's host name).
-  auto agent = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1s",
-                               "--stream-max-age", "1s", "--state-dir", dir.Sub("agent-state"), "--label",
-                               "host=e2e-host", "--label", "region=test"},
-                              dir.Sub("agent.log"));
+  auto agent =
+      Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1s", "--stream-max-age", "1s",
+                      "--state-dir", dir.Sub("agent-state"), "--label", "host=e2e-host", "--label", "region=test"},
+                     dir.Sub("agent.log"));
   // The agent's load average arrives and is queryable.
   testing::CommandResult q;
-  ASSERT_TRUE(WaitFor([&] {
-    q = Ctl(daemon, {"query", "node_load1", "--since", "5m", "--format", "csv"});
-    return q.exit_code == 0 && q.output.find("node_load1{host=\"\"e2e-host\"\", region=\"\"test\"\"}") != std::string::npos;
-  }, seconds(30))) << q.output << testing::ReadFile(dir.Sub("agent.log"));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        q = Ctl(daemon, {"query", "node_load1", "--since", "5m", "--format", "csv"});
+        return q.exit_code == 0 &&
+               q.output.find("node_load1{host=\"\"e2e-host\"\", region=\"\"test\"\"}") != std::string::npos;
+      },
+      seconds(30)))
+      << q.output << testing::ReadFile(dir.Sub("agent.log"));
   // Counters keep their type and the host's CPU modes are there.
   auto series = Ctl(daemon, {"series", R"(node_cpu_seconds_total{mode="idle"})"});
   EXPECT_EQ(series.exit_code, 0);
@@ -141,23 +146,20 @@ TEST(EndToEndTest, AgentIdentityAndSequencesSurviveRestarts) {
 
   // A second agent on the same state directory is refused: it would share
   // the identity and hand out the same sequences.
-  auto holder = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1h",
-                                "--state-dir", state},
-                               dir.Sub("holder.log"));
+  auto holder = Process::Start(
+      {Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--interval", "1h", "--state-dir", state}, dir.Sub("holder.log"));
   ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(dir.Sub("holder.log")).find("shipping to") != std::string::npos; },
                       seconds(10)))
       << testing::ReadFile(dir.Sub("holder.log"));
-  auto second_agent = RunCommand({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--state-dir", state, "--count", "1"},
-                                 seconds(30));
+  auto second_agent =
+      RunCommand({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--state-dir", state, "--count", "1"}, seconds(30));
   EXPECT_EQ(second_agent.exit_code, 1);
   holder->Signal(SIGTERM);
   EXPECT_EQ(holder->Wait(seconds(15)), 0) << testing::ReadFile(dir.Sub("holder.log"));
 
   // A corrupt state file stops the agent with a message naming it, and is
   // left for the operator (never silently reset).
-  {
-    std::ofstream(state + "/sequence", std::ios::trunc) << "garbage";
-  }
+  { std::ofstream(state + "/sequence", std::ios::trunc) << "garbage"; }
   auto corrupt = Process::Start({Bin("SHEAF_AGENT"), "--daemon", daemon.addr(), "--state-dir", state, "--count", "1"},
                                 dir.Sub("corrupt.log"));
   EXPECT_EQ(corrupt->Wait(seconds(15)), 1);
@@ -175,8 +177,8 @@ TEST(EndToEndTest, LoadgenSamplesAreCountedExactlyAndSurviveRestart) {
   {
     Sheafd daemon(dir, data);
     ASSERT_TRUE(daemon.ok()) << daemon.log();
-    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "100", "--series-per-host",
-                            "10", "--points", "100", "--batch", "2000", "--streams", "2"},
+    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "100", "--series-per-host", "10",
+                            "--points", "100", "--batch", "2000", "--streams", "2"},
                            seconds(120));
     ASSERT_EQ(load.exit_code, 0) << load.output;
     EXPECT_EQ(Field(load.output, "samples_acked"), 100'000);
@@ -200,8 +202,8 @@ TEST(EndToEndTest, AcknowledgedSamplesSurviveKill9) {
   {
     Sheafd daemon(dir, data);
     ASSERT_TRUE(daemon.ok()) << daemon.log();
-    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "20", "--series-per-host",
-                            "10", "--points", "100", "--batch", "500", "--streams", "4"},
+    auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "20", "--series-per-host", "10",
+                            "--points", "100", "--batch", "500", "--streams", "4"},
                            seconds(120));
     ASSERT_EQ(load.exit_code, 0) << load.output;
     ASSERT_EQ(Field(load.output, "samples_acked"), 20'000);
@@ -221,16 +223,30 @@ TEST(EndToEndTest, AcknowledgedSamplesSurviveKill9) {
 TEST(EndToEndTest, FiveKill9sDuringIngestLoseAndDuplicateNothing) {
   testing::TempDir dir;
   const std::string data = dir.Sub("data");
-  const int64_t start_ms = (std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count() /
-                            10'000) * 10'000 - 200 * 10'000;
+  const int64_t start_ms =
+      (std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+           .count() /
+       10'000) *
+          10'000 -
+      200 * 10'000;
   // A fleet's data does not depend on its size: host-0001 is the same in
   // a fleet of 50 and of 300.
   auto load = [&](const Sheafd& daemon, int hosts) {
-    return std::vector<std::string>{Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", std::to_string(hosts),
-                                    "--series-per-host", "10", "--points", "200", "--batch", "500", "--streams",
-                                    "2", "--start-ms", std::to_string(start_ms)};
+    return std::vector<std::string>{Bin("SHEAF_LOADGEN"),
+                                    "--addr",
+                                    daemon.addr(),
+                                    "--hosts",
+                                    std::to_string(hosts),
+                                    "--series-per-host",
+                                    "10",
+                                    "--points",
+                                    "200",
+                                    "--batch",
+                                    "500",
+                                    "--streams",
+                                    "2",
+                                    "--start-ms",
+                                    std::to_string(start_ms)};
   };
   int64_t acked_before = 0;
   for (int kill = 1; kill <= 5; ++kill) {
@@ -253,8 +269,8 @@ TEST(EndToEndTest, FiveKill9sDuringIngestLoseAndDuplicateNothing) {
   auto last = RunCommand(load(daemon, 300), seconds(120));
   ASSERT_EQ(last.exit_code, 0) << last.output;
   EXPECT_EQ(StoredSamples(daemon), 300 * 10 * 200);  // the fleet exactly: nothing lost, nothing twice
-  auto q = Ctl(daemon, {"query", R"(node_load1{host="host-0007"})", "--start", std::to_string(start_ms - 1),
-                        "--end", std::to_string(start_ms + 200 * 10'000), "--format", "csv"});
+  auto q = Ctl(daemon, {"query", R"(node_load1{host="host-0007"})", "--start", std::to_string(start_ms - 1), "--end",
+                        std::to_string(start_ms + 200 * 10'000), "--format", "csv"});
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 201) << q.output;  // header + 200 points
 }
@@ -263,9 +279,9 @@ TEST(EndToEndTest, TakenPortExitsWithCodeOneAndAClearMessage) {
   testing::TempDir dir;
   Sheafd first(dir, dir.Sub("a"));
   ASSERT_TRUE(first.ok());
-  auto second = Process::Start({Bin("SHEAFD"), "--grpc-listen", first.addr(), "--http-listen", "127.0.0.1:0",
-                                "--data-dir", dir.Sub("b")},
-                               dir.Sub("second.log"));
+  auto second = Process::Start(
+      {Bin("SHEAFD"), "--grpc-listen", first.addr(), "--http-listen", "127.0.0.1:0", "--data-dir", dir.Sub("b")},
+      dir.Sub("second.log"));
   EXPECT_EQ(second->Wait(seconds(20)), 1);
   EXPECT_NE(testing::ReadFile(dir.Sub("second.log")).find("is the port taken"), std::string::npos)
       << testing::ReadFile(dir.Sub("second.log"));
@@ -279,15 +295,17 @@ TEST(EndToEndTest, RealPrometheusScrapesSheafd) {
   std::ofstream(dir.Sub("prometheus.yml")) << "global:\n  scrape_interval: 1s\nscrape_configs:\n"
                                            << "  - job_name: sheafd\n    static_configs:\n"
                                            << "      - targets: ['127.0.0.1:" << daemon.http_port() << "']\n";
-  auto prom = Process::Start({"/usr/bin/prometheus", "--config.file=" + dir.Sub("prometheus.yml"),
-                              "--storage.tsdb.path=" + dir.Sub("prom"),
-                              "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
-                             dir.Sub("prometheus.log"));
+  auto prom = Process::Start(
+      {"/usr/bin/prometheus", "--config.file=" + dir.Sub("prometheus.yml"), "--storage.tsdb.path=" + dir.Sub("prom"),
+       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+      dir.Sub("prometheus.log"));
   testing::HttpResponse r;
-  bool scraped = WaitFor([&] {
-    r = testing::HttpGet(prom_port, "/api/v1/query?query=sheaf_storage_series%7Bjob%3D%22sheafd%22%7D");
-    return r.status == 200 && r.body.find("\"result\":[{") != std::string::npos;
-  }, seconds(60));
+  bool scraped = WaitFor(
+      [&] {
+        r = testing::HttpGet(prom_port, "/api/v1/query?query=sheaf_storage_series%7Bjob%3D%22sheafd%22%7D");
+        return r.status == 200 && r.body.find("\"result\":[{") != std::string::npos;
+      },
+      seconds(60));
   EXPECT_TRUE(scraped) << r.body << testing::ReadFile(dir.Sub("prometheus.log"));
   auto up = testing::HttpGet(prom_port, "/api/v1/query?query=up%7Bjob%3D%22sheafd%22%7D");
   EXPECT_NE(up.body.find("\"1\"]"), std::string::npos) << up.body;

@@ -22,13 +22,13 @@ TEST(LabelsTest, LabelNames) {
 
 TEST(LabelsTest, LabelValuesMustBeUtf8AndBounded) {
   EXPECT_TRUE(IsValidLabelValue("", 10));
-  EXPECT_TRUE(IsValidLabelValue("h\xC3\xA9llo", 10));           // é
-  EXPECT_TRUE(IsValidLabelValue("\xF0\x9F\x98\x80", 10));       // emoji
-  EXPECT_FALSE(IsValidLabelValue("\xC3", 10));                  // truncated
-  EXPECT_FALSE(IsValidLabelValue("\xC0\xAF", 10));              // overlong '/'
-  EXPECT_FALSE(IsValidLabelValue("\xED\xA0\x80", 10));          // surrogate
+  EXPECT_TRUE(IsValidLabelValue("h\xC3\xA9llo", 10));      // é
+  EXPECT_TRUE(IsValidLabelValue("\xF0\x9F\x98\x80", 10));  // emoji
+  EXPECT_FALSE(IsValidLabelValue("\xC3", 10));             // truncated
+  EXPECT_FALSE(IsValidLabelValue("\xC0\xAF", 10));         // overlong '/'
+  EXPECT_FALSE(IsValidLabelValue("\xED\xA0\x80", 10));     // surrogate
   EXPECT_FALSE(IsValidLabelValue("\xFF", 10));
-  EXPECT_FALSE(IsValidLabelValue("abcdefghijk", 10));           // too long
+  EXPECT_FALSE(IsValidLabelValue("abcdefghijk", 10));  // too long
 }
 
 TEST(LabelsTest, CanonicalizeSortsAndRejectsDuplicates) {
@@ -55,14 +55,16 @@ TEST(LabelsTest, SanitizeUtf8ReplacesOnlyInvalidSequences) {
   EXPECT_EQ(SanitizeUtf8("/mnt/\xff\xfeok", &changed), "/mnt/\xEF\xBF\xBD\xEF\xBF\xBDok");
   EXPECT_TRUE(changed);
   EXPECT_EQ(SanitizeUtf8("\xe2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // truncated sequence
-  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xed\xa0\x80")));             // a surrogate
+  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xed\xa0\x80")));           // a surrogate
 }
 
 TEST(LabelsTest, AbbreviateBoundsAndEscapes) {
   EXPECT_EQ(Abbreviate("short"), "short");
   std::string cut = Abbreviate(std::string(1000, 'x'), 10);
   EXPECT_EQ(cut, "xxxxxxxxxx...(990 more bytes)");
-  EXPECT_EQ(Abbreviate("a\xff" "b"), "a\\xFFb");
+  EXPECT_EQ(Abbreviate("a\xff"
+                       "b"),
+            "a\\xFFb");
   Labels l = {{"__name__", "m"}};
   for (int i = 0; i < 1000; ++i) l.push_back({fmt::format("n{}", i), std::string(50, 'v')});
   std::string s = FormatLabelsShort(l);

@@ -39,8 +39,7 @@ TEST(MatcherTest, MissingLabelIsEmptyValue) {
   Labels l = {{"__name__", "up"}, {"job", "node"}};
   EXPECT_TRUE(MatchesAll({M(Matcher::Op::kEqual, "host", "")}, l));
   EXPECT_FALSE(MatchesAll({M(Matcher::Op::kNotEqual, "host", "")}, l));
-  EXPECT_TRUE(MatchesAll({M(Matcher::Op::kEqual, "job", "node"),
-                          M(Matcher::Op::kNotRegex, "host", ".+")}, l));
+  EXPECT_TRUE(MatchesAll({M(Matcher::Op::kEqual, "job", "node"), M(Matcher::Op::kNotRegex, "host", ".+")}, l));
 }
 
 TEST(MatcherTest, ParsesFullSelector) {
@@ -65,8 +64,8 @@ TEST(MatcherTest, ParsesBareNameAndBracesOnly) {
 }
 
 TEST(MatcherTest, RejectsMalformedSelectorsWithPosition) {
-  for (const char* bad : {"", "{", "up{a}", "up{a=b}", "up{a=\"b\"", "up{a=\"b}", "up extra",
-                          "up{a=~\"(\"}", "{a==\"b\"}"}) {
+  for (const char* bad :
+       {"", "{", "up{a}", "up{a=b}", "up{a=\"b\"", "up{a=\"b}", "up extra", "up{a=~\"(\"}", "{a==\"b\"}"}) {
     auto r = ParseSelector(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;

@@ -11,7 +11,6 @@
 namespace sheaf::model {
 namespace {
 
-
 constexpr int64_t kNow = 1'700'000'000'000;
 
 std::optional<Rejection> Labels_(Labels labels, MetricType type = MetricType::kGauge) {
@@ -37,8 +36,7 @@ TEST(ValidationTest, EachLabelRejectionHasItsReason) {
   EXPECT_EQ(Labels_({{"__name__", "m"}, {"__reserved", "x"}})->reason, RejectReason::kInvalidLabelName);
   EXPECT_EQ(Labels_({{"__name__", "m"}, {"a", "x"}, {"a", "y"}})->reason, RejectReason::kDuplicateLabelName);
   EXPECT_EQ(Labels_({{"__name__", "m"}, {"a", "\xff"}})->reason, RejectReason::kInvalidLabelValue);
-  EXPECT_EQ(Labels_({{"__name__", "m"}, {"a", std::string(3000, 'x')}})->reason,
-            RejectReason::kInvalidLabelValue);
+  EXPECT_EQ(Labels_({{"__name__", "m"}, {"a", std::string(3000, 'x')}})->reason, RejectReason::kInvalidLabelValue);
   Labels many = {{"__name__", "m"}};
   for (int i = 0; i < 70; ++i) many.push_back({fmt::format("l{}", i), "v"});
   EXPECT_EQ(Labels_(many)->reason, RejectReason::kTooManyLabels);
@@ -91,8 +89,7 @@ TEST(ValidationTest, EmptyOrOversizedSeriesIsMalformed) {
 
 TEST(ValidationTest, LongLabelNamesAndHugeLabelSetsAreRejected) {
   // A 5 MiB label name once made every listing fail for everyone.
-  EXPECT_EQ(Labels_({{"__name__", "m"}, {std::string(5 << 20, 'a'), "x"}})->reason,
-            RejectReason::kInvalidLabelName);
+  EXPECT_EQ(Labels_({{"__name__", "m"}, {std::string(5 << 20, 'a'), "x"}})->reason, RejectReason::kInvalidLabelName);
   EXPECT_FALSE(Labels_({{"__name__", "m"}, {std::string(128, 'a'), "x"}}).has_value());
   Labels big = {{"__name__", "m"}};
   for (int i = 0; i < 20; ++i) big.push_back({fmt::format("l{}", i), std::string(1000, 'v')});

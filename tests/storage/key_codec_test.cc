@@ -2,14 +2,13 @@
 
 #include <gtest/gtest.h>
 
-
 namespace sheaf::storage::keys {
 namespace {
 
 TEST(KeyCodecTest, SeriesTimeKeysSortByIdThenTime) {
   std::vector<std::string> in = {
-      SeriesTimeKey(1, -5), SeriesTimeKey(1, 0), SeriesTimeKey(1, 7), SeriesTimeKey(2, INT64_MIN),
-      SeriesTimeKey(2, INT64_MAX), SeriesTimeKey(UINT64_MAX, 0),
+      SeriesTimeKey(1, -5),        SeriesTimeKey(1, 0),         SeriesTimeKey(1, 7),
+      SeriesTimeKey(2, INT64_MIN), SeriesTimeKey(2, INT64_MAX), SeriesTimeKey(UINT64_MAX, 0),
   };
   for (size_t i = 1; i < in.size(); ++i) EXPECT_LT(in[i - 1], in[i]) << i;
 }
@@ -39,8 +38,7 @@ TEST(KeyCodecTest, LogKeysSortBySequence) {
 }
 
 TEST(KeyCodecTest, CanonicalLabelsRoundTripAnyBytes) {
-  Labels labels = {{"__name__", "up"}, {"a", std::string("x\0y", 3)}, {"b", ""},
-                   {"c", std::string(300, 'z')}};
+  Labels labels = {{"__name__", "up"}, {"a", std::string("x\0y", 3)}, {"b", ""}, {"c", std::string(300, 'z')}};
   auto decoded = DecodeCanonicalLabels(CanonicalLabels(labels));
   ASSERT_TRUE(decoded.has_value());
   EXPECT_EQ(*decoded, labels);
@@ -70,8 +68,7 @@ TEST(KeyCodecTest, PostingKeysShareTheirPrefixAndEndWithTheId) {
 }
 
 TEST(KeyCodecTest, TenantsHaveDisjointIndexRanges) {
-  EXPECT_LT(SeriesByLabelsKey(1, CanonicalLabels({{"z", "z"}})),
-            SeriesByLabelsKey(2, CanonicalLabels({{"a", "a"}})));
+  EXPECT_LT(SeriesByLabelsKey(1, CanonicalLabels({{"z", "z"}})), SeriesByLabelsKey(2, CanonicalLabels({{"a", "a"}})));
 }
 
 TEST(KeyCodecTest, VarintRoundTripsAndDetectsTruncation) {

@@ -3,11 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "storage/key_codec.h"
 #include "storage/sample_codec.h"
-
-#include <vector>
 
 namespace sheaf::storage {
 namespace {

@@ -49,8 +49,7 @@ std::string ExpectRoundTrip(const std::vector<Sample>& samples, BlockEncodeOptio
   auto decoded = DecodeBlock(block);
   EXPECT_TRUE(decoded.ok()) << decoded.status() << " for " << Describe(samples);
   if (decoded.ok()) {
-    EXPECT_TRUE(SameSamples(*decoded, samples))
-        << "got " << Describe(*decoded) << "\nwant " << Describe(samples);
+    EXPECT_TRUE(SameSamples(*decoded, samples)) << "got " << Describe(*decoded) << "\nwant " << Describe(samples);
   }
   return block;
 }
@@ -148,10 +147,18 @@ TEST(SampleCodecTest, RoundTripsExtremeAndIrregularTimestamps) {
     for (int i = 0; i < 200; ++i) {
       s.push_back({t, static_cast<double>(i % 7)});
       switch (round % 4) {
-        case 0: t += 10'000 + static_cast<int64_t>(rng() % 11) - 5; break;  // jitter
-        case 1: t += 1 + static_cast<int64_t>(rng() % 1'000'000); break;    // irregular
-        case 2: t += (rng() % 10 == 0) ? 20'000 : 10'000; break;            // missed scrapes
-        default: t += static_cast<int64_t>(1 + (rng() >> (20 + rng() % 44))); break;  // wild
+        case 0:
+          t += 10'000 + static_cast<int64_t>(rng() % 11) - 5;
+          break;  // jitter
+        case 1:
+          t += 1 + static_cast<int64_t>(rng() % 1'000'000);
+          break;  // irregular
+        case 2:
+          t += (rng() % 10 == 0) ? 20'000 : 10'000;
+          break;  // missed scrapes
+        default:
+          t += static_cast<int64_t>(1 + (rng() >> (20 + rng() % 44)));
+          break;  // wild
       }
     }
     ExpectRoundTrip(s);
@@ -200,12 +207,24 @@ TEST(SampleCodecTest, RoundTripsRandomSeries) {
     int64_t m = static_cast<int64_t>(rng() % 1'000'000) - 500'000;
     for (int i = 0; i < n; ++i) {
       switch (shape) {
-        case 0: m += static_cast<int64_t>(rng() % 1000); break;
-        case 1: m += (rng() % 3 == 0) ? 0 : 512 * static_cast<int64_t>(rng() % 100); break;
-        case 2: m = static_cast<int64_t>(rng() >> 12) - (int64_t{1} << 51); break;
-        case 3: m += (rng() % 50 == 0) ? int64_t{1} << 40 : 1; break;
-        case 4: m = -m + static_cast<int64_t>(rng() % 3); break;
-        default: m = static_cast<int64_t>(rng() % 4); break;
+        case 0:
+          m += static_cast<int64_t>(rng() % 1000);
+          break;
+        case 1:
+          m += (rng() % 3 == 0) ? 0 : 512 * static_cast<int64_t>(rng() % 100);
+          break;
+        case 2:
+          m = static_cast<int64_t>(rng() >> 12) - (int64_t{1} << 51);
+          break;
+        case 3:
+          m += (rng() % 50 == 0) ? int64_t{1} << 40 : 1;
+          break;
+        case 4:
+          m = -m + static_cast<int64_t>(rng() % 3);
+          break;
+        default:
+          m = static_cast<int64_t>(rng() % 4);
+          break;
       }
       values.push_back(exponent < 0 ? static_cast<double>(m) / std::pow(10.0, -exponent)
                                     : static_cast<double>(m) * scale);
@@ -216,14 +235,11 @@ TEST(SampleCodecTest, RoundTripsRandomSeries) {
 }
 
 TEST(SampleCodecTest, ChoosesDecimalForDecimalData) {
-  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({0.01, 0.02, 0.5, 1.37, 12.5, 100.25}))),
-            BlockValueMode::kDecimal);
-  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({1e-12, 3e-12, 7e-12, 2e-12}))),
-            BlockValueMode::kDecimal);
+  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({0.01, 0.02, 0.5, 1.37, 12.5, 100.25}))), BlockValueMode::kDecimal);
+  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({1e-12, 3e-12, 7e-12, 2e-12}))), BlockValueMode::kDecimal);
   EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({-5, 0, 17, 3, 1e15}))), BlockValueMode::kDecimal);
   // Integers beyond 2^53 with trailing zeros: a positive exponent.
-  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({1e20, 2e20, 3.5e20, 1.25e21}))),
-            BlockValueMode::kDecimal);
+  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({1e20, 2e20, 3.5e20, 1.25e21}))), BlockValueMode::kDecimal);
 }
 
 TEST(SampleCodecTest, ChoosesXorForNonDecimalData) {
@@ -236,8 +252,7 @@ TEST(SampleCodecTest, ChoosesXorForNonDecimalData) {
     EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular({1, 2, odd, 4}))), BlockValueMode::kXor) << odd;
   }
   // Forcing decimal on such data falls back to xor.
-  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular(random), {BlockValueMode::kDecimal})),
-            BlockValueMode::kXor);
+  EXPECT_EQ(ModeOf(ExpectRoundTrip(Regular(random), {BlockValueMode::kDecimal})), BlockValueMode::kXor);
 }
 
 TEST(SampleCodecTest, ForcedModesRoundTripAndAutoIsNoLarger) {
@@ -327,9 +342,8 @@ TEST(SampleCodecTest, PeekMatchesHeader) {
   EXPECT_EQ(one->first_ts, -77);
   EXPECT_EQ(one->last_ts, -77);
 
-  const std::vector<Sample> s = {{std::numeric_limits<int64_t>::min(), 1.5},
-                                 {-3, 2.5},
-                                 {std::numeric_limits<int64_t>::max(), std::nan("")}};
+  const std::vector<Sample> s = {
+      {std::numeric_limits<int64_t>::min(), 1.5}, {-3, 2.5}, {std::numeric_limits<int64_t>::max(), std::nan("")}};
   auto info = PeekBlock(EncodeBlock(s));
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->count, 3u);
@@ -417,12 +431,14 @@ TEST(SampleCodecTest, HostileCountsAreRejectedBeforeAllocating) {
   const std::string header("\x10\x80\x80\x80\x08\x00\xff\xff\xff\x07", 10);
   // Valid descriptors: timestamps Rice-coded (flags 0, base 0, k 0), values
   // constant (exponent 0, m0 0, flags 2, base 0); then 1000 payload bytes.
-  const std::string descriptors("\x00\x00\x00" "\x00\x00\x02\x00", 7);
+  const std::string descriptors(
+      "\x00\x00\x00"
+      "\x00\x00\x02\x00",
+      7);
   auto decoded = DecodeBlock(header + descriptors + std::string(1000, '\xff'));
   ASSERT_FALSE(decoded.ok());
   EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(decoded.status().message().find("truncated payload"), std::string_view::npos)
-      << decoded.status();
+  EXPECT_NE(decoded.status().message().find("truncated payload"), std::string_view::npos) << decoded.status();
   EXPECT_FALSE(DecodeBlock(header + std::string(100, '\x7f')).ok());
   // One more than the cap is refused by the header alone.
   EXPECT_FALSE(PeekBlock(std::string("\x10\x81\x80\x80\x08\x00\x00", 7)).ok());
@@ -471,8 +487,7 @@ TEST(SampleCodecTest, MergeOverlappingBlocksLastWriteWins) {
   EXPECT_TRUE(SameSamples(merged, {{5, 2}, {10, 1}, {20, 3}, {30, 1}, {35, 2}, {40, -0.0}, {50, 3}}))
       << Describe(merged);
   // Order of arguments, not of time, decides.
-  EXPECT_TRUE(SameSamples(MergeAndDecode({blocks[2], blocks[0]}),
-                          {{10, 1}, {20, 1}, {30, 1}, {40, 1}, {50, 3}}));
+  EXPECT_TRUE(SameSamples(MergeAndDecode({blocks[2], blocks[0]}), {{10, 1}, {20, 1}, {30, 1}, {40, 1}, {50, 3}}));
 }
 
 TEST(SampleCodecTest, MergeEdgeCases) {
@@ -499,8 +514,7 @@ TEST(SampleCodecTest, MergeMatchesReferenceOnRandomBlocks) {
       const int n = static_cast<int>(rng() % 40);
       for (int i = 0; i < n; ++i) {
         t += 1 + static_cast<int64_t>(rng() % 8);
-        const double v = rng() % 5 == 0 ? std::bit_cast<double>(rng())
-                                        : static_cast<double>(rng() % 1000) / 10;
+        const double v = rng() % 5 == 0 ? std::bit_cast<double>(rng()) : static_cast<double>(rng() % 1000) / 10;
         block.push_back({t, v});
       }
     }

@@ -8,10 +8,9 @@
 #include <functional>
 #include <thread>
 
-#include "storage/key_codec.h"
 #include "model/labels.h"
 #include "model/matcher.h"
-
+#include "storage/key_codec.h"
 #include "tests/support/temp_dir.h"
 
 namespace sheaf::storage {
@@ -205,8 +204,7 @@ TEST_F(SeriesStoreTest, SecondOpenOfTheSameDirectoryFailsClearly) {
   o.path = dir_.Sub("db");
   auto second = SeriesStore::Open(o);
   ASSERT_FALSE(second.ok());
-  EXPECT_NE(second.status().message().find("another sheafd"), std::string_view::npos)
-      << second.status();
+  EXPECT_NE(second.status().message().find("another sheafd"), std::string_view::npos) << second.status();
 }
 
 TEST_F(SeriesStoreTest, OutOfOrderWithinTheWindowIsStoredInOrderOlderIsRejected) {
@@ -222,8 +220,8 @@ TEST_F(SeriesStoreTest, OutOfOrderWithinTheWindowIsStoredInOrderOlderIsRejected)
   EXPECT_EQ(old.samples_added, 0u);
   ASSERT_EQ(old.too_old.size(), 1u);
   EXPECT_EQ(old.too_old[0], std::make_pair(id, uint64_t{2}));
-  EXPECT_THAT(ReadAll(id), ::testing::ElementsAre(IsSample(t + 60'000 - 1'800'000, 3), IsSample(t, 1),
-                                                  IsSample(t + 60'000, 2)));
+  EXPECT_THAT(ReadAll(id),
+              ::testing::ElementsAre(IsSample(t + 60'000 - 1'800'000, 3), IsSample(t, 1), IsSample(t + 60'000, 2)));
   EXPECT_EQ(store_->Stats().samples, 3u);
 }
 
@@ -246,7 +244,8 @@ TEST_F(SeriesStoreTest, HeadsAreCutIntoBlocksAndEverythingReadsBackAcrossThem) {
   auto check = [&] {
     auto got_a = ReadAll(a);
     ASSERT_EQ(got_a.size(), expect_a.size());
-    for (size_t i = 0; i < got_a.size(); ++i) EXPECT_THAT(got_a[i], IsSample(expect_a[i].timestamp_ms, expect_a[i].value));
+    for (size_t i = 0; i < got_a.size(); ++i)
+      EXPECT_THAT(got_a[i], IsSample(expect_a[i].timestamp_ms, expect_a[i].value));
     EXPECT_EQ(ReadAll(b).size(), 100u);
     // A range inside the data, across block and head.
     auto mid = ReadAll(a, 1'000'000 + 40 * 10'000, 1'000'000 + 95 * 10'000);
@@ -438,7 +437,8 @@ TEST_F(SeriesStoreTest, AnInterruptedRollUpIsFinishedNotRepeated) {
   Open(o);
   const int64_t t0 = keys::WindowStart(now_ms_, 2 * 3'600'000);
   std::vector<SeriesId> ids;
-  for (int i = 0; i < 3; ++i) ids.push_back(Series({{"__name__", "c"}, {"i", std::to_string(i)}}, MetricType::kCounter));
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(Series({{"__name__", "c"}, {"i", std::to_string(i)}}, MetricType::kCounter));
   for (int s = 0; s < 3600; ++s) {
     AppendBatch b{"agent", static_cast<uint64_t>(s + 1), {}};
     for (SeriesId id : ids) b.series.push_back({id, {{t0 + s * 1000LL, double(s)}}});
@@ -543,7 +543,7 @@ TEST_F(SeriesStoreTest, TenantsAreSeparate) {
   b.tenant = 1;
   ASSERT_TRUE(store_->Append(b).ok());
   EXPECT_EQ(store_->AgentSequence(1, "agent"), 5u);
-  EXPECT_EQ(store_->AgentSequence(0, "agent"), 0u);  // sequences are per tenant
+  EXPECT_EQ(store_->AgentSequence(0, "agent"), 0u);     // sequences are per tenant
   AppendBatch cross{"agent", 1, {{*t1, {{1000, 1}}}}};  // tenant 0 writing tenant 1's series
   EXPECT_EQ(store_->Append(cross).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(store_->LabelNames(2, 0, nullptr)->empty());

@@ -1,5 +1,7 @@
 #include "tools/fleet_generator.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -9,8 +11,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace sheaf::tools {
 namespace {
@@ -26,9 +26,7 @@ std::string Label(const FleetSeries& s, const std::string& name) {
 
 std::string Name(const FleetSeries& s) { return Label(s, "__name__"); }
 
-bool StartsWith(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 // values[index][point], generated the way sheaf-loadgen does: point-major.
 std::vector<std::vector<double>> Sample(FleetGenerator& gen, int points) {
@@ -50,22 +48,17 @@ FleetOptions WideOptions() {
   return o;
 }
 
-bool IsMultiple(double v, double unit) {
-  return std::fmod(v, unit) == 0.0;
-}
+bool IsMultiple(double v, double unit) { return std::fmod(v, unit) == 0.0; }
 
 // v is exactly the double nearest to some decimal with <= 2 places, which is
 // what parsing "/proc"-style text yields. The absolute 1e-6 check on v * 100
 // needs |v| well below 2^26, where the spacing of doubles alone would exceed
 // it; per-cpu seconds (bounded by uptime, ~1.7e7 s) and load averages are.
 bool HasAtMostTwoDecimals(double v) {
-  return std::round(v * 100) / 100 == v &&
-         std::abs(v * 100 - std::round(v * 100)) < 1e-6;
+  return std::round(v * 100) / 100 == v && std::abs(v * 100 - std::round(v * 100)) < 1e-6;
 }
 
-bool IsCpu(const FleetSeries& s) {
-  return Name(s) == "node_cpu_seconds_total";
-}
+bool IsCpu(const FleetSeries& s) { return Name(s) == "node_cpu_seconds_total"; }
 
 TEST(FleetGeneratorTest, SameSeedGivesIdenticalData) {
   FleetOptions o = WideOptions();
@@ -170,13 +163,9 @@ TEST(FleetGeneratorTest, DefaultMixIsTenDistinctMetrics) {
         ++families["network"];
       }
     }
-    EXPECT_EQ(modes, (std::multiset<std::string>{"idle", "iowait", "system",
-                                                  "user"}));
-    EXPECT_EQ(families, (std::map<std::string, int>{{"cpu", 4},
-                                                    {"disk", 2},
-                                                    {"load", 1},
-                                                    {"memory", 1},
-                                                    {"network", 2}}));
+    EXPECT_EQ(modes, (std::multiset<std::string>{"idle", "iowait", "system", "user"}));
+    EXPECT_EQ(families,
+              (std::map<std::string, int>{{"cpu", 4}, {"disk", 2}, {"load", 1}, {"memory", 1}, {"network", 2}}));
   }
 }
 
@@ -184,9 +173,8 @@ TEST(FleetGeneratorTest, LabelsSortedAndComplete) {
   FleetOptions o = WideOptions();
   o.hosts = 1000;
   FleetGenerator gen(o);
-  const std::set<std::string> regions = {"us-east-1",    "us-west-2",
-                                         "eu-west-1",    "eu-central-1",
-                                         "ap-south-1",   "ap-northeast-1"};
+  const std::set<std::string> regions = {"us-east-1",    "us-west-2",  "eu-west-1",
+                                         "eu-central-1", "ap-south-1", "ap-northeast-1"};
   std::set<std::string> seen_regions;
   for (size_t i = 0; i < gen.series().size(); ++i) {
     const FleetSeries& s = gen.series()[i];
@@ -209,13 +197,11 @@ TEST(FleetGeneratorTest, LabelsSortedAndComplete) {
       EXPECT_EQ(Label(s, "cpu"), "0");
       std::vector<std::string> keys;
       for (const auto& [k, v] : s.labels) keys.push_back(k);
-      EXPECT_EQ(keys, (std::vector<std::string>{"__name__", "cpu", "host",
-                                                "job", "mode", "region"}));
+      EXPECT_EQ(keys, (std::vector<std::string>{"__name__", "cpu", "host", "job", "mode", "region"}));
     } else {
       EXPECT_EQ(Label(s, "cpu"), "") << name;
     }
-    if (StartsWith(name, "node_disk_") || StartsWith(name, "node_network_") ||
-        StartsWith(name, "node_filesystem_")) {
+    if (StartsWith(name, "node_disk_") || StartsWith(name, "node_network_") || StartsWith(name, "node_filesystem_")) {
       EXPECT_FALSE(Label(s, "device").empty()) << name;
     }
     const bool total = name.size() > 6 && name.ends_with("_total");
@@ -311,9 +297,7 @@ TEST(FleetGeneratorTest, CpuSecondsAreHundredths) {
     }
     EXPECT_TRUE(fractional);  // genuinely 0.01 resolution, not whole seconds
   }
-  EXPECT_EQ(modes, (std::set<std::string>{"idle", "iowait", "irq", "nice",
-                                          "softirq", "steal", "system",
-                                          "user"}));
+  EXPECT_EQ(modes, (std::set<std::string>{"idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"}));
 }
 
 TEST(FleetGeneratorTest, CpuModesAddUpToHostCapacity) {
@@ -375,8 +359,7 @@ TEST(FleetGeneratorTest, DiskBytesAreSectorMultiples) {
   int disk = 0;
   for (size_t i = 0; i < values.size(); ++i) {
     const std::string name = Name(gen.series()[i]);
-    if (name != "node_disk_read_bytes_total" &&
-        name != "node_disk_written_bytes_total") {
+    if (name != "node_disk_read_bytes_total" && name != "node_disk_written_bytes_total") {
       continue;
     }
     ++disk;
