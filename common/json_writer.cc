@@ -4,28 +4,9 @@
 #include <cstdio>
 
 #include "common/prom_format.h"
+#include "common/utf8.h"
 
 namespace sheaf {
-namespace {
-
-// Length of the valid UTF-8 sequence at s[i], or 0.
-size_t Utf8Length(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  size_t n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  uint32_t cp = c & (0x7F >> n);
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i + k) & 0x3F);
-  }
-  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
-}  // namespace
 
 std::string JsonWriter::Quote(std::string_view s) {
   std::string out = "\"";
@@ -43,7 +24,7 @@ std::string JsonWriter::Quote(std::string_view s) {
       std::snprintf(buf, sizeof(buf), "\\u%04x", c);
       out += buf;
       ++i;
-    } else if (size_t n = Utf8Length(s, i); n == 0) {
+    } else if (size_t n = Utf8SequenceLength(s, i); n == 0) {
       out += "\xEF\xBF\xBD";  // U+FFFD
       ++i;
     } else {

@@ -2,9 +2,6 @@
 // where compression or HTTP is involved): each case was tried against an
 // earlier main and hurt it (memory, a poisoned listing, a blocked /metrics,
 // a whole batch lost). Each must now cost the sender alone.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -42,16 +39,6 @@ std::string RawBatch(const std::string& agent, uint64_t seq,
     p->set_value(1);
   }
   return b.SerializeAsString();
-}
-
-int OpenIdleConnection(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  return fd;
 }
 
 class HostileInputTest : public DaemonTest {};
@@ -235,7 +222,7 @@ TEST_F(HostileInputTest, UnknownMethodsFoldIntoOneLabelValue) {
 // workers waited for their requests).
 TEST_F(HostileInputTest, IdleHttpConnectionsDoNotBlockScrapes) {
   std::vector<int> idle;
-  for (int i = 0; i < 8; ++i) idle.push_back(OpenIdleConnection(daemon_->http_port()));
+  for (int i = 0; i < 8; ++i) idle.push_back(testing::ConnectLoopback(daemon_->http_port()));
   auto started = std::chrono::steady_clock::now();
   auto metrics = testing::HttpGet(daemon_->http_port(), "/metrics");
   EXPECT_EQ(metrics.status, 200);

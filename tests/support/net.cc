@@ -10,7 +10,6 @@
 #include <cstring>
 
 namespace sheaf::testing {
-namespace {
 
 int ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -24,8 +23,6 @@ int ConnectLoopback(int port) {
   }
   return fd;
 }
-
-}  // namespace
 
 HttpResponse HttpGet(int port, const std::string& path) {
   HttpResponse out;

@@ -19,6 +19,9 @@ struct HttpResponse {
 // GET http://127.0.0.1:port/path with a 10 s bound on the whole exchange.
 HttpResponse HttpGet(int port, const std::string& path);
 
+// A TCP connection to 127.0.0.1:port, or -1. The caller closes it.
+int ConnectLoopback(int port);
+
 // Listens on 127.0.0.1 (port 0: chosen by the kernel) and relays every
 // accepted connection to 127.0.0.1:target_port.
 class CountingRelay {
