@@ -15,8 +15,7 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
   std::vector<SeriesData> out;
   out.reserve(metrics.size());
   for (const HostMetric& m : metrics) {
-    const model::MetricType type =
-        m.kind == MetricKind::kCounter ? model::MetricType::kCounter : model::MetricType::kGauge;
+    const model::MetricType type = m.kind;
     model::Labels labels;
     labels.reserve(1 + m.labels.size() + extra_.size());
     labels.push_back({model::kMetricNameLabel, m.name});

@@ -15,9 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "model/types.h"
+
 namespace sheaf::agent {
 
-enum class MetricKind { kCounter, kGauge };
+// The model's one metric type; the host collector makes counters and gauges.
+using MetricKind = model::MetricType;
 
 // One sample. Labels never include __name__ and are sorted by label name, so
 // two samples of the same series compare equal field by field.

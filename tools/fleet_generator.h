@@ -20,13 +20,16 @@
 #include <utility>
 #include <vector>
 
+#include "model/types.h"
+
 namespace sheaf::tools {
 
 namespace internal {
 struct FleetSeriesGen;  // per-series parameters and cursor; see the .cc
 }  // namespace internal
 
-enum class FleetMetricKind { kCounter, kGauge };
+// The model's one metric type; the fleet has counters and gauges.
+using FleetMetricKind = model::MetricType;
 
 struct FleetOptions {
   int hosts = 1000;              // >= 1

@@ -275,6 +275,24 @@ TEST(EndToEndTest, FiveKill9sDuringIngestLoseAndDuplicateNothing) {
   EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 201) << q.output;  // header + 200 points
 }
 
+// Flag mistakes are exit code 2 with a message naming the flag: a rollup
+// resolution given twice (once an obscure RocksDB error at open) and a
+// 20-digit time (once an uncaught exception in sheafctl).
+TEST(EndToEndTest, BadFlagsExitWithCodeTwoNamingTheFlag) {
+  testing::TempDir dir;
+  // Through sh, for stderr too: that is where the message goes.
+  auto with_stderr = [](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"});
+    return RunCommand(argv, seconds(30));
+  };
+  auto d = with_stderr({Bin("SHEAFD"), "--data-dir", dir.Sub("data"), "--rollups", "1m:1d,1m:2d"});
+  EXPECT_EQ(d.exit_code, 2) << d.output;
+  EXPECT_NE(d.output.find("--rollups"), std::string::npos) << d.output;
+  auto c = with_stderr({Bin("SHEAFCTL"), "--addr", "127.0.0.1:1", "--start", "12345678901234567890", "query", "up"});
+  EXPECT_EQ(c.exit_code, 2) << c.output;
+  EXPECT_NE(c.output.find("--start"), std::string::npos) << c.output;
+}
+
 TEST(EndToEndTest, TakenPortExitsWithCodeOneAndAClearMessage) {
   testing::TempDir dir;
   Sheafd first(dir, dir.Sub("a"));
