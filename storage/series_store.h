@@ -84,9 +84,10 @@ struct StoreOptions {
   // woken when the heads fill up).
   int64_t maintenance_interval_ms = 10'000;
 
-  // Tests only: called at named points of maintenance ("cut", "rollup_chunk"
-  // after a roll-up chunk is written); a non-OK status makes the operation
-  // fail there, as a crash or a disk error would.
+  // Tests only: called at named points ("cut", "rollup_chunk" after a
+  // roll-up chunk is written, "compact" before each column family of a
+  // Compact); a non-OK status makes the operation fail there, as a crash or
+  // a disk error would, and a slow hook makes it slow.
   std::function<absl::Status(std::string_view point)> test_fault;
 };
 

@@ -272,6 +272,9 @@ absl::Status RocksSeriesStore::Compact() {
   if (auto s = Flush(); !s.ok()) return s;
   if (compaction_disabled_.exchange(false)) db_->EnableManualCompaction();  // after a CancelCompaction
   for (auto* h : handles_) {
+    if (auto f = Fault("compact"); !f.ok()) return f;
+    // A cancel between two families (RocksDB stops one in progress itself).
+    if (compaction_disabled_) return absl::CancelledError("compacting: cancelled (shutting down)");
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     auto s = db_->CompactRange(co, h, nullptr, nullptr);

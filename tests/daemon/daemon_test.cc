@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <thread>
@@ -478,6 +479,40 @@ TEST(DaemonStartTest, TakenPortIsAClearError) {
   auto http_taken = Daemon::Start(third);
   ASSERT_FALSE(http_taken.ok());
   EXPECT_NE(http_taken.status().message().find("HTTP"), std::string::npos) << http_taken.status();
+}
+
+// A manual compaction can take minutes; it once held shutdown past the
+// grace period. It is cancelled now, and answers CANCELLED.
+class SlowCompactionTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonConfig config;
+    config.store.test_fault = [this](std::string_view point) {
+      if (point == "compact") {
+        compacting_ = true;
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // each column family takes a second
+      }
+      return absl::OkStatus();
+    };
+    Start(config);
+  }
+  std::atomic<bool> compacting_ = false;
+};
+
+TEST_F(SlowCompactionTest, ShutdownCancelsARunningCompaction) {
+  auto admin = v1::AdminService::NewStub(channel_);
+  grpc::Status compact_status;
+  std::thread client([&] {
+    grpc::ClientContext ctx;
+    v1::CompactResponse resp;
+    compact_status = admin->Compact(&ctx, v1::CompactRequest(), &resp);
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return compacting_.load(); }, std::chrono::seconds(10)));
+  auto started = std::chrono::steady_clock::now();
+  daemon_->Shutdown();  // grace period: 1 s; the compaction alone would take 6
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(2500));
+  client.join();
+  EXPECT_EQ(compact_status.error_code(), grpc::StatusCode::CANCELLED) << compact_status.error_message();
 }
 
 }  // namespace
