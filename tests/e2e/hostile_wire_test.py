@@ -39,34 +39,41 @@ def gzip_of_zeros(size):
     return b"".join(parts)
 
 
-def open_call(port, path, payload, compressed, encoding=True):
-    """Starts a call and sends its one message, reading nothing back (as a
-    client that never reads would). Returns the socket, kept open."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def connect(port, timeout=10):
+    """An HTTP/2 client connection to sheafd: (socket, h2 connection)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
+    return sock, conn
+
+
+def start_call(conn, path, compressed=False, encoding=True):
+    """Sends a gRPC call's headers; returns its stream id."""
     headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1"),
                ("content-type", "application/grpc"), ("te", "trailers")]
     if compressed and encoding:
         headers.append(("grpc-encoding", "gzip"))
     stream = conn.get_next_available_stream_id()
     conn.send_headers(stream, headers)
-    if payload is not None:
-        conn.send_data(stream, bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload,
-                       end_stream=True)
+    return stream
+
+
+def open_call(port, path, payload, compressed, encoding=True):
+    """Starts a call and sends its one message, reading nothing back (as a
+    client that never reads would). Returns the socket, kept open."""
+    sock, conn = connect(port)
+    stream = start_call(conn, path, compressed, encoding)
+    conn.send_data(stream, bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload,
+                   end_stream=True)
     sock.sendall(conn.data_to_send())
     return sock
 
 
 def idle_streams(port, streams):
     """One connection with `streams` Push calls opened and left silent."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
+    sock, conn = connect(port)
     for _ in range(streams):
-        conn.send_headers(conn.get_next_available_stream_id(),
-                          [(":method", "POST"), (":scheme", "http"), (":path", "/sheaf.v1.IngestService/Push"),
-                           (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers")])
+        start_call(conn, "/sheaf.v1.IngestService/Push")
     sock.sendall(conn.data_to_send())
     return sock
 
@@ -74,18 +81,11 @@ def idle_streams(port, streams):
 def grpc_call(port, path, payload, compressed, timeout=30, encoding=True):
     """One unary-or-streaming gRPC request with one message; returns the
     grpc-status and grpc-message from the trailers (or headers)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
+    sock, conn = connect(port, timeout)
     # Room to send the whole message without waiting for window updates.
     conn.increment_flow_control_window(1 << 30)
     sock.sendall(conn.data_to_send())
-    headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1"),
-               ("content-type", "application/grpc"), ("te", "trailers")]
-    if compressed and encoding:
-        headers.append(("grpc-encoding", "gzip"))
-    stream = conn.get_next_available_stream_id()
-    conn.send_headers(stream, headers)
+    stream = start_call(conn, path, compressed, encoding)
     frame = bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload
     sent = 0
     status = None
