@@ -217,7 +217,7 @@ StoreStats RocksSeriesStore::Stats() {
   StoreStats st;
   {
     absl::ReaderMutexLock lock(&mu_);
-    for (const Entry& e : entries_) st.series += e.deleted ? 0 : 1;
+    st.series = by_labels_.size();  // live series only: deleted ones leave it
   }
   st.samples = sample_count_;
   st.head_samples = head_samples_;
