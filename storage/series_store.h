@@ -104,6 +104,11 @@ struct AppendBatch {
   // later of two equal timestamps wins) and counted once.
   std::vector<SeriesSamples> series;
   TenantId tenant = kDefaultTenant;  // last, so {agent, sequence, series} still reads
+  // History being imported on purpose (sheafctl import): samples are stored
+  // however far behind their series' newest sample they are (no
+  // out-of-order window), and the roll-ups of their time ranges are
+  // brought up to date.
+  bool backfill = false;
 };
 
 struct AppendResult {
