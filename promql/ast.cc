@@ -71,10 +71,12 @@ const Function* LookupFunction(std::string_view name) {
       add(n, {kM}, 0, kV);
     }
     add("predict_linear", {kM, kS}, 0, kV);
+    add("holt_winters", {kM, kS, kS}, 0, kV);
     add("quantile_over_time", {kS, kM}, 0, kV);
     add("histogram_quantile", {kS, kV}, 0, kV);
-    for (std::string_view n :
-         {"abs", "ceil", "floor", "exp", "ln", "log2", "log10", "sqrt", "timestamp", "sort", "sort_desc", "absent"}) {
+    for (std::string_view n : {"abs",   "ceil",      "floor",  "exp", "ln",   "log2",  "log10", "sqrt",  "timestamp",
+                               "sort",  "sort_desc", "absent", "sgn", "acos", "acosh", "asin",  "asinh", "atan",
+                               "atanh", "cos",       "cosh",   "sin", "sinh", "tan",   "tanh",  "deg",   "rad"}) {
       add(n, {kV}, 0, kV);
     }
     add("round", {kV, kS}, 1, kV);
@@ -84,9 +86,11 @@ const Function* LookupFunction(std::string_view name) {
     add("label_replace", {kV, kStr, kStr, kStr, kStr}, 0, kV);
     add("label_join", {kV, kStr, kStr, kStr}, -1, kV);
     add("time", {}, 0, kS);
+    add("pi", {}, 0, kS);
     add("vector", {kS}, 0, kV);
     add("scalar", {kV}, 0, kS);
-    for (std::string_view n : {"minute", "hour", "day_of_week", "day_of_month", "days_in_month", "month", "year"}) {
+    for (std::string_view n :
+         {"minute", "hour", "day_of_week", "day_of_month", "day_of_year", "days_in_month", "month", "year"}) {
       add(n, {kV}, 1, kV);
     }
     return t;

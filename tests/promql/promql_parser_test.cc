@@ -712,7 +712,9 @@ TEST(ParserTest, FunctionTable) {
                         "label_join(x, 'a', 'b')", "time()", "vector(1)", "scalar(x)"}) {
     EXPECT_TRUE(Parse(q).ok()) << q;
   }
-  EXPECT_EQ(LookupFunction("holt_winters"), nullptr);
+  EXPECT_EQ(LookupFunction("holt_winters")->arg_types.size(), 3u);
+  EXPECT_EQ(LookupFunction("pi")->return_type, ValueType::kScalar);
+  EXPECT_EQ(LookupFunction("histogram_count"), nullptr);  // native histograms: not supported
   EXPECT_EQ(LookupFunction("RATE"), nullptr);
   EXPECT_EQ(LookupFunction("time")->return_type, ValueType::kScalar);
   EXPECT_EQ(LookupFunction("scalar")->return_type, ValueType::kScalar);
