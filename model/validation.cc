@@ -97,7 +97,7 @@ std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type, const V
 }
 
 std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type, std::span<const Sample> samples,
-                                         int64_t now_ms, const ValidationLimits& limits) {
+                                         int64_t now_ms, const ValidationLimits& limits, bool backfill) {
   if (samples.empty()) {
     return Reject(RejectReason::kMalformedSeries, fmt::format("{} has no samples", FormatLabelsShort(labels)));
   }
@@ -106,13 +106,21 @@ std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type, 
                   fmt::format("{} has {} samples in one batch; at most {} are accepted", FormatLabelsShort(labels),
                               samples.size(), limits.max_samples_per_series));
   }
-  const int64_t earliest = now_ms - limits.accept_past.count();
+  const int64_t earliest =
+      now_ms - (backfill ? std::max(limits.accept_past, limits.backfill_accept_past) : limits.accept_past).count();
   const int64_t latest = now_ms + limits.accept_future.count();
   std::string_view name = MetricName(labels);
   // Counters, buckets and counts are cumulative; a histogram's sum may be
   // negative (negative observations).
   const bool non_negative = type == MetricType::kCounter || (type == MetricType::kHistogram && !EndsWith(name, "_sum"));
   for (const Sample& s : samples) {
+    if (backfill && s.timestamp_ms < earliest) {
+      return Reject(RejectReason::kTimestampOutOfWindow,
+                    fmt::format("{} has timestamp {} ms, older than anything sheafd keeps: a backfill accepts "
+                                "[{}, {}] (now {} ms, less the longest retention of raw data or roll-ups, {} days)",
+                                FormatLabelsShort(labels), s.timestamp_ms, earliest, latest, now_ms,
+                                (now_ms - earliest) / 86'400'000));
+    }
     if (s.timestamp_ms < earliest || s.timestamp_ms > latest) {
       return Reject(RejectReason::kTimestampOutOfWindow,
                     fmt::format("{} has timestamp {} ms, outside the accepted window [{}, {}] "

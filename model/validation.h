@@ -45,6 +45,11 @@ struct ValidationLimits {
   size_t max_samples_per_series = 100'000;  // per series per batch
   std::chrono::milliseconds accept_past = std::chrono::hours(24 * 7);
   std::chrono::milliseconds accept_future = std::chrono::minutes(10);
+  // Backfill (history imported on purpose, MetricBatch.backfill): how old a
+  // sample may be instead of accept_past. sheafd sets it to the longest
+  // time its store keeps anything (raw or roll-ups), since older data would
+  // be dropped anyway. Never narrower than accept_past.
+  std::chrono::milliseconds backfill_accept_past{0};
 };
 
 struct Rejection {
@@ -58,9 +63,11 @@ struct Rejection {
 std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type, const ValidationLimits& limits);
 
 // Checks samples against the type's value rules and the window around
-// `now_ms`. REQUIRES: labels already valid (used in the message).
+// `now_ms`: [now - accept_past, now + accept_future], or, for a backfill,
+// [now - max(accept_past, backfill_accept_past), now + accept_future].
+// REQUIRES: labels already valid (used in the message).
 std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type, std::span<const Sample> samples,
-                                         int64_t now_ms, const ValidationLimits& limits);
+                                         int64_t now_ms, const ValidationLimits& limits, bool backfill = false);
 
 // "invalid_metric_name" etc.: the label value used on /metrics and in logs.
 std::string_view ReasonName(RejectReason reason);

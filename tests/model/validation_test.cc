@@ -68,6 +68,30 @@ TEST(ValidationTest, TimestampWindow) {
   EXPECT_EQ(Samples({{kNow + 3600'000, 1}})->reason, RejectReason::kTimestampOutOfWindow);
 }
 
+TEST(ValidationTest, BackfillWidensOnlyThePastBound) {
+  constexpr int64_t kDay = 86'400'000;
+  ValidationLimits limits;
+  limits.backfill_accept_past = std::chrono::hours(24 * 730);
+  const Labels m = {{"__name__", "m"}};
+  auto check = [&](int64_t ts, bool backfill) {
+    std::vector<Sample> s = {{ts, 1}};
+    return ValidateSamples(m, MetricType::kGauge, s, kNow, limits, backfill);
+  };
+  EXPECT_EQ(check(kNow - 30 * kDay, false)->reason, RejectReason::kTimestampOutOfWindow);
+  EXPECT_FALSE(check(kNow - 30 * kDay, true).has_value());
+  EXPECT_FALSE(check(kNow - 730 * kDay, true).has_value());
+  auto too_old = check(kNow - 730 * kDay - 1, true);
+  ASSERT_TRUE(too_old.has_value());
+  EXPECT_EQ(too_old->reason, RejectReason::kTimestampOutOfWindow);
+  EXPECT_NE(too_old->detail.find("older than anything sheafd keeps"), std::string::npos) << too_old->detail;
+  EXPECT_NE(too_old->detail.find("730 days"), std::string::npos) << too_old->detail;
+  // The future bound stays.
+  EXPECT_EQ(check(kNow + 3600'000, true)->reason, RejectReason::kTimestampOutOfWindow);
+  // Never narrower than the live window.
+  limits.backfill_accept_past = std::chrono::hours(1);
+  EXPECT_FALSE(check(kNow - 6 * kDay, true).has_value());
+}
+
 TEST(ValidationTest, ValueRulesPerType) {
   const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
   EXPECT_EQ(Samples({{kNow, nan}})->reason, RejectReason::kInvalidValue);
