@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "common/prom_format.h"
 #include "model/labels.h"
 #include "promql/evaluator.h"
 
@@ -81,7 +82,7 @@ absl::StatusOr<Value> Evaluator::EvalAggregate(const Aggregate& agg, const Steps
       for (const VSeries& s : in.vec) {
         if (!s.has[i]) continue;
         Labels l = s.labels;
-        SetLabel(l, param.str, FormatFloatF(s.v[i]));
+        SetLabel(l, param.str, FormatPromApiFloat(s.v[i]));
         l = grouper.Of(l);
         auto [it, fresh] = index.emplace(LabelsKey(l), out.vec.size());
         if (fresh) {

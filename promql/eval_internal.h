@@ -81,8 +81,6 @@ void SortByLabels(std::vector<VSeries>& vec);
 // Go's float semantics where they differ from C++'s.
 double GoMax(double a, double b);
 double GoMin(double a, double b);
-// strconv.FormatFloat(v, 'f', -1, 64): shortest digits, never an exponent.
-std::string FormatFloatF(double v);
 
 // One series' samples in [range_start, range_end] at one step of a range
 // function (stale markers removed), and the function's other arguments.

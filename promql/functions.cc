@@ -3,7 +3,6 @@
 // follows Prometheus 2.42's promql/functions.go: the same formulas in the
 // same order, so results agree to the last bits wherever that is possible.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <map>
@@ -500,12 +499,5 @@ double GoMin(double a, double b) {
   return a < b ? a : b;
 }
 
-std::string FormatFloatF(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[512];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
-  return std::string(buf, r.ptr);
-}
 
 }  // namespace sheaf::promql::internal

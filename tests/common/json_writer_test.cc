@@ -50,6 +50,19 @@ TEST(PromFormatTest, ShortestRoundTrip) {
   EXPECT_EQ(FormatPromFloat(0.1), "0.1");
   EXPECT_EQ(FormatPromFloat(1e21), "1e+21");
   EXPECT_EQ(FormatPromFloat(-2.5), "-2.5");
+  // Go's 'g' with the shortest precision: an exponent below 1e-4 and from 1e6 on.
+  EXPECT_EQ(FormatPromFloat(140), "140");
+  EXPECT_EQ(FormatPromFloat(100000), "100000");
+  EXPECT_EQ(FormatPromFloat(1234567), "1.234567e+06");
+  EXPECT_EQ(FormatPromFloat(0.0001), "0.0001");
+  EXPECT_EQ(FormatPromFloat(0.00001), "1e-05");
+  EXPECT_EQ(FormatPromFloat(-1.5e-300), "-1.5e-300");
+  // Go's 'f': never an exponent.
+  EXPECT_EQ(FormatPromApiFloat(1234567), "1234567");
+  EXPECT_EQ(FormatPromApiFloat(1e21), "1000000000000000000000");
+  EXPECT_EQ(FormatPromApiFloat(0.00001), "0.00001");
+  EXPECT_EQ(FormatPromApiFloat(-0.0), "-0");
+  EXPECT_EQ(FormatPromApiFloat(-INFINITY), "-Inf");
   double third = 1.0 / 3;
   EXPECT_EQ(std::strtod(FormatPromFloat(third).c_str(), nullptr), third);
   EXPECT_EQ(FormatPromFloat(std::numeric_limits<double>::infinity()), "+Inf");
