@@ -26,6 +26,7 @@
 #include "daemon/rpc_interceptor.h"
 #include "daemon/rpc_metrics.h"
 #include "daemon/store_collector.h"
+#include "daemon/tail_hub.h"
 #include "sheaf_version.h"
 #include "storage/series_store.h"
 
@@ -87,6 +88,7 @@ struct Daemon::State {
   std::unique_ptr<IngestMetrics> ingest_metrics;
   std::unique_ptr<RpcMetrics> rpc_metrics;
   std::unique_ptr<WorkQueue> query_executor;
+  std::unique_ptr<TailHub> tail_hub;  // outlives the services that use it
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
@@ -117,8 +119,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
       .Add({{"version", SHEAF_VERSION}})
       .Set(1);
   st->query_executor = std::make_unique<WorkQueue>(config.query_workers, config.query_queue);
-  st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), config.ingest);
+  st->tail_hub =
+      std::make_unique<TailHub>([store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); },
+                                config.tail, st->registry.get());
+  IngestOptions ingest_options = config.ingest;
+  ingest_options.tail_hub = st->tail_hub.get();
+  st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get());
+  st->query->set_tail_hub(st->tail_hub.get());
   st->admin = std::make_unique<AdminService>(st->store.get(), st->query_executor.get());
 
   // HTTP first: prometheus-cpp throws when the port is taken. civetweb's
@@ -188,6 +196,8 @@ std::shared_ptr<grpc::Channel> Daemon::InProcessChannel() {
   return state_->server->InProcessChannel(grpc::ChannelArguments());
 }
 
+TailStats Daemon::tail_stats() const { return state_->tail_hub->Stats(); }
+
 void Daemon::Shutdown() {
   std::call_once(state_->shutdown_once, [this] {
     State& st = *state_;
@@ -198,6 +208,10 @@ void Daemon::Shutdown() {
     // the grace period: cancelled first (it answers CANCELLED; nothing is
     // lost, RocksDB compacts again by itself).
     st.admin->Stop();
+    // Tails never end by themselves: they end now with UNAVAILABLE (one
+    // whose client stopped reading is cancelled with the rest at the
+    // deadline), so they don't hold the server for the grace period.
+    st.tail_hub->Shutdown();
     st.server->Shutdown(std::chrono::system_clock::now() + st.config.grace_period);
     st.server->Wait();
     auto since = [&] {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/ingest_service.h"
+#include "daemon/tail_hub.h"
 #include "storage/series_store.h"
 
 namespace grpc {
@@ -27,6 +28,7 @@ struct DaemonConfig {
   IngestOptions ingest;       // batch size limit, validation limits, dictionaries, workers
   size_t query_workers = 4;   // threads for queries, listings and admin calls
   size_t query_queue = 1024;  // steps waiting for a query worker before calls are refused
+  TailOptions tail;           // live tail: buffers and limits
   // HTTP (/metrics): worker threads, and how long a connection may take to
   // send its request (idle connections must not hold workers for long).
   size_t http_threads = 16;
@@ -44,10 +46,13 @@ class Daemon {
   int http_port() const;
   // A channel to this server that does not touch the network (tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();
+  // The live tail's figures (tests).
+  TailStats tail_stats() const;
 
-  // Graceful: health turns NOT_SERVING, no new calls are accepted, in-flight
-  // calls get the grace period to finish (then are cancelled), queued
-  // batches are written, the store is flushed. Idempotent.
+  // Graceful: health turns NOT_SERVING, open Tail streams end with
+  // UNAVAILABLE, no new calls are accepted, in-flight calls get the grace
+  // period to finish (then are cancelled), queued batches are written, the
+  // store is flushed. Idempotent.
   void Shutdown();
 
  private:

@@ -9,6 +9,7 @@
 #include "daemon/convert.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/ingest_metrics.h"
+#include "daemon/tail_hub.h"
 #include "model/labels.h"
 #include "sheaf/v1/ingest_decode.pb.h"
 #include "storage/series_store.h"
@@ -189,6 +190,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     auto result = service_->store_->Append(append);
     if (!result.ok()) return StoreUnavailable(std::string(result.status().message()));
     if (result->duplicate) return Duplicate(batch.sequence(), result->durable_sequence);  // a concurrent stream won
+    // Live tails see what was stored (not history being backfilled).
+    if (service_->options_.tail_hub != nullptr && !append.backfill)
+      service_->options_.tail_hub->Publish(append, *result);
     for (auto [id, n] : result->too_old) {
       auto info = service_->store_->GetSeries(id);
       Count({model::RejectReason::kOutOfOrder,

@@ -21,6 +21,7 @@ class SeriesStore;
 namespace sheaf::daemon {
 
 class IngestMetrics;
+class TailHub;
 
 struct IngestOptions {
   model::ValidationLimits limits;
@@ -34,6 +35,7 @@ struct IngestOptions {
   size_t workers = 2;               // threads writing batches to the store
   size_t queue_capacity = 256;      // batches waiting for a worker
   std::function<int64_t()> now_ms;  // clock; wall clock when empty (tests inject one)
+  TailHub* tail_hub = nullptr;      // live tail: what the store accepted is published here
 };
 
 // Batches are decoded by hand (a raw method): an undecodable message ends

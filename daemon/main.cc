@@ -112,6 +112,12 @@ int main(int argc, char** argv) {
   flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
   int64_t query_workers = static_cast<int64_t>(config.query_workers);
   flags.Int("query-workers", &query_workers, "threads answering queries, listings and admin calls");
+  flags.Uint("tail-buffer-samples", &config.tail.max_buffer_samples,
+             "live tail: samples waiting for one Tail stream; past it a slow reader misses samples");
+  flags.Uint("tail-buffer-bytes", &config.tail.max_buffer_bytes,
+             "live tail: memory (estimated) of the samples waiting for one Tail stream");
+  flags.Uint("max-tail-subscribers", &config.tail.max_subscribers, "live tail: open Tail streams (0: no live tail)");
+  flags.Uint("max-tail-subscriptions", &config.tail.max_subscriptions, "live tail: subscriptions per Tail stream");
   flags.String("ready-file", &ready_file, "write the bound ports here once serving");
   flags.String("log-level", &log_level, "debug, info, warn or error");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
@@ -130,6 +136,11 @@ int main(int argc, char** argv) {
   sheaf::SetLogLevel(level);
   if (workers < 1 || queue < 1 || query_workers < 1) {
     std::fprintf(stderr, "sheafd: --ingest-workers, --ingest-queue and --query-workers must be >= 1\n");
+    return 2;
+  }
+  if (config.tail.max_buffer_samples < 1 || config.tail.max_buffer_bytes < 1 || config.tail.max_subscriptions < 1) {
+    std::fprintf(stderr,
+                 "sheafd: --tail-buffer-samples, --tail-buffer-bytes and --max-tail-subscriptions must be >= 1\n");
     return 2;
   }
   config.query_workers = static_cast<size_t>(query_workers);

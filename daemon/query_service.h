@@ -24,6 +24,8 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
+class TailHub;
+
 struct QueryLimits {
   size_t max_request_bytes = 1 << 20;    // a request, after decompression
   size_t max_response_bytes = 4 << 20;   // a unary answer; listings are truncated past it
@@ -31,10 +33,10 @@ struct QueryLimits {
   uint32_t max_list_limit = 100'000;
 };
 
-using QueryServiceBase =
-    v1::QueryService::WithRawCallbackMethod_Query<v1::QueryService::WithRawCallbackMethod_ListSeries<
-        v1::QueryService::WithRawCallbackMethod_Stats<v1::QueryService::WithRawCallbackMethod_LabelNames<
-            v1::QueryService::WithRawCallbackMethod_LabelValues<v1::QueryService::Service>>>>>;
+using QueryServiceBase = v1::QueryService::WithRawCallbackMethod_Query<
+    v1::QueryService::WithRawCallbackMethod_ListSeries<v1::QueryService::WithRawCallbackMethod_Stats<
+        v1::QueryService::WithRawCallbackMethod_LabelNames<v1::QueryService::WithRawCallbackMethod_LabelValues<
+            v1::QueryService::WithRawCallbackMethod_Tail<v1::QueryService::Service>>>>>>;
 
 class QueryService final : public QueryServiceBase {
  public:
@@ -52,13 +54,20 @@ class QueryService final : public QueryServiceBase {
   grpc::ServerUnaryReactor* LabelValues(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                         grpc::ByteBuffer* response) override;
 
+  // Live tail (tail_service.cc), served from `hub` (it must outlive the
+  // server); without one, Tail answers UNIMPLEMENTED.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Tail(grpc::CallbackServerContext* context) override;
+  void set_tail_hub(TailHub* hub) { tail_hub_ = hub; }
+
  private:
   class QueryReactor;
+  class TailReactor;
 
   storage::SeriesStore* store_;
   WorkQueue* executor_;
   QueryLimits limits_;
   std::chrono::steady_clock::time_point started_;
+  TailHub* tail_hub_ = nullptr;
 };
 
 // Matchers from a request's `matchers` and `selector` together. INVALID_ARGUMENT

@@ -102,6 +102,19 @@ struct RangeFunction {
 };
 const RangeFunction* LookupRangeFunction(std::string_view name);
 
+// rate, increase and delta (Prometheus' extrapolatedRate) from what they
+// need of a window: the change (counter resets compensated for rate and
+// increase), the first and last sample and how many there are (>= 2).
+struct RateInput {
+  double change;
+  int64_t first_ts;
+  double first;
+  int64_t last_ts;
+  size_t count;
+};
+double Extrapolate(const RateInput& in, int64_t range_start, int64_t range_end, int64_t range_ms, bool is_counter,
+                   bool is_rate);
+
 // abs, ceil, exp, sgn, ...: nullptr if `name` is not such a function.
 using MathFn = double (*)(double);
 MathFn LookupMathFunction(std::string_view name);

@@ -21,6 +21,35 @@ const Expr& Unwrap(const Expr& e) {
   return *p;
 }
 
+int64_t FloorToMultiple(int64_t t, int64_t step) {
+  int64_t q = t / step;
+  if (q * step > t) --q;
+  return q * step;
+}
+
+// Range functions a rollup window answers exactly: their value depends
+// only on a window's count, sum, min, max, first and last samples and
+// counter increase.
+enum class RollupFn { kNone, kCount, kSum, kAvg, kMin, kMax, kLast, kPresent, kAbsent, kRate, kIncrease, kDelta };
+
+RollupFn RollupFunction(std::string_view name) {
+  static const auto* const kTable = new std::map<std::string_view, RollupFn>{
+      {"count_over_time", RollupFn::kCount},
+      {"sum_over_time", RollupFn::kSum},
+      {"avg_over_time", RollupFn::kAvg},
+      {"min_over_time", RollupFn::kMin},
+      {"max_over_time", RollupFn::kMax},
+      {"last_over_time", RollupFn::kLast},
+      {"present_over_time", RollupFn::kPresent},
+      {"absent_over_time", RollupFn::kAbsent},
+      {"rate", RollupFn::kRate},
+      {"increase", RollupFn::kIncrease},
+      {"delta", RollupFn::kDelta},
+  };
+  auto it = kTable->find(name);
+  return it == kTable->end() ? RollupFn::kNone : it->second;
+}
+
 int64_t CeilToMultiple(int64_t t, int64_t step) {
   int64_t q = t / step;
   if (q * step < t) ++q;
@@ -154,8 +183,7 @@ void Evaluator::RefRange(const AtModifier& at, int64_t offset_ms, const Steps& s
   *max_ref = RefTime(at, offset_ms, steps.At(steps.n - 1));
 }
 
-absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms,
-                                              const RangeSeriesFn& fn) {
+absl::StatusOr<std::vector<Evaluator::Selected>> Evaluator::Select(const VectorSelector& sel) {
   auto ids = store_->Select(params_.tenant, sel.matchers);
   if (!ids.ok()) return ids.status();
   stats_->series_selected += ids->size();
@@ -164,39 +192,85 @@ absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t
         "query selects more than {} series (the query max-series limit); narrow the selectors with more labels",
         options_.limits.max_series));
   }
-  std::vector<std::pair<Labels, storage::SeriesId>> series;
+  std::vector<Selected> series;
   series.reserve(ids->size());
   for (storage::SeriesId id : *ids) {
-    if (auto info = store_->GetSeries(id)) series.emplace_back(std::move(info->labels), id);
+    if (auto info = store_->GetSeries(id)) series.push_back({std::move(info->labels), id, info->type});
   }
-  std::sort(series.begin(), series.end());
-  std::vector<Sample> samples;
-  for (const auto& [labels, id] : series) {
-    PROMQL_RETURN_IF_ERROR(Poll());
-    samples.clear();
-    auto it = store_->Read(id, min_ms, max_ms);
-    for (; it->Valid(); it->Next()) samples.push_back(it->sample());
-    if (!it->status().ok()) return it->status();
-    // Blocks come before the head; a late sample in the head can be older
-    // than the newest block's. Time order, last write wins.
-    if (!std::is_sorted(samples.begin(), samples.end(),
-                        [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; })) {
-      std::stable_sort(samples.begin(), samples.end(),
-                       [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; });
-      std::vector<Sample> unique;
-      for (const Sample& x : samples) {
-        if (!unique.empty() && unique.back().timestamp_ms == x.timestamp_ms) {
-          unique.back() = x;
-        } else {
-          unique.push_back(x);
-        }
+  std::sort(series.begin(), series.end(), [](const Selected& a, const Selected& b) { return a.labels < b.labels; });
+  return series;
+}
+
+absl::Status Evaluator::ReadRaw(storage::SeriesId id, int64_t min_ms, int64_t max_ms, std::vector<Sample>* samples) {
+  PROMQL_RETURN_IF_ERROR(Poll());
+  samples->clear();
+  auto it = store_->Read(id, min_ms, max_ms);
+  for (; it->Valid(); it->Next()) samples->push_back(it->sample());
+  if (!it->status().ok()) return it->status();
+  // Blocks come before the head; a late sample in the head can be older
+  // than the newest block's. Time order, last write wins.
+  auto by_time = [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; };
+  if (!std::is_sorted(samples->begin(), samples->end(), by_time)) {
+    std::stable_sort(samples->begin(), samples->end(), by_time);
+    std::vector<Sample> unique;
+    for (const Sample& x : *samples) {
+      if (!unique.empty() && unique.back().timestamp_ms == x.timestamp_ms) {
+        unique.back() = x;
+      } else {
+        unique.push_back(x);
       }
-      samples = std::move(unique);
     }
-    stats_->samples_read += samples.size();
-    PROMQL_RETURN_IF_ERROR(Charge(samples.size()));
+    *samples = std::move(unique);
+  }
+  stats_->samples_read += samples->size();
+  NoteResolution(0);
+  return Charge(samples->size());
+}
+
+absl::StatusOr<bool> Evaluator::ReadWindows(storage::SeriesId id, int64_t resolution, int64_t min_ms, int64_t max_ms,
+                                            std::vector<Window>* windows) {
+  PROMQL_RETURN_IF_ERROR(Poll());
+  auto w = store_->ReadRollup(id, resolution, min_ms, max_ms);
+  if (!w.ok()) return w.status();
+  *windows = *std::move(w);
+  stats_->windows_read += windows->size();
+  PROMQL_RETURN_IF_ERROR(Charge(windows->size()));
+  // A NaN (a stale marker, or a NaN value) makes min, max and sums of a
+  // window differ from what PromQL does with it: read raw samples instead.
+  for (const Window& x : *windows) {
+    if (std::isnan(x.second.sum) || std::isnan(x.second.increase)) return false;
+  }
+  NoteResolution(resolution);
+  return true;
+}
+
+void Evaluator::NoteResolution(int64_t resolution) {
+  if (resolution_noted_ && stats_->rollup_resolution_ms <= resolution) return;
+  stats_->rollup_resolution_ms = resolution;
+  resolution_noted_ = true;
+}
+
+int64_t Evaluator::PickRollup(const AtModifier& at, int64_t offset_ms, int64_t range_ms, const Steps& steps) const {
+  if (!options_.use_rollups) return 0;
+  int64_t min_ref, max_ref;
+  RefRange(at, offset_ms, steps, &min_ref, &max_ref);
+  int64_t best = 0;
+  for (int64_t r : store_->RollupResolutions()) {
+    if (r <= 0 || min_ref % r != 0 || range_ms % r != 0) continue;
+    if (steps.n > 1 && !at.IsSet() && steps.step % r != 0) continue;
+    best = std::max(best, r);
+  }
+  return best;
+}
+
+absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms,
+                                              const RangeSeriesFn& fn) {
+  PROMQL_ASSIGN_OR_RETURN(auto series, Select(sel));
+  std::vector<Sample> samples;
+  for (const Selected& s : series) {
+    PROMQL_RETURN_IF_ERROR(ReadRaw(s.id, min_ms, max_ms, &samples));
     if (samples.empty()) continue;
-    PROMQL_RETURN_IF_ERROR(fn(labels, samples));
+    PROMQL_RETURN_IF_ERROR(fn(s.labels, samples));
   }
   return absl::OkStatus();
 }
@@ -258,25 +332,71 @@ absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, c
   const int64_t lookback = options_.lookback_ms;
   Value out;
   out.type = ValueType::kVector;
-  PROMQL_RETURN_IF_ERROR(ForEachSelectedSeries(
-      sel, min_ref - lookback, max_ref, [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
-        VSeries s = NewSeries(timestamps ? WithoutName(labels) : labels, steps.n);
-        PROMQL_RETURN_IF_ERROR(Charge(steps.n));
-        bool any = false;
-        size_t next = 0;  // the first sample after the step's time
-        for (size_t i = 0; i < steps.n; ++i) {
-          int64_t ref = RefTime(sel.at, sel.offset_ms, steps.At(i));
-          while (next < samples.size() && samples[next].timestamp_ms <= ref) ++next;
-          if (next == 0) continue;
-          const Sample& x = samples[next - 1];
-          if (x.timestamp_ms < ref - lookback || IsStaleMarker(x.value)) continue;
-          s.v[i] = timestamps ? static_cast<double>(x.timestamp_ms) / 1000 : x.value;
-          s.has[i] = 1;
-          any = true;
+  // At each step, the newest sample in [ref - lookback, ref], unless it is
+  // a stale marker.
+  auto from_samples = [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
+    VSeries s = NewSeries(timestamps ? WithoutName(labels) : labels, steps.n);
+    PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+    bool any = false;
+    size_t next = 0;  // the first sample after the step's time
+    for (size_t i = 0; i < steps.n; ++i) {
+      int64_t ref = RefTime(sel.at, sel.offset_ms, steps.At(i));
+      while (next < samples.size() && samples[next].timestamp_ms <= ref) ++next;
+      if (next == 0) continue;
+      const Sample& x = samples[next - 1];
+      if (x.timestamp_ms < ref - lookback || IsStaleMarker(x.value)) continue;
+      s.v[i] = timestamps ? static_cast<double>(x.timestamp_ms) / 1000 : x.value;
+      s.has[i] = 1;
+      any = true;
+    }
+    if (any) out.vec.push_back(std::move(s));
+    return absl::OkStatus();
+  };
+  const int64_t r = PickRollup(sel.at, sel.offset_ms, 0, steps);
+  if (r == 0) {
+    PROMQL_RETURN_IF_ERROR(ForEachSelectedSeries(sel, min_ref - lookback, max_ref, from_samples));
+  } else {
+    // Every step's time is a window edge: the newest sample at or before
+    // it is the first of the window starting there (if at its start), or
+    // the last of the nearest earlier window that has samples.
+    PROMQL_ASSIGN_OR_RETURN(auto series, Select(sel));
+    std::vector<Window> windows;
+    std::vector<Sample> samples;
+    const int64_t from = FloorToMultiple(min_ref - lookback, r);
+    for (const Selected& x : series) {
+      PROMQL_ASSIGN_OR_RETURN(bool usable, ReadWindows(x.id, r, from, max_ref, &windows));
+      if (!usable) {
+        PROMQL_RETURN_IF_ERROR(ReadRaw(x.id, min_ref - lookback, max_ref, &samples));
+        if (!samples.empty()) PROMQL_RETURN_IF_ERROR(from_samples(x.labels, samples));
+        continue;
+      }
+      VSeries s = NewSeries(timestamps ? WithoutName(x.labels) : x.labels, steps.n);
+      PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+      bool any = false;
+      size_t next = 0;  // the first window starting at or after the step's time
+      for (size_t i = 0; i < steps.n; ++i) {
+        int64_t ref = RefTime(sel.at, sel.offset_ms, steps.At(i));
+        while (next < windows.size() && windows[next].first < ref) ++next;
+        int64_t ts;
+        double v;
+        if (next < windows.size() && windows[next].first == ref && windows[next].second.count > 0 &&
+            windows[next].second.first_ts == ref) {
+          ts = ref;
+          v = windows[next].second.first;
+        } else if (next > 0 && windows[next - 1].second.count > 0) {
+          ts = windows[next - 1].second.last_ts;
+          v = windows[next - 1].second.last;
+        } else {
+          continue;
         }
-        if (any) out.vec.push_back(std::move(s));
-        return absl::OkStatus();
-      }));
+        if (ts < ref - lookback) continue;
+        s.v[i] = timestamps ? static_cast<double>(ts) / 1000 : v;
+        s.has[i] = 1;
+        any = true;
+      }
+      if (any) out.vec.push_back(std::move(s));
+    }
+  }
   if (timestamps) PROMQL_RETURN_IF_ERROR(MergeSameLabels(out.vec));
   return out;
 }
@@ -396,39 +516,130 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
   std::vector<uint8_t> present(absent ? steps.n : 0, 0);
   const RangeFunction* fn = absent ? nullptr : LookupRangeFunction(name);
   if (!absent && fn == nullptr) return absl::UnimplementedError(fmt::format("function {} is not supported", name));
-  PROMQL_RETURN_IF_ERROR(
-      ForEachRangeSeries(arg, steps, [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
-        VSeries s;
-        if (!absent) {
-          s = NewSeries(fn->keep_name ? labels : WithoutName(labels), steps.n);
-          PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+  auto from_samples = [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
+    VSeries s;
+    if (!absent) {
+      s = NewSeries(fn->keep_name ? labels : WithoutName(labels), steps.n);
+      PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+    }
+    bool any = false;
+    size_t lo = 0, hi = 0;
+    for (size_t i = 0; i < steps.n; ++i) {
+      int64_t ref = RefTime(at, offset, steps.At(i));
+      while (hi < samples.size() && samples[hi].timestamp_ms <= ref) ++hi;
+      while (lo < hi && samples[lo].timestamp_ms < ref - range) ++lo;
+      if (absent) {
+        if (hi > lo) present[i] = 1;
+        continue;
+      }
+      RangeWindow w;
+      w.samples = samples.subspan(lo, hi - lo);
+      w.range_start = ref - range;
+      w.range_end = ref;
+      w.range_ms = range;
+      w.eval_ms = at.IsSet() ? params_.start_ms : steps.At(i);
+      w.arg = arg1[i];
+      w.arg2 = arg2[i];
+      if (fn->fn(w, &s.v[i])) {
+        s.has[i] = 1;
+        any = true;
+      }
+    }
+    if (any) out.vec.push_back(std::move(s));
+    return absl::OkStatus();
+  };
+  const RollupFn rollup_fn = RollupFunction(name);
+  const int64_t r =
+      rollup_fn != RollupFn::kNone && arg.kind == NodeKind::kMatrixSelector ? PickRollup(at, offset, range, steps) : 0;
+  if (r == 0) {
+    PROMQL_RETURN_IF_ERROR(ForEachRangeSeries(arg, steps, from_samples));
+  } else {
+    // Every window [ref - range, ref] is whole rollup windows, plus the
+    // sample exactly at ref when the next window starts with one.
+    int64_t min_ref, max_ref;
+    RefRange(at, offset, steps, &min_ref, &max_ref);
+    const bool counter_fn = rollup_fn == RollupFn::kRate || rollup_fn == RollupFn::kIncrease;
+    PROMQL_ASSIGN_OR_RETURN(auto series, Select(*arg.As<MatrixSelector>().selector));
+    std::vector<Window> windows;
+    std::vector<Sample> samples;
+    for (const Selected& x : series) {
+      // Rollups keep counter increases for counters only: rate() of
+      // another type (or over a window with a NaN) reads raw samples.
+      bool usable = !counter_fn || x.type == model::MetricType::kCounter;
+      if (usable) {
+        PROMQL_ASSIGN_OR_RETURN(usable, ReadWindows(x.id, r, min_ref - range, max_ref, &windows));
+      }
+      if (!usable || (counter_fn && !windows.empty() && !windows[0].second.counter)) {
+        PROMQL_RETURN_IF_ERROR(ReadRaw(x.id, min_ref - range, max_ref, &samples));
+        std::erase_if(samples, [](const Sample& v) { return IsStaleMarker(v.value); });
+        if (!samples.empty()) PROMQL_RETURN_IF_ERROR(from_samples(x.labels, samples));
+        continue;
+      }
+      if (windows.empty()) continue;
+      VSeries s;
+      if (!absent) {
+        s = NewSeries(fn->keep_name ? x.labels : WithoutName(x.labels), steps.n);
+        PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+      }
+      bool any = false;
+      size_t lo = 0, hi = 0;
+      for (size_t i = 0; i < steps.n; ++i) {
+        int64_t ref = RefTime(at, offset, steps.At(i));
+        while (hi < windows.size() && windows[hi].first < ref) ++hi;
+        while (lo < hi && windows[lo].first < ref - range) ++lo;
+        storage::Aggregate a;
+        for (size_t k = lo; k < hi; ++k) a = storage::Aggregate::Merge(a, windows[k].second);
+        if (hi < windows.size() && windows[hi].first == ref && windows[hi].second.count > 0 &&
+            windows[hi].second.first_ts == ref) {
+          const storage::Aggregate& next = windows[hi].second;
+          storage::Aggregate edge;
+          edge.count = 1;
+          edge.sum = edge.min = edge.max = edge.first = edge.last = next.first;
+          edge.first_ts = edge.last_ts = ref;
+          edge.counter = next.counter;
+          a = storage::Aggregate::Merge(a, edge);
         }
-        bool any = false;
-        size_t lo = 0, hi = 0;
-        for (size_t i = 0; i < steps.n; ++i) {
-          int64_t ref = RefTime(at, offset, steps.At(i));
-          while (hi < samples.size() && samples[hi].timestamp_ms <= ref) ++hi;
-          while (lo < hi && samples[lo].timestamp_ms < ref - range) ++lo;
-          if (absent) {
-            if (hi > lo) present[i] = 1;
-            continue;
-          }
-          RangeWindow w;
-          w.samples = samples.subspan(lo, hi - lo);
-          w.range_start = ref - range;
-          w.range_end = ref;
-          w.range_ms = range;
-          w.eval_ms = at.IsSet() ? params_.start_ms : steps.At(i);
-          w.arg = arg1[i];
-          w.arg2 = arg2[i];
-          if (fn->fn(w, &s.v[i])) {
-            s.has[i] = 1;
-            any = true;
-          }
+        if (a.count == 0) continue;
+        if (absent) {
+          present[i] = 1;
+          continue;
         }
-        if (any) out.vec.push_back(std::move(s));
-        return absl::OkStatus();
-      }));
+        double v;
+        switch (rollup_fn) {
+          case RollupFn::kCount:
+            v = static_cast<double>(a.count);
+            break;
+          case RollupFn::kSum:
+            v = a.sum;
+            break;
+          case RollupFn::kAvg:
+            v = a.sum / static_cast<double>(a.count);
+            break;
+          case RollupFn::kMin:
+            v = a.min;
+            break;
+          case RollupFn::kMax:
+            v = a.max;
+            break;
+          case RollupFn::kLast:
+            v = a.last;
+            break;
+          case RollupFn::kPresent:
+            v = 1;
+            break;
+          default:
+            if (a.count < 2) continue;
+            v = Extrapolate(
+                RateInput{counter_fn ? a.increase : a.last - a.first, a.first_ts, a.first, a.last_ts, a.count},
+                ref - range, ref, range, counter_fn, rollup_fn == RollupFn::kRate);
+        }
+        s.v[i] = v;
+        s.has[i] = 1;
+        any = true;
+      }
+      if (any) out.vec.push_back(std::move(s));
+    }
+  }
   if (absent) {
     VSeries s = NewSeries(AbsentLabels(arg), steps.n);
     bool any = false;

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "promql/eval_internal.h"
+#include "storage/rollup.h"
 
 namespace sheaf::storage {
 class SeriesStore;
@@ -40,6 +41,26 @@ class Evaluator {
   absl::Status ForEachSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms,
                                      const RangeSeriesFn& fn);
 
+  struct Selected {
+    Labels labels;
+    storage::SeriesId id;
+    model::MetricType type;
+  };
+  // The selector's series, sorted by labels; counts them against the limit.
+  absl::StatusOr<std::vector<Selected>> Select(const VectorSelector& sel);
+  // One series' raw samples in [min_ms, max_ms], time order, counted.
+  absl::Status ReadRaw(storage::SeriesId id, int64_t min_ms, int64_t max_ms, std::vector<Sample>* samples);
+  // One series' rollup windows starting in [min_ms, max_ms], counted. False
+  // when a window holds a NaN (the caller reads raw samples instead).
+  using Window = std::pair<int64_t, storage::Aggregate>;
+  absl::StatusOr<bool> ReadWindows(storage::SeriesId id, int64_t resolution, int64_t min_ms, int64_t max_ms,
+                                   std::vector<Window>* windows);
+  // The coarsest rollup resolution whose windows give exactly the raw
+  // answer for a selector read at these steps (every window edge a
+  // multiple of it), or 0.
+  int64_t PickRollup(const AtModifier& at, int64_t offset_ms, int64_t range_ms, const Steps& steps) const;
+  void NoteResolution(int64_t resolution);
+
   absl::StatusOr<Value> EvalVectorSelector(const VectorSelector& sel, const Steps& steps, bool timestamps);
   absl::StatusOr<Value> EvalCall(const Call& call, const Steps& steps);
   absl::StatusOr<Value> EvalRangeFunction(const Call& call, const Steps& steps);
@@ -60,6 +81,7 @@ class Evaluator {
   const QueryParams& params_;
   QueryStats* stats_;
   uint64_t charged_ = 0;
+  bool resolution_noted_ = false;
   uint64_t polls_ = 0;
 };
 

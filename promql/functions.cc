@@ -23,8 +23,7 @@ void KahanInc(double inc, double& sum, double& c) {
   sum = t;
 }
 
-// rate, increase and delta: the change over the window, extrapolated to
-// its edges unless the series starts or ends inside it.
+// rate, increase and delta: the change over the window.
 bool ExtrapolatedRate(const RangeWindow& w, bool is_counter, bool is_rate, double* out) {
   const auto& s = w.samples;
   if (s.size() < 2) return false;
@@ -36,22 +35,8 @@ bool ExtrapolatedRate(const RangeWindow& w, bool is_counter, bool is_rate, doubl
       last = x.value;
     }
   }
-  double to_start = static_cast<double>(s.front().timestamp_ms - w.range_start) / 1000;
-  double to_end = static_cast<double>(w.range_end - s.back().timestamp_ms) / 1000;
-  double sampled = static_cast<double>(s.back().timestamp_ms - s.front().timestamp_ms) / 1000;
-  double average = sampled / static_cast<double>(s.size() - 1);
-  if (is_counter && result > 0 && s.front().value >= 0) {
-    // A counter starts at 0: never extrapolate below it.
-    double to_zero = sampled * (s.front().value / result);
-    if (to_zero < to_start) to_start = to_zero;
-  }
-  double threshold = average * 1.1;
-  double interval = sampled;
-  interval += to_start < threshold ? to_start : average / 2;
-  interval += to_end < threshold ? to_end : average / 2;
-  result = result * (interval / sampled);
-  if (is_rate) result /= static_cast<double>(w.range_ms) / 1000;
-  *out = result;
+  *out = Extrapolate(RateInput{result, s.front().timestamp_ms, s.front().value, s.back().timestamp_ms, s.size()},
+                     w.range_start, w.range_end, w.range_ms, is_counter, is_rate);
   return true;
 }
 
@@ -289,6 +274,29 @@ double DaysInMonth(double s) {
 
 }  // namespace
 
+double Extrapolate(const RateInput& in, int64_t range_start, int64_t range_end, int64_t range_ms, bool is_counter,
+                   bool is_rate) {
+  double result = in.change;
+  double to_start = static_cast<double>(in.first_ts - range_start) / 1000;
+  double to_end = static_cast<double>(range_end - in.last_ts) / 1000;
+  double sampled = static_cast<double>(in.last_ts - in.first_ts) / 1000;
+  double average = sampled / static_cast<double>(in.count - 1);
+  if (is_counter && result > 0 && in.first >= 0) {
+    // A counter starts at 0: never extrapolate below it.
+    double to_zero = sampled * (in.first / result);
+    if (to_zero < to_start) to_start = to_zero;
+  }
+  // Extrapolate to an edge of the range unless the series seems to start
+  // or end inside it (further from the edge than 1.1 sample intervals).
+  double threshold = average * 1.1;
+  double interval = sampled;
+  interval += to_start < threshold ? to_start : average / 2;
+  interval += to_end < threshold ? to_end : average / 2;
+  result = result * (interval / sampled);
+  if (is_rate) result /= static_cast<double>(range_ms) / 1000;
+  return result;
+}
+
 const RangeFunction* LookupRangeFunction(std::string_view name) {
   static const auto* const kTable = new std::map<std::string_view, RangeFunction>{
       {"rate", {Rate, false}},
@@ -498,6 +506,5 @@ double GoMin(double a, double b) {
   if (a == 0 && a == b) return std::signbit(a) ? a : b;
   return a < b ? a : b;
 }
-
 
 }  // namespace sheaf::promql::internal
