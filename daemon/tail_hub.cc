@@ -258,6 +258,7 @@ TailHub::~TailHub() {
   {
     absl::MutexLock lock(&ready_mu_);
     stop_ = true;
+    ready_cv_.Signal();
   }
   delivery_.join();
 }
@@ -285,6 +286,7 @@ void TailHub::Leave(TailSubscriber* s) {
   size_t freed = 0;
   {
     absl::MutexLock lock(&mu_);
+    s->hub_->mu_.AssertHeld();  // s->hub_ is this: tells the lock analysis
     if (s->left_) return;
     s->left_ = true;
     subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
@@ -317,6 +319,7 @@ void TailHub::Shutdown() {
 void TailHub::SubscriptionsChanged() {
   flat_.clear();
   for (const auto& s : subscribers_) {
+    s->hub_->mu_.AssertHeld();  // s->hub_ is this
     for (const auto& [id, matchers] : s->subscriptions_) flat_.push_back({s.get(), id, &matchers});
   }
   active_subscriptions_.store(flat_.size(), std::memory_order_relaxed);
@@ -440,9 +443,11 @@ void TailHub::PublishMatching(const storage::AppendBatch& batch, const storage::
 
 void TailHub::Schedule(TailSubscriber* s) {
   absl::MutexLock lock(&ready_mu_);
+  s->hub_->ready_mu_.AssertHeld();  // s->hub_ is this
   if (s->scheduled_ || stop_) return;
   s->scheduled_ = true;
   ready_.push_back(s->shared_from_this());
+  ready_cv_.Signal();
 }
 
 void TailHub::DeliveryLoop() {
@@ -450,13 +455,11 @@ void TailHub::DeliveryLoop() {
     std::shared_ptr<TailSubscriber> s;
     {
       absl::MutexLock lock(&ready_mu_);
-      ready_mu_.Await(absl::Condition(
-          +[](TailHub* hub)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->ready_mu_) { return hub->stop_ || !hub->ready_.empty(); },
-          this));
+      while (!stop_ && ready_.empty()) ready_cv_.Wait(&ready_mu_);
       if (stop_) return;
       s = std::move(ready_.front());
       ready_.pop_front();
+      s->hub_->ready_mu_.AssertHeld();  // s->hub_ is this
       s->scheduled_ = false;
     }
     if (auto listener = s->listener_.lock()) listener->OnTailReady();

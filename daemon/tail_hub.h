@@ -99,68 +99,7 @@ class TailListener {
   virtual void OnTailReady() = 0;
 };
 
-class TailHub;
-
-// One Tail stream's subscriptions and buffer. Thread-safe. Created by
-// TailHub::Join; Leave() when the stream ends.
-class TailSubscriber : public std::enable_shared_from_this<TailSubscriber> {
- public:
-  // Starts subscription `id`, or replaces its matchers (dropping what is
-  // buffered for it). RESOURCE_EXHAUSTED past TailOptions::max_subscriptions;
-  // FAILED_PRECONDITION once left.
-  absl::Status Subscribe(uint64_t id, std::vector<model::Matcher> matchers);
-  // Ends subscription `id` and drops what is buffered for it. False if
-  // there is no such subscription.
-  bool Unsubscribe(uint64_t id);
-  size_t subscriptions() const;
-
-  // Moves out up to about `max_samples` samples and `max_bytes` (at least
-  // one run if any is buffered), and the missed count since the last Take.
-  // If it returns empty(), the listener is called once something arrives.
-  TailDelivery Take(size_t max_samples, size_t max_bytes);
-  // Calls the listener again soon (on the delivery thread), e.g. once a
-  // write completed, whether or not anything is buffered.
-  void RequestReady();
-  // Unsubscribes all and releases the buffer and the subscriber's slot.
-  // Idempotent.
-  void Leave();
-
-  uint64_t buffered_samples() const;
-  uint64_t buffered_bytes() const;
-
- private:
-  friend class TailHub;
-  TailSubscriber(TailHub* hub, storage::TenantId tenant, std::weak_ptr<TailListener> listener)
-      : hub_(hub), tenant_(tenant), listener_(std::move(listener)) {}
-
-  // Called by the hub under its mu_. Appends what fits; drops and counts
-  // the rest. True if the listener should be woken.
-  bool Append(const std::shared_ptr<const TailSeriesInfo>& series,
-              const std::shared_ptr<const std::vector<uint64_t>>& ids,
-              const std::shared_ptr<const std::vector<model::Sample>>& samples);
-  // Drops buffered samples of subscription `id` (not counted as missed).
-  void Purge(uint64_t id);
-  // The hub shut down: Take reports closed. True if the listener should be woken.
-  bool Close();
-
-  TailHub* const hub_;
-  const storage::TenantId tenant_;
-  const std::weak_ptr<TailListener> listener_;
-
-  mutable absl::Mutex buffer_mu_;
-  std::deque<TailRun> buffer_ ABSL_GUARDED_BY(buffer_mu_);
-  size_t buffered_samples_ ABSL_GUARDED_BY(buffer_mu_) = 0;
-  size_t buffered_bytes_ ABSL_GUARDED_BY(buffer_mu_) = 0;
-  uint64_t missed_ ABSL_GUARDED_BY(buffer_mu_) = 0;
-  // The listener took everything and waits to be called when more arrives.
-  bool armed_ ABSL_GUARDED_BY(buffer_mu_) = true;
-  bool closed_ ABSL_GUARDED_BY(buffer_mu_) = false;
-
-  // Under the hub's locks.
-  std::map<uint64_t, std::vector<model::Matcher>> subscriptions_ ABSL_GUARDED_BY(hub_->mu_);
-  bool left_ ABSL_GUARDED_BY(hub_->mu_) = false;
-  bool scheduled_ ABSL_GUARDED_BY(hub_->ready_mu_) = false;  // in the delivery queue
-};
+class TailSubscriber;
 
 struct TailStats {
   uint64_t subscribers = 0;
@@ -264,9 +203,71 @@ class TailHub {
   size_t info_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex ready_mu_;
+  absl::CondVar ready_cv_;  // ready_ got an entry, or stop_
   std::deque<std::shared_ptr<TailSubscriber>> ready_ ABSL_GUARDED_BY(ready_mu_);
   bool stop_ ABSL_GUARDED_BY(ready_mu_) = false;
   std::thread delivery_;
+};
+
+// One Tail stream's subscriptions and buffer. Thread-safe. Created by
+// TailHub::Join; Leave() when the stream ends.
+class TailSubscriber : public std::enable_shared_from_this<TailSubscriber> {
+ public:
+  // Starts subscription `id`, or replaces its matchers (dropping what is
+  // buffered for it). RESOURCE_EXHAUSTED past TailOptions::max_subscriptions;
+  // FAILED_PRECONDITION once left.
+  absl::Status Subscribe(uint64_t id, std::vector<model::Matcher> matchers);
+  // Ends subscription `id` and drops what is buffered for it. False if
+  // there is no such subscription.
+  bool Unsubscribe(uint64_t id);
+  size_t subscriptions() const;
+
+  // Moves out up to about `max_samples` samples and `max_bytes` (at least
+  // one run if any is buffered), and the missed count since the last Take.
+  // If it returns empty(), the listener is called once something arrives.
+  TailDelivery Take(size_t max_samples, size_t max_bytes);
+  // Calls the listener again soon (on the delivery thread), e.g. once a
+  // write completed, whether or not anything is buffered.
+  void RequestReady();
+  // Unsubscribes all and releases the buffer and the subscriber's slot.
+  // Idempotent.
+  void Leave();
+
+  uint64_t buffered_samples() const;
+  uint64_t buffered_bytes() const;
+
+ private:
+  friend class TailHub;
+  TailSubscriber(TailHub* hub, storage::TenantId tenant, std::weak_ptr<TailListener> listener)
+      : hub_(hub), tenant_(tenant), listener_(std::move(listener)) {}
+
+  // Called by the hub under its mu_. Appends what fits; drops and counts
+  // the rest. True if the listener should be woken.
+  bool Append(const std::shared_ptr<const TailSeriesInfo>& series,
+              const std::shared_ptr<const std::vector<uint64_t>>& ids,
+              const std::shared_ptr<const std::vector<model::Sample>>& samples);
+  // Drops buffered samples of subscription `id` (not counted as missed).
+  void Purge(uint64_t id);
+  // The hub shut down: Take reports closed. True if the listener should be woken.
+  bool Close();
+
+  TailHub* const hub_;
+  const storage::TenantId tenant_;
+  const std::weak_ptr<TailListener> listener_;
+
+  mutable absl::Mutex buffer_mu_;
+  std::deque<TailRun> buffer_ ABSL_GUARDED_BY(buffer_mu_);
+  size_t buffered_samples_ ABSL_GUARDED_BY(buffer_mu_) = 0;
+  size_t buffered_bytes_ ABSL_GUARDED_BY(buffer_mu_) = 0;
+  uint64_t missed_ ABSL_GUARDED_BY(buffer_mu_) = 0;
+  // The listener took everything and waits to be called when more arrives.
+  bool armed_ ABSL_GUARDED_BY(buffer_mu_) = true;
+  bool closed_ ABSL_GUARDED_BY(buffer_mu_) = false;
+
+  // Under the hub's locks.
+  std::map<uint64_t, std::vector<model::Matcher>> subscriptions_ ABSL_GUARDED_BY(hub_->mu_);
+  bool left_ ABSL_GUARDED_BY(hub_->mu_) = false;
+  bool scheduled_ ABSL_GUARDED_BY(hub_->ready_mu_) = false;  // in the delivery queue
 };
 
 }  // namespace sheaf::daemon

@@ -41,7 +41,10 @@ class QueryService::TailReactor : public grpc::ServerBidiReactor<grpc::ByteBuffe
  public:
   static TailReactor* Create(QueryService* service) {
     std::shared_ptr<TailReactor> reactor(new TailReactor(service));
-    reactor->self_ = reactor;
+    {
+      absl::MutexLock lock(&reactor->mu_);
+      reactor->self_ = reactor;
+    }
     reactor->Begin();
     return reactor.get();
   }

@@ -52,11 +52,15 @@ class CountingListener : public TailListener {
   void OnTailReady() override {
     absl::MutexLock lock(&mu_);
     ++calls_;
+    called_.SignalAll();
   }
   bool WaitForCalls(int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
     absl::MutexLock lock(&mu_);
-    auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ >= n; };
-    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10));
+    while (calls_ < n) {
+      if (called_.WaitWithDeadline(&mu_, deadline)) return calls_ >= n;
+    }
+    return true;
   }
   int calls() {
     absl::MutexLock lock(&mu_);
@@ -65,6 +69,7 @@ class CountingListener : public TailListener {
 
  private:
   absl::Mutex mu_;
+  absl::CondVar called_;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
