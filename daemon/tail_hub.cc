@@ -65,30 +65,27 @@ uint64_t Find(const std::vector<std::pair<storage::SeriesId, uint64_t>>& counts,
 
 }  // namespace
 
+namespace {
+
+// One unlabelled gauge or counter of the daemon's registry.
+template <typename Builder>
+auto& Metric(Builder builder, prometheus::Registry& r, const char* name, const char* help) {
+  return builder.Name(name).Help(help).Register(r).Add({});
+}
+
+}  // namespace
+
 struct TailHub::Metrics {
   explicit Metrics(prometheus::Registry& r)
-      : subscribers(
-            prometheus::BuildGauge().Name("sheaf_tail_subscribers").Help("Open Tail streams.").Register(r).Add({})),
-        subscriptions(prometheus::BuildGauge()
-                          .Name("sheaf_tail_subscriptions")
-                          .Help("Subscriptions of all open Tail streams.")
-                          .Register(r)
-                          .Add({})),
-        buffered_bytes(prometheus::BuildGauge()
-                           .Name("sheaf_tail_buffered_bytes")
-                           .Help("Estimated memory of the samples waiting in Tail buffers.")
-                           .Register(r)
-                           .Add({})),
-        delivered(prometheus::BuildCounter()
-                      .Name("sheaf_tail_samples_delivered_total")
-                      .Help("Samples handed to Tail streams.")
-                      .Register(r)
-                      .Add({})),
-        missed(prometheus::BuildCounter()
-                   .Name("sheaf_tail_samples_missed_total")
-                   .Help("Samples dropped for a Tail stream because its buffer was full (a slow reader).")
-                   .Register(r)
-                   .Add({})) {}
+      : subscribers(Metric(prometheus::BuildGauge(), r, "sheaf_tail_subscribers", "Open Tail streams.")),
+        subscriptions(
+            Metric(prometheus::BuildGauge(), r, "sheaf_tail_subscriptions", "Subscriptions of all open Tail streams.")),
+        buffered_bytes(Metric(prometheus::BuildGauge(), r, "sheaf_tail_buffered_bytes",
+                              "Estimated memory of the samples waiting in Tail buffers.")),
+        delivered(Metric(prometheus::BuildCounter(), r, "sheaf_tail_samples_delivered_total",
+                         "Samples handed to Tail streams.")),
+        missed(Metric(prometheus::BuildCounter(), r, "sheaf_tail_samples_missed_total",
+                      "Samples dropped for a Tail stream because its buffer was full (a slow reader).")) {}
   prometheus::Gauge& subscribers;
   prometheus::Gauge& subscriptions;
   prometheus::Gauge& buffered_bytes;

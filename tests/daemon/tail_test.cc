@@ -281,36 +281,28 @@ TEST_F(TailTest, TooManyStreamsIsResourceExhaustedNamingTheLimit) {
   EXPECT_NE(r.status.error_message().find("--max-tail-subscribers"), std::string::npos) << r.status.error_message();
 }
 
-TEST(TailShutdownTest, OpenTailsEndWithUnavailableLongBeforeTheGracePeriod) {
-  testing::TempDir dir;
-  DaemonConfig config;
-  config.grpc_listen = "127.0.0.1:0";
-  config.http_listen = "127.0.0.1:0";
-  config.store.path = dir.Sub("data");
-  config.store.sync = false;
-  config.grace_period = seconds(10);
-  auto daemon = Daemon::Start(config);
-  ASSERT_TRUE(daemon.ok()) << daemon.status();
+// Shutdown ends open tails at once with UNAVAILABLE. Were they left to the
+// grace period (1 s here), the server would cancel them at its end
+// (CANCELLED) and only then stop.
+TEST_F(TailTest, ShutdownEndsOpenTailsWithUnavailableBeforeTheGracePeriod) {
   // Over TCP, as users tail (an in-process channel can lose the status
   // when the server closes its transport right after the call finished).
   auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*daemon)->grpc_port()), grpc::InsecureChannelCredentials());
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(daemon_->grpc_port()), grpc::InsecureChannelCredentials());
   TailClient idle(channel);
   TailClient unsubscribed(channel);
   ASSERT_TRUE(idle.Subscribe(1, "cpu"));
   ASSERT_TRUE(idle.WaitUntil(Acks(1)));
-  ASSERT_TRUE(testing::WaitFor([&] { return (*daemon)->tail_stats().subscribers == 2; }, seconds(5)));
+  ASSERT_TRUE(testing::WaitFor([&] { return daemon_->tail_stats().subscribers == 2; }, seconds(5)));
 
   const auto started = std::chrono::steady_clock::now();
-  (*daemon)->Shutdown();
-  const auto took = std::chrono::steady_clock::now() - started;
-  EXPECT_LT(took, seconds(5));
+  daemon_->Shutdown();
   for (TailClient* tail : {&idle, &unsubscribed}) {
-    ASSERT_TRUE(tail->WaitUntil([](const Received& r) { return r.ended; }, seconds(2)));
+    ASSERT_TRUE(tail->WaitUntil([](const Received& r) { return r.ended; }, seconds(5)));
     Received r = tail->Snapshot();
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
     EXPECT_NE(r.status.error_message().find("shutting down"), std::string::npos) << r.status.error_message();
-    EXPECT_LT(r.ended_at - started, seconds(2));
+    EXPECT_LT(r.ended_at - started, seconds(1));
   }
 }
 
