@@ -55,6 +55,14 @@ void StopExposer(std::unique_ptr<prometheus::Exposer> exposer, int port) {
   waker.join();
 }
 
+// How far back the store keeps anything: raw samples or any roll-up. A
+// backfill older than this would be dropped, so it is rejected at ingest.
+int64_t LongestRetentionMs(const storage::StoreOptions& store) {
+  int64_t longest = store.raw_retention_ms;
+  for (const storage::RollupSpec& r : store.rollups) longest = std::max(longest, r.retention_ms);
+  return longest;
+}
+
 // "/package.Service/Method" of every method served: only these get their
 // own label values in the RPC metrics.
 std::set<std::string> ServedMethods() {
@@ -124,6 +132,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
                                 config.tail, st->registry.get());
   IngestOptions ingest_options = config.ingest;
   ingest_options.tail_hub = st->tail_hub.get();
+  ingest_options.limits.backfill_accept_past = std::chrono::milliseconds(LongestRetentionMs(config.store));
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get());
   st->query->set_tail_hub(st->tail_hub.get());

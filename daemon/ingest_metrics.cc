@@ -23,6 +23,8 @@ struct IngestMetrics::Impl {
   prometheus::Counter* series = nullptr;
   prometheus::Counter* batches_applied = nullptr;
   prometheus::Counter* batches_duplicate = nullptr;
+  prometheus::Counter* backfill_samples = nullptr;
+  prometheus::Counter* backfill_batches = nullptr;
   prometheus::Counter* duplicates_unexpected = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_series = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_samples = nullptr;
@@ -48,6 +50,19 @@ IngestMetrics::IngestMetrics(prometheus::Registry& r) : impl_(std::make_unique<I
                       .Register(r);
   impl_->batches_applied = &batches.Add({{"result", "applied"}});
   impl_->batches_duplicate = &batches.Add({{"result", "duplicate"}});
+  impl_->backfill_samples =
+      &prometheus::BuildCounter()
+           .Name("sheaf_ingest_backfill_samples_total")
+           .Help(
+               "Samples stored from backfill batches (history imported on purpose, e.g. sheafctl import "
+               "--backfill); also counted in sheaf_ingest_samples_total.")
+           .Register(r)
+           .Add({});
+  impl_->backfill_batches = &prometheus::BuildCounter()
+                                 .Name("sheaf_ingest_backfill_batches_total")
+                                 .Help("Backfill batches applied; also counted in sheaf_ingest_batches_total.")
+                                 .Register(r)
+                                 .Add({});
   impl_->duplicates_unexpected =
       &prometheus::BuildCounter()
            .Name("sheaf_ingest_unexpected_duplicates_total")
@@ -93,6 +108,11 @@ void IngestMetrics::BatchApplied(uint64_t samples_stored, uint64_t series_receiv
   impl_->batches_applied->Increment();
   impl_->samples->Increment(static_cast<double>(samples_stored));
   impl_->series->Increment(static_cast<double>(series_received));
+}
+
+void IngestMetrics::BackfillApplied(uint64_t samples_stored) {
+  impl_->backfill_batches->Increment();
+  impl_->backfill_samples->Increment(static_cast<double>(samples_stored));
 }
 
 void IngestMetrics::BatchDuplicate(bool unexpected) {

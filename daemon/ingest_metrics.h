@@ -1,7 +1,8 @@
-// Ingestion's own metrics on /metrics: batches, samples, rejections by
-// reason, duplicates, failed streams, the worker queue and the stream
-// dictionaries' memory. Owned by the ingest service, built from the
-// daemon's registry. prometheus-cpp stays behind this header.
+// Ingestion's own metrics on /metrics: batches, samples (and those of them
+// backfilled), rejections by reason, duplicates, failed streams, the
+// worker queue and the stream dictionaries' memory. Owned by the ingest
+// service, built from the daemon's registry. prometheus-cpp stays behind
+// this header.
 #ifndef SHEAF_DAEMON_INGEST_METRICS_H_
 #define SHEAF_DAEMON_INGEST_METRICS_H_
 
@@ -23,6 +24,8 @@ class IngestMetrics {
   ~IngestMetrics();
 
   void BatchApplied(uint64_t samples_stored, uint64_t series_received);
+  // A backfill batch (MetricBatch.backfill) was applied, after BatchApplied.
+  void BackfillApplied(uint64_t samples_stored);
   // An already durable batch arrived again: a retry after a lost ack
   // (expected), or a sequence this agent never sent (`unexpected`: two
   // agents share an identity, or a sequence was forged).

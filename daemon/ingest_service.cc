@@ -132,9 +132,17 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     if (batch.sequence() <= durable) return Duplicate(batch.sequence(), durable);
 
     const int64_t now = service_->options_.now_ms ? service_->options_.now_ms() : WallClockMs();
+    // Backfill is chosen per batch by the client: validated like any batch
+    // except the past bound, which reaches back as far as the store keeps
+    // anything (limits.backfill_accept_past), and the store accepts the
+    // samples behind the out-of-order window and redoes their roll-ups.
+    // TODO(issue 11): only tokens with the admin role may set it; refuse a
+    // backfill batch from any other caller with PERMISSION_DENIED here.
+    const bool backfill = batch.backfill();
     storage::AppendBatch append;
     append.agent_id = agent_id_;
     append.sequence = batch.sequence();
+    append.backfill = backfill;
     append.series.reserve(batch.samples_size() + batch.series_size());
     for (const v1::decode::SeriesSamples& ss : batch.samples()) {
       const size_t n = static_cast<size_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
@@ -158,7 +166,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       storage::SeriesSamples out{ref.id, {}};
       out.samples.reserve(n);
       for (size_t i = 0; i < n; ++i) out.samples.push_back({ss.timestamps_ms(i), ss.values(i)});
-      if (auto r = model::ValidateSamples(ref.labels, ref.type, out.samples, now, service_->options_.limits)) {
+      if (auto r =
+              model::ValidateSamples(ref.labels, ref.type, out.samples, now, service_->options_.limits, backfill)) {
         Count(*r, n);
         continue;
       }
@@ -175,7 +184,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       // series leaves nothing behind in the index.
       auto rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
       if (!rejection) {
-        rejection = model::ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits);
+        rejection =
+            model::ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits, backfill);
       }
       if (!rejection) rejection = CreateSeries(entry);
       if (rejection) {
@@ -193,13 +203,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     // Live tails see what was stored (not history being backfilled).
     if (service_->options_.tail_hub != nullptr && !append.backfill)
       service_->options_.tail_hub->Publish(append, *result);
-    for (auto [id, n] : result->too_old) {
-      auto info = service_->store_->GetSeries(id);
-      Count({model::RejectReason::kOutOfOrder,
-             fmt::format("{} has {} samples older than its newest sample by more than the out-of-order window",
-                         info ? model::FormatLabelsShort(info->labels) : "a series", n)},
-            n);
-    }
+    CountDropped(result->too_old, model::RejectReason::kOutOfOrder,
+                 "older than its newest sample by more than the out-of-order window");
     for (auto [id, n] : result->deleted) {
       Count({model::RejectReason::kSeriesDeleted,
              fmt::format("series {} was deleted while this stream referred to it; a new stream recreates it", id)},
@@ -210,6 +215,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     ack_.set_samples_stored(ack_.samples_stored() + result->samples_added);
     service_->metrics_->BatchApplied(result->samples_added,
                                      static_cast<uint64_t>(batch.samples_size() + batch.series_size()));
+    if (backfill) service_->metrics_->BackfillApplied(result->samples_added);
     return grpc::Status::OK;
   }
 
@@ -311,6 +317,17 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     count.set_series(count.series() + 1);
     count.set_samples(count.samples() + samples);
     service_->metrics_->Rejected(r.reason, 1, samples);
+  }
+
+  // Samples the store did not keep, by series, counted under `reason`.
+  void CountDropped(const std::vector<std::pair<storage::SeriesId, uint64_t>>& dropped, model::RejectReason reason,
+                    std::string_view why) {
+    for (auto [id, n] : dropped) {
+      auto info = service_->store_->GetSeries(id);
+      Count({reason,
+             fmt::format("{} has {} samples {}", info ? model::FormatLabelsShort(info->labels) : "a series", n, why)},
+            n);
+    }
   }
 
   grpc::Status Invalid(std::string message) {
