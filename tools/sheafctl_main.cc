@@ -13,6 +13,7 @@
 #include "common/prom_format.h"
 #include "health.grpc.pb.h"
 #include "sheaf/v1/query.grpc.pb.h"
+#include "tools/sheafctl_import.h"
 
 namespace {
 
@@ -29,7 +30,9 @@ commands:
   compact          cut heads into blocks and fully compact the store (slow)
   delete-series SELECTOR
                    delete the matching series for good (index, samples, rollups)
-  health           the daemon's gRPC health status (exit 0 if SERVING))";
+  health           the daemon's gRPC health status (exit 0 if SERVING)
+  import FILE|-    Prometheus text (ms timestamps) or OpenMetrics into sheafd,
+                   e.g. sheafctl import history.prom --backfill (docs/IMPORT.md))";
 
 // Unix seconds, Unix milliseconds (13+ digits) or RFC 3339 UTC
 // (2026-01-02T03:04:05Z).
@@ -121,15 +124,18 @@ int main(int argc, char** argv) {
   flags.String("start", &start_text, "query: start time (RFC 3339 UTC, or Unix seconds or ms); overrides --since");
   flags.String("end", &end_text, "query: end time (default now)");
   flags.Duration("step", &step, "query: one sample per step (the last in each step); 0 for every sample");
-  flags.String("format", &format, "table, json (one object per line) or csv");
+  flags.String("format", &format, "table, json (one object per line) or csv; import: auto, prometheus or openmetrics");
   flags.Uint("limit", &limit, "series: at most this many");
   flags.Uint("chunk", &chunk, "query: samples per streamed message (0: the daemon's default)");
+  ctl::ImportFlags import_flags;
+  ctl::RegisterImportFlags(flags, &import_flags);
   std::vector<std::string> args;
   if (auto exit_code = flags.ParseMain(argc, argv, &args)) return *exit_code;
   if (args.empty()) {
     std::fputs(flags.Usage().c_str(), stderr);
     return 2;
   }
+  if (args[0] == "import") return ctl::RunImport(args, addr, format, timeout, import_flags);
   if (format != "table" && format != "json" && format != "csv") {
     std::fprintf(stderr, "sheafctl: --format must be table, json or csv\n");
     return 2;
