@@ -4,9 +4,9 @@
 #
 #  1. build-asan   AddressSanitizer + UndefinedBehaviorSanitizer (leaks
 #                  included): every suite (no benchmarks).
-#  2. build-tsan   ThreadSanitizer: the store and the storage suite
-#                  (store_concurrency_test is the multi-threaded one); only
-#                  those targets are built.
+#  2. build-tsan   ThreadSanitizer: the storage and promql suites
+#                  (store_concurrency_test and the engine's parallel reads
+#                  are the multi-threaded ones); only those are built.
 #  3. build-clang  only if clang++-14 is installed: the store compiled with
 #                  clang's -Wthread-safety, which checks the absl::Mutex
 #                  annotations of storage/store.h (a warning fails the build).
@@ -64,7 +64,7 @@ fi
 ninja -C build-asan -j "$jobs"
 run_tests build-asan
 
-phase "2/3 ThreadSanitizer: build-tsan (the store)"
+phase "2/3 ThreadSanitizer: build-tsan (the store and the query engine)"
 if [ ! -f build-tsan/build.ninja ]; then
   meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=false >/dev/null
 fi
@@ -72,23 +72,31 @@ ninja -C build-tsan build.ninja >/dev/null  # picks up changed meson.build files
 # crash_test forks a process that already runs RocksDB's threads, and TSan
 # cannot follow a fork of a multi-threaded process ("dup thread"); it is a
 # crash test, not a threading one, and runs in the other two trees.
+# The promql suite: queries read series on threads of their own
+# (promql/series_reader.h).
 tsan_tests=()
-while read -r t; do
-  if [ "$t" != crash_test ]; then tsan_tests+=("$t"); fi
-done < <(meson test -C build-tsan --list --no-rebuild --suite storage 2>/dev/null | sed -n 's|^sheaf:storage / ||p')
+tsan_targets=()
+for suite in storage promql; do
+  while read -r t; do
+    if [ "$t" != crash_test ]; then
+      tsan_tests+=("$t")
+      tsan_targets+=("tests/$suite/$t")
+    fi
+  done < <(meson test -C build-tsan --list --no-rebuild --suite "$suite" 2>/dev/null | sed -n "s|^sheaf:$suite / ||p")
+done
 if [ ${#tsan_tests[@]} -eq 0 ]; then
-  echo "no storage tests found in build-tsan" >&2
+  echo "no storage or promql tests found in build-tsan" >&2
   exit 1
 fi
-ninja -C build-tsan -j "$jobs" "${tsan_tests[@]/#/tests/storage/}"
+ninja -C build-tsan -j "$jobs" "${tsan_targets[@]}"
 run_tests build-tsan "${tsan_tests[@]}"
 
 if command -v clang++-14 >/dev/null; then
-  phase "3/3 clang -Wthread-safety: build-clang (the store)"
+  phase "3/3 clang -Wthread-safety: build-clang (the store and the query engine)"
   if [ ! -f build-clang/build.ninja ]; then
     CXX=clang++-14 meson setup build-clang -Dcpp_args=-Wthread-safety -Dtests=false -Dbenchmarks=false >/dev/null
   fi
-  if ninja -C build-clang -j "$jobs" -k 0 storage/libsheaf_storage.a; then
+  if ninja -C build-clang -j "$jobs" -k 0 storage/libsheaf_storage.a promql/libsheaf_promql.a; then
     echo "clang -Wthread-safety: no warnings"
     passed=$((passed + 1))
   else

@@ -48,8 +48,16 @@ struct EngineOptions {
   // The step of a subquery without one (`x[1h:]`), as Prometheus'
   // global evaluation_interval default.
   int64_t default_subquery_step_ms = 60'000;
-  // Read rollup windows where they give the same answer as raw samples.
-  bool use_rollups = true;
+  // Read rollup windows where they give the same answer as raw samples:
+  // kAuto where some of the range is already rolled up (recent windows are
+  // computed from raw samples, which costs more than reading those),
+  // kAlways wherever the steps allow (tests), kNever.
+  enum class Rollups { kAuto, kAlways, kNever };
+  Rollups rollups = Rollups::kAuto;
+  // Threads that read a selector's raw samples ahead of the evaluation
+  // (which is single-threaded): reading and decoding is most of a query's
+  // work. 1 reads on the query's own thread.
+  size_t read_threads = 2;
   EngineLimits limits;
 };
 

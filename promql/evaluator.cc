@@ -10,6 +10,7 @@
 #include <map>
 
 #include "model/labels.h"
+#include "promql/series_reader.h"
 #include "storage/series_store.h"
 
 namespace sheaf::promql::internal {
@@ -203,28 +204,14 @@ absl::StatusOr<std::vector<Evaluator::Selected>> Evaluator::Select(const VectorS
 
 absl::Status Evaluator::ReadRaw(storage::SeriesId id, int64_t min_ms, int64_t max_ms, std::vector<Sample>* samples) {
   PROMQL_RETURN_IF_ERROR(Poll());
-  samples->clear();
-  auto it = store_->Read(id, min_ms, max_ms);
-  for (; it->Valid(); it->Next()) samples->push_back(it->sample());
-  if (!it->status().ok()) return it->status();
-  // Blocks come before the head; a late sample in the head can be older
-  // than the newest block's. Time order, last write wins.
-  auto by_time = [](const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; };
-  if (!std::is_sorted(samples->begin(), samples->end(), by_time)) {
-    std::stable_sort(samples->begin(), samples->end(), by_time);
-    std::vector<Sample> unique;
-    for (const Sample& x : *samples) {
-      if (!unique.empty() && unique.back().timestamp_ms == x.timestamp_ms) {
-        unique.back() = x;
-      } else {
-        unique.push_back(x);
-      }
-    }
-    *samples = std::move(unique);
-  }
-  stats_->samples_read += samples->size();
+  PROMQL_RETURN_IF_ERROR(ReadSeriesSamples(store_, id, min_ms, max_ms, samples));
+  return CountRaw(*samples);
+}
+
+absl::Status Evaluator::CountRaw(const std::vector<Sample>& samples) {
+  stats_->samples_read += samples.size();
   NoteResolution(0);
-  return Charge(samples->size());
+  return Charge(samples.size());
 }
 
 absl::StatusOr<bool> Evaluator::ReadWindows(storage::SeriesId id, int64_t resolution, int64_t min_ms, int64_t max_ms,
@@ -251,9 +238,13 @@ void Evaluator::NoteResolution(int64_t resolution) {
 }
 
 int64_t Evaluator::PickRollup(const AtModifier& at, int64_t offset_ms, int64_t range_ms, const Steps& steps) const {
-  if (!options_.use_rollups) return 0;
+  if (options_.rollups == EngineOptions::Rollups::kNever) return 0;
   int64_t min_ref, max_ref;
   RefRange(at, offset_ms, steps, &min_ref, &max_ref);
+  if (options_.rollups == EngineOptions::Rollups::kAuto &&
+      min_ref - std::max(range_ms, options_.lookback_ms) >= store_->RolledUpUntil()) {
+    return 0;
+  }
   int64_t best = 0;
   for (int64_t r : store_->RollupResolutions()) {
     if (r <= 0 || min_ref % r != 0 || range_ms % r != 0) continue;
@@ -266,9 +257,15 @@ int64_t Evaluator::PickRollup(const AtModifier& at, int64_t offset_ms, int64_t r
 absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms,
                                               const RangeSeriesFn& fn) {
   PROMQL_ASSIGN_OR_RETURN(auto series, Select(sel));
+  std::vector<storage::SeriesId> ids;
+  ids.reserve(series.size());
+  for (const Selected& s : series) ids.push_back(s.id);
+  SeriesReader reader(store_, std::move(ids), min_ms, max_ms, options_.read_threads);
   std::vector<Sample> samples;
   for (const Selected& s : series) {
-    PROMQL_RETURN_IF_ERROR(ReadRaw(s.id, min_ms, max_ms, &samples));
+    PROMQL_RETURN_IF_ERROR(Poll());
+    PROMQL_RETURN_IF_ERROR(reader.Next(&samples));
+    PROMQL_RETURN_IF_ERROR(CountRaw(samples));
     if (samples.empty()) continue;
     PROMQL_RETURN_IF_ERROR(fn(s.labels, samples));
   }

@@ -50,6 +50,7 @@ class Evaluator {
   absl::StatusOr<std::vector<Selected>> Select(const VectorSelector& sel);
   // One series' raw samples in [min_ms, max_ms], time order, counted.
   absl::Status ReadRaw(storage::SeriesId id, int64_t min_ms, int64_t max_ms, std::vector<Sample>* samples);
+  absl::Status CountRaw(const std::vector<Sample>& samples);  // stats and the samples limit
   // One series' rollup windows starting in [min_ms, max_ms], counted. False
   // when a window holds a NaN (the caller reads raw samples instead).
   using Window = std::pair<int64_t, storage::Aggregate>;

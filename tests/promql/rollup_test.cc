@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "model/labels.h"
+#include "model/matcher.h"
 #include "promql/engine.h"
 #include "storage/series_store.h"
 #include "tests/support/temp_dir.h"
@@ -22,6 +23,7 @@ constexpr int64_t kDay = 24 * kHour;
 // Data: 30 days ending here (an hour edge), every 5 minutes with jitter.
 constexpr int64_t kEnd = 1'790'000'000'000 - 1'790'000'000'000 % kHour;
 constexpr int64_t kStart = kEnd - 30 * kDay;
+constexpr int64_t kRecent = kEnd + 2 * kDay + 12 * kHour;
 
 class RollupQueryTest : public ::testing::Test {
  protected:
@@ -71,6 +73,15 @@ class RollupQueryTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     ASSERT_GE(store_->Stats().rolled_up_until_ms, kEnd) << "the roll-up did not run";
+    // And two recent hours, after the rolled-up range.
+    auto ids = store_->Select({*model::Matcher::Create(model::Matcher::Op::kEqual, "host", "h0")});
+    ASSERT_TRUE(ids.ok() && ids->size() == 1);
+    storage::AppendBatch recent;
+    recent.series.push_back({(*ids)[0], {}});
+    for (int64_t t = kRecent; t < kRecent + 2 * kHour; t += 10'000) {
+      recent.series[0].samples.push_back({t, static_cast<double>(t - kRecent) / 1000});
+    }
+    ASSERT_TRUE(store_->Append(recent).ok());
   }
   static void TearDownTestSuite() {
     delete store_;
@@ -79,7 +90,7 @@ class RollupQueryTest : public ::testing::Test {
 
   static absl::StatusOr<QueryResult> Run(bool rollups, const std::string& q, int64_t start, int64_t end, int64_t step) {
     EngineOptions o;
-    o.use_rollups = rollups;
+    o.rollups = rollups ? EngineOptions::Rollups::kAuto : EngineOptions::Rollups::kNever;
     Engine engine(store_, o);
     QueryParams p;
     p.start_ms = start;
@@ -144,9 +155,35 @@ TEST_F(RollupQueryTest, SameAnswerAsRawSamples) {
       ASSERT_TRUE(without.ok()) << q << ": " << without.status();
       EXPECT_EQ(without->stats.windows_read, 0u) << q;
       ExpectSame(*with, *without, q);
-      if (getenv("DEBUG_ROLLUP")) fprintf(stderr, "%s: %zu series, %llu points, %llu samples, %llu windows, r=%lld\n", q.c_str(), with->series.size(), (unsigned long long)with->stats.points_returned, (unsigned long long)with->stats.samples_read, (unsigned long long)with->stats.windows_read, (long long)with->stats.rollup_resolution_ms);
+      if (getenv("DEBUG_ROLLUP"))
+        fprintf(stderr, "%s: %zu series, %llu points, %llu samples, %llu windows, r=%lld\n", q.c_str(),
+                with->series.size(), (unsigned long long)with->stats.points_returned,
+                (unsigned long long)with->stats.samples_read, (unsigned long long)with->stats.windows_read,
+                (long long)with->stats.rollup_resolution_ms);
     }
   }
+}
+
+TEST_F(RollupQueryTest, RecentDataIsReadRawUnlessAskedOtherwise) {
+  // Past the rolled-up range, windows would be computed from raw samples:
+  // auto reads the raw samples directly; always gives the same answer.
+  const std::string q = "rate(requests_total[5m])";
+  auto fresh = Run(true, q, kRecent + kHour, kRecent + 2 * kHour, 60'000);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->stats.rollup_resolution_ms, 0);
+  EXPECT_EQ(fresh->stats.windows_read, 0u);
+  EXPECT_GT(fresh->stats.samples_read, 300u);
+  EngineOptions o;
+  o.rollups = EngineOptions::Rollups::kAlways;
+  QueryParams p;
+  p.start_ms = kRecent + kHour;
+  p.end_ms = kRecent + 2 * kHour;
+  p.step_ms = 60'000;
+  auto always = Engine(store_, o).Query(q, p);
+  ASSERT_TRUE(always.ok());
+  EXPECT_EQ(always->stats.rollup_resolution_ms, 60'000);
+  EXPECT_GT(always->stats.windows_read, 0u);
+  ExpectSame(*always, *fresh, q);
 }
 
 TEST_F(RollupQueryTest, ThirtyDaysAtAnHourStepReadNoRawSamples) {

@@ -1,0 +1,70 @@
+// Private to promql/: reads the raw samples of many series on a few
+// threads and hands them out in order, so that a query over thousands of
+// series decodes on every core while its evaluation stays single-threaded.
+#ifndef SHEAF_PROMQL_SERIES_READER_H_
+#define SHEAF_PROMQL_SERIES_READER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "model/types.h"
+#include "storage/types.h"
+
+namespace sheaf::storage {
+class SeriesStore;
+}
+
+namespace sheaf::promql::internal {
+
+// One series' samples in [min_ms, max_ms], in time order, the last write
+// of a timestamp winning. Thread-safe (the store is).
+absl::Status ReadSeriesSamples(storage::SeriesStore* store, storage::SeriesId id, int64_t min_ms, int64_t max_ms,
+                               std::vector<model::Sample>* samples);
+
+class SeriesReader {
+ public:
+  // Reads `ids` (in this order) with up to `threads` threads; 1 or a short
+  // list reads on the caller's thread. At most a few chunks of series are
+  // read ahead of the caller, so memory stays bounded.
+  SeriesReader(storage::SeriesStore* store, std::vector<storage::SeriesId> ids, int64_t min_ms, int64_t max_ms,
+               size_t threads);
+  ~SeriesReader();  // stops the readers and joins them
+  SeriesReader(const SeriesReader&) = delete;
+  SeriesReader& operator=(const SeriesReader&) = delete;
+
+  // The samples of the next series, in order. REQUIRES: fewer calls than ids.
+  absl::Status Next(std::vector<model::Sample>* samples);
+
+ private:
+  static constexpr size_t kChunk = 64;  // series a reader takes at a time
+
+  struct Chunk {
+    std::vector<std::vector<model::Sample>> samples;
+    absl::Status status;
+    bool done = false;
+  };
+
+  void Work(size_t worker);
+
+  storage::SeriesStore* const store_;
+  const std::vector<storage::SeriesId> ids_;
+  const int64_t min_ms_, max_ms_;
+  const size_t threads_;
+  const size_t ahead_;  // chunks a reader may be ahead of the caller
+  size_t next_ = 0;     // the caller's next series
+  absl::Mutex mu_;
+  absl::CondVar changed_;  // a chunk was read or consumed, or stop_ set
+  std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
+  size_t consumed_ ABSL_GUARDED_BY(mu_) = 0;  // chunks the caller is done with
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sheaf::promql::internal
+
+#endif  // SHEAF_PROMQL_SERIES_READER_H_
