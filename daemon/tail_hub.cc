@@ -32,29 +32,45 @@ bool ByTime(const model::Sample& a, const model::Sample& b) { return a.timestamp
 // in the batch, in order): joined, in time order, the last of equal
 // timestamps winning, without the `too_old` oldest (the store refuses
 // exactly those: older than its newest sample by more than the window).
-std::shared_ptr<const std::vector<model::Sample>> StoredSamples(const std::vector<const storage::SeriesSamples*>& runs,
-                                                                uint64_t too_old) {
-  auto out = std::make_shared<std::vector<model::Sample>>();
-  if (runs.size() == 1 && too_old == 0) {
-    const std::vector<model::Sample>& in = runs[0]->samples;
-    if (std::adjacent_find(in.begin(), in.end(), [](const model::Sample& a, const model::Sample& b) {
-          return a.timestamp_ms >= b.timestamp_ms;
-        }) == in.end()) {
-      *out = in;  // the usual case: one entry, strictly increasing
-      return out;
+// Built only for a subscriber with room: with every buffer full, a batch
+// costs no copy. The usual case (one entry, strictly increasing, nothing
+// refused) is the batch's own vector.
+class StoredSamples {
+ public:
+  StoredSamples(const std::vector<const storage::SeriesSamples*>& runs, uint64_t too_old) {
+    if (runs.size() == 1 && too_old == 0) {
+      const std::vector<model::Sample>& in = runs[0]->samples;
+      if (std::adjacent_find(in.begin(), in.end(), [](const model::Sample& a, const model::Sample& b) {
+            return a.timestamp_ms >= b.timestamp_ms;
+          }) == in.end()) {
+        plain_ = &in;
+        return;
+      }
     }
+    auto out = std::make_shared<std::vector<model::Sample>>();
+    for (const storage::SeriesSamples* r : runs) out->insert(out->end(), r->samples.begin(), r->samples.end());
+    std::stable_sort(out->begin(), out->end(), ByTime);
+    size_t kept = 0;
+    for (size_t i = 0; i < out->size(); ++i) {
+      if (i + 1 < out->size() && (*out)[i + 1].timestamp_ms == (*out)[i].timestamp_ms) continue;
+      (*out)[kept++] = (*out)[i];
+    }
+    out->resize(kept);
+    out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(std::min<uint64_t>(too_old, out->size())));
+    shared_ = std::move(out);
   }
-  for (const storage::SeriesSamples* r : runs) out->insert(out->end(), r->samples.begin(), r->samples.end());
-  std::stable_sort(out->begin(), out->end(), ByTime);
-  size_t kept = 0;
-  for (size_t i = 0; i < out->size(); ++i) {
-    if (i + 1 < out->size() && (*out)[i + 1].timestamp_ms == (*out)[i].timestamp_ms) continue;
-    (*out)[kept++] = (*out)[i];
+
+  size_t size() const { return plain_ != nullptr ? plain_->size() : shared_->size(); }
+  // The samples to keep in buffers (copied from the batch on first use).
+  const std::shared_ptr<const std::vector<model::Sample>>& Get() {
+    if (shared_ == nullptr) shared_ = std::make_shared<const std::vector<model::Sample>>(*plain_);
+    return shared_;
   }
-  out->resize(kept);
-  out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(std::min<uint64_t>(too_old, out->size())));
-  return out;
-}
+
+ private:
+  const std::vector<model::Sample>* plain_ = nullptr;
+  std::shared_ptr<const std::vector<model::Sample>> shared_;
+};
 
 uint64_t Find(const std::vector<std::pair<storage::SeriesId, uint64_t>>& counts, storage::SeriesId id) {
   for (const auto& [sid, n] : counts) {
@@ -125,10 +141,10 @@ size_t TailSubscriber::subscriptions() const {
 }
 
 bool TailSubscriber::Append(const std::shared_ptr<const TailSeriesInfo>& series,
-                            const std::shared_ptr<const std::vector<uint64_t>>& ids,
-                            const std::shared_ptr<const std::vector<model::Sample>>& samples) {
+                            const std::shared_ptr<const std::vector<uint64_t>>& ids, size_t n,
+                            absl::FunctionRef<std::shared_ptr<const std::vector<model::Sample>>()> samples,
+                            uint64_t* missed) {
   const TailOptions& o = hub_->options_;
-  const size_t n = samples->size();
   const size_t fixed = kRunOverhead + series->bytes;
   absl::MutexLock lock(&buffer_mu_);
   if (closed_) return false;
@@ -139,10 +155,10 @@ bool TailSubscriber::Append(const std::shared_ptr<const TailSeriesInfo>& series,
   const size_t kept = std::min({n, room_samples, room_bytes});
   if (kept < n) {
     missed_ += n - kept;
-    hub_->Missed(n - kept);
+    *missed += n - kept;
   }
   if (kept > 0) {
-    TailRun run{series, ids, samples, 0, kept};
+    TailRun run{series, ids, samples(), 0, kept};
     const size_t bytes = RunBytes(run);
     buffer_.push_back(std::move(run));
     buffered_samples_ += kept;
@@ -425,17 +441,22 @@ void TailHub::PublishMatching(const storage::AppendBatch& batch, const storage::
     std::stable_sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.id < b.id; });
   }
   std::vector<const storage::SeriesSamples*> runs;
+  uint64_t missed = 0;  // counted once per batch: a stalled subscriber costs little
   for (size_t i = 0; i < hits.size();) {
     const Hit& hit = hits[i];
     runs.clear();
     for (; i < hits.size() && hits[i].id == hit.id; ++i) runs.push_back(&batch.series[hits[i].index]);
     if (Find(result.deleted, hit.id) > 0) continue;
-    auto samples = StoredSamples(runs, Find(result.too_old, hit.id));
-    if (samples->empty()) continue;
+    StoredSamples samples(runs, Find(result.too_old, hit.id));
+    if (samples.size() == 0) continue;
     for (const Match& m : *hit.matches) {
-      if (m.subscriber->Append(hit.info, m.ids, samples)) Schedule(m.subscriber);
+      if (m.subscriber->Append(
+              hit.info, m.ids, samples.size(), [&samples] { return samples.Get(); }, &missed)) {
+        Schedule(m.subscriber);
+      }
     }
   }
+  if (missed > 0) Missed(missed);
 }
 
 void TailHub::Schedule(TailSubscriber* s) {

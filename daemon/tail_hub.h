@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "model/matcher.h"
@@ -241,11 +242,12 @@ class TailSubscriber : public std::enable_shared_from_this<TailSubscriber> {
   TailSubscriber(TailHub* hub, storage::TenantId tenant, std::weak_ptr<TailListener> listener)
       : hub_(hub), tenant_(tenant), listener_(std::move(listener)) {}
 
-  // Called by the hub under its mu_. Appends what fits; drops and counts
-  // the rest. True if the listener should be woken.
+  // Called by the hub under its mu_, for `n` samples that `samples()`
+  // returns (called only if some fit). Appends what fits; drops the rest,
+  // counting them here and in *missed. True if the listener should be woken.
   bool Append(const std::shared_ptr<const TailSeriesInfo>& series,
-              const std::shared_ptr<const std::vector<uint64_t>>& ids,
-              const std::shared_ptr<const std::vector<model::Sample>>& samples);
+              const std::shared_ptr<const std::vector<uint64_t>>& ids, size_t n,
+              absl::FunctionRef<std::shared_ptr<const std::vector<model::Sample>>()> samples, uint64_t* missed);
   // Drops buffered samples of subscription `id` (not counted as missed).
   void Purge(uint64_t id);
   // The hub shut down: Take reports closed. True if the listener should be woken.
