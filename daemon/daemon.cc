@@ -134,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   ingest_options.tail_hub = st->tail_hub.get();
   ingest_options.limits.backfill_accept_past = std::chrono::milliseconds(LongestRetentionMs(config.store));
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
-  st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get());
+  st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get(), config.query);
   st->query->set_tail_hub(st->tail_hub.get());
   st->admin = std::make_unique<AdminService>(st->store.get(), st->query_executor.get());
 

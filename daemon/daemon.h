@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/ingest_service.h"
+#include "daemon/query_service.h"
 #include "daemon/tail_hub.h"
 #include "storage/series_store.h"
 
@@ -28,6 +29,7 @@ struct DaemonConfig {
   IngestOptions ingest;       // batch size limit, validation limits, dictionaries, workers
   size_t query_workers = 4;   // threads for queries, listings and admin calls
   size_t query_queue = 1024;  // steps waiting for a query worker before calls are refused
+  QueryLimits query;          // PromQL limits, request and answer sizes
   TailOptions tail;           // live tail: buffers and limits
   // HTTP (/metrics): worker threads, and how long a connection may take to
   // send its request (idle connections must not hold workers for long).

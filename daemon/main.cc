@@ -68,7 +68,7 @@ bool ParseRollups(const std::string& text, std::vector<sheaf::storage::RollupSpe
 
 int main(int argc, char** argv) {
   DaemonConfig config;
-  std::string config_file, ready_file, log_level = "info";
+  std::string config_file, ready_file, log_level = "info", query_rollups = "auto";
   int64_t workers = static_cast<int64_t>(config.ingest.workers);
   int64_t queue = static_cast<int64_t>(config.ingest.queue_capacity);
 
@@ -112,6 +112,16 @@ int main(int argc, char** argv) {
   flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
   int64_t query_workers = static_cast<int64_t>(config.query_workers);
   flags.Int("query-workers", &query_workers, "threads answering queries, listings and admin calls");
+  sheaf::promql::EngineLimits& ql = config.query.promql.limits;
+  flags.Uint("query-max-series", &ql.max_series, "PromQL: series one query may read");
+  flags.Uint("query-max-samples", &ql.max_samples,
+             "PromQL: samples one query may read and hold (raw samples, rollup windows, intermediate points)");
+  flags.Uint("query-max-points", &ql.max_points, "PromQL: points in one answer");
+  flags.Uint("query-max-concurrent", &config.query.max_concurrent_queries,
+             "PromQL: queries evaluating at once; more are refused with RESOURCE_EXHAUSTED");
+  flags.Duration("query-timeout", &config.query.query_timeout, "PromQL: longest evaluation of one query");
+  flags.Duration("query-lookback", &config.query.promql.lookback_ms,
+                 "PromQL: how far back a selector looks for a sample (Prometheus' lookback delta)");
   flags.Uint("tail-buffer-samples", &config.tail.max_buffer_samples,
              "live tail: samples waiting for one Tail stream; past it a slow reader misses samples");
   flags.Uint("tail-buffer-bytes", &config.tail.max_buffer_bytes,
@@ -119,6 +129,9 @@ int main(int argc, char** argv) {
   flags.Uint("max-tail-subscribers", &config.tail.max_subscribers, "live tail: open Tail streams (0: no live tail)");
   flags.Uint("max-tail-subscriptions", &config.tail.max_subscriptions, "live tail: subscriptions per Tail stream");
   flags.String("ready-file", &ready_file, "write the bound ports here once serving");
+  flags.String("query-rollups", &query_rollups,
+               "PromQL: read rollup windows where they give the raw answer: auto (where data is already rolled "
+               "up), always, or never (to compare)");
   flags.String("log-level", &log_level, "debug, info, warn or error");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!ParseRollups(rollups, &store.rollups)) {
@@ -134,6 +147,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   sheaf::SetLogLevel(level);
+  using Rollups = sheaf::promql::EngineOptions::Rollups;
+  if (query_rollups == "auto") {
+    config.query.promql.rollups = Rollups::kAuto;
+  } else if (query_rollups == "always") {
+    config.query.promql.rollups = Rollups::kAlways;
+  } else if (query_rollups == "never") {
+    config.query.promql.rollups = Rollups::kNever;
+  } else {
+    std::fprintf(stderr, "sheafd: --query-rollups: \"%s\" is not auto, always or never\n", query_rollups.c_str());
+    return 2;
+  }
   if (workers < 1 || queue < 1 || query_workers < 1) {
     std::fprintf(stderr, "sheafd: --ingest-workers, --ingest-queue and --query-workers must be >= 1\n");
     return 2;

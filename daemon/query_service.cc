@@ -31,6 +31,21 @@ grpc::Status CheckTime(const char* field, int64_t value) {
   return grpc::Status::OK;
 }
 
+v1::ResultType ResultTypeToProto(promql::ValueType t) {
+  switch (t) {
+    case promql::ValueType::kMatrix:
+      return v1::RESULT_TYPE_MATRIX;
+    case promql::ValueType::kVector:
+      return v1::RESULT_TYPE_VECTOR;
+    case promql::ValueType::kScalar:
+      return v1::RESULT_TYPE_SCALAR;
+    case promql::ValueType::kString:
+      return v1::RESULT_TYPE_STRING;
+    default:
+      return v1::RESULT_TYPE_UNSPECIFIED;
+  }
+}
+
 uint32_t ListLimit(uint32_t requested, const QueryLimits& limits) {
   return requested == 0 ? limits.default_list_limit : std::min(requested, limits.max_list_limit);
 }
@@ -76,7 +91,7 @@ absl::StatusOr<std::vector<model::Matcher>> RequestMatchers(
 class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   QueryReactor(QueryService* service, grpc::CallbackServerContext* context, const grpc::ByteBuffer& request)
-      : store_(service->store_), executor_(service->executor_), context_(context) {
+      : service_(service), store_(service->store_), executor_(service->executor_), context_(context) {
     grpc::Status s = DecodeMessage(request, service->limits_.max_request_bytes, "the QueryRequest", &request_);
     if (!s.ok()) {
       Finish(s);
@@ -106,6 +121,10 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
   void Start() {
     if (context_->IsCancelled()) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (!request_.expr().empty()) {
+      StartPromQL();
       return;
     }
     auto matchers = RequestMatchers(request_.matchers(), request_.selector());
@@ -150,7 +169,120 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
     WriteNext();
   }
 
+  // A PromQL query: evaluated here, on the executor, to a result bounded
+  // by the engine's limits, then streamed in chunks as the client reads.
+  // The evaluation polls the call: a cancelled call, a passed client
+  // deadline or the query timeout stop the evaluation itself.
+  void StartPromQL() {
+    if (request_.matchers_size() > 0 || !request_.selector().empty()) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "give either expr (PromQL) or selector/matchers (a raw read), not both"));
+      return;
+    }
+    for (auto [field, value] : {std::pair{"start_ms", request_.start_ms()}, std::pair{"end_ms", request_.end_ms()},
+                                std::pair{"step_ms", request_.step_ms()}, std::pair{"time_ms", request_.time_ms()}}) {
+      if (auto s = CheckTime(field, value); !s.ok()) {
+        Finish(s);
+        return;
+      }
+    }
+    if (request_.step_ms() < 0) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "step_ms must be >= 0"));
+      return;
+    }
+    const size_t limit = service_->limits_.max_concurrent_queries;
+    if (service_->running_queries_.fetch_add(1) >= limit) {
+      service_->running_queries_.fetch_sub(1);
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          fmt::format("{} PromQL queries are already running (the --query-max-concurrent limit); "
+                                      "retry with backoff",
+                                      limit)));
+      return;
+    }
+    promql::QueryParams params;
+    const int64_t now = WallClockMs();
+    if (request_.step_ms() > 0) {
+      params.end_ms = request_.end_ms() == 0 ? now : request_.end_ms();
+      params.start_ms = request_.start_ms() == 0 ? params.end_ms - kDefaultRangeMs : request_.start_ms();
+      params.step_ms = request_.step_ms();
+    } else {
+      params.start_ms = params.end_ms = request_.time_ms() == 0 ? now : request_.time_ms();
+    }
+    const auto timeout = service_->limits_.query_timeout;
+    const auto give_up = std::chrono::steady_clock::now() + timeout;
+    const auto client_deadline = context_->deadline();
+    params.check = [this, give_up, timeout, client_deadline]() -> absl::Status {
+      if (std::chrono::system_clock::now() > client_deadline) {
+        return absl::DeadlineExceededError("the client's deadline passed during the evaluation");
+      }
+      if (context_->IsCancelled()) return absl::CancelledError("the client cancelled the query");
+      if (std::chrono::steady_clock::now() > give_up) {
+        return absl::DeadlineExceededError(
+            fmt::format("the query ran longer than {} ms (the --query-timeout limit)", timeout.count()));
+      }
+      return absl::OkStatus();
+    };
+    auto result = service_->engine_.Query(request_.expr(), params);
+    service_->running_queries_.fetch_sub(1);
+    if (!result.ok()) {
+      Finish(ToGrpcStatus(result.status()));
+      return;
+    }
+    promql_ = *std::move(result);
+    chunk_samples_ = request_.max_samples_per_chunk() == 0
+                         ? kDefaultChunkSamples
+                         : std::min(request_.max_samples_per_chunk(), kMaxChunkSamples);
+    WriteNextPromQL();
+  }
+
+  void WriteNextPromQL() {
+    response_.Clear();
+    if (first_) {
+      response_.set_result_type(ResultTypeToProto(promql_->type));
+      response_.set_string_result(promql_->string_value);
+    }
+    uint32_t budget = chunk_samples_;
+    while (budget > 0 && next_ < promql_->series.size()) {
+      const promql::ResultSeries& s = promql_->series[next_];
+      v1::SeriesChunk* chunk = response_.add_chunks();
+      ToProto(s.labels, chunk->mutable_labels());
+      for (; point_ < s.points.size() && budget > 0; ++point_, --budget) {
+        v1::Sample* out = chunk->add_samples();
+        out->set_timestamp_ms(s.points[point_].timestamp_ms);
+        out->set_value(s.points[point_].value);
+      }
+      if (point_ == s.points.size()) {
+        chunk->set_last_chunk(true);
+        ++next_;
+        point_ = 0;
+      }
+    }
+    if (next_ == promql_->series.size()) {
+      if (done_) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      done_ = true;
+      const promql::QueryStats& st = promql_->stats;
+      v1::QueryStats* out = response_.mutable_stats();
+      out->set_series_selected(st.series_selected);
+      out->set_samples_read(st.samples_read);
+      out->set_windows_read(st.windows_read);
+      out->set_points_returned(st.points_returned);
+      out->set_rollup_resolution_ms(st.rollup_resolution_ms);
+      out->set_eval_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      for (const std::string& w : promql_->warnings) response_.add_warnings(w);
+    }
+    first_ = false;
+    buffer_ = EncodeMessage(response_);
+    StartWrite(&buffer_);
+  }
+
   void WriteNext() {
+    if (promql_) {
+      WriteNextPromQL();
+      return;
+    }
     response_.Clear();
     uint32_t budget = chunk_samples_;
     while (budget > 0 && (iter_ || next_ < ids_.size())) {
@@ -245,10 +377,16 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
     out->set_value(s.value);
   }
 
+  QueryService* service_;
   storage::SeriesStore* store_;
   WorkQueue* executor_;
   grpc::CallbackServerContext* context_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   v1::QueryRequest request_;
+  std::optional<promql::QueryResult> promql_;  // a PromQL answer being streamed
+  size_t point_ = 0;                           // next point of promql_->series[next_]
+  bool first_ = true;                          // the next message is the first
+  bool done_ = false;                          // the last message (with the stats) went out
   int64_t start_ = 0, end_ = 0, step_ = 0;
   int64_t resolution_ = 0;  // rollup read for a step, 0 for raw samples
   uint32_t chunk_samples_ = kDefaultChunkSamples;
@@ -265,7 +403,11 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
 };
 
 QueryService::QueryService(storage::SeriesStore* store, WorkQueue* executor, QueryLimits limits)
-    : store_(store), executor_(executor), limits_(limits), started_(std::chrono::steady_clock::now()) {}
+    : store_(store),
+      executor_(executor),
+      limits_(limits),
+      engine_(store, limits_.promql),
+      started_(std::chrono::steady_clock::now()) {}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryService::Query(grpc::CallbackServerContext* context,
                                                                 const grpc::ByteBuffer* request) {

@@ -7,11 +7,13 @@
 #ifndef SHEAF_DAEMON_QUERY_SERVICE_H_
 #define SHEAF_DAEMON_QUERY_SERVICE_H_
 
+#include <atomic>
 #include <chrono>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/matcher.h"
+#include "promql/engine.h"
 #include "sheaf/v1/query.grpc.pb.h"
 
 namespace sheaf {
@@ -31,6 +33,12 @@ struct QueryLimits {
   size_t max_response_bytes = 4 << 20;   // a unary answer; listings are truncated past it
   uint32_t default_list_limit = 10'000;  // series, names or values when the request says 0
   uint32_t max_list_limit = 100'000;
+  // PromQL queries (QueryRequest.expr): the engine's limits, how many may
+  // evaluate at once (more: RESOURCE_EXHAUSTED), and how long one may take
+  // (longer: DEADLINE_EXCEEDED, whatever the client's deadline).
+  promql::EngineOptions promql;
+  size_t max_concurrent_queries = 16;
+  std::chrono::milliseconds query_timeout{120'000};
 };
 
 using QueryServiceBase = v1::QueryService::WithRawCallbackMethod_Query<
@@ -66,6 +74,8 @@ class QueryService final : public QueryServiceBase {
   storage::SeriesStore* store_;
   WorkQueue* executor_;
   QueryLimits limits_;
+  promql::Engine engine_;
+  std::atomic<size_t> running_queries_{0};  // PromQL evaluations in progress
   std::chrono::steady_clock::time_point started_;
   TailHub* tail_hub_ = nullptr;
 };
