@@ -3,6 +3,7 @@
 #include <deque>
 #include <span>
 
+#include "absl/cleanup/cleanup.h"
 #include "storage/sample_codec.h"
 #include "storage/store.h"
 
@@ -14,6 +15,11 @@ std::string SeriesByIdValue(TenantId tenant, uint8_t type, const std::string& ca
   std::string v = TenantLabelsKey(tenant, {});
   v.push_back(static_cast<char>(type));
   return v + canonical;
+}
+
+// Time between two disjoint ranges, a before b.
+uint64_t Gap(const keys::KeptRange& a, const keys::KeptRange& b) {
+  return static_cast<uint64_t>(b.from_ms) - static_cast<uint64_t>(a.to_ms);
 }
 
 }  // namespace
@@ -67,7 +73,7 @@ absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, co
   NoteWrite(s);
   if (!s.ok()) return FromRocks(s, "creating series");
   absl::MutexLock lock(&mu_);
-  entries_.push_back(Entry{tenant, false, canonical, type, kMaxTsUnknown, {}});
+  entries_.push_back(Entry{tenant, false, canonical, type, kMaxTsUnknown, kMaxTsUnknown, {}});
   by_labels_.emplace(std::move(key), id);
   return id;
 }
@@ -145,73 +151,111 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
     }
   }
 
+  // The entries, looked up under mu_ (which is not held across the reads
+  // below: series creation never waits for them). What is read of an entry
+  // afterwards (deleted, max_ts, head) changes only under append_mu_, held.
+  std::vector<Entry*> entries;
+  entries.reserve(runs.size());
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const Run& run : runs) {
+      if (run.id == 0 || run.id > entries_.size() || entries_[run.id - 1].tenant != batch.tenant) {
+        return absl::InvalidArgumentError("unknown series id " + std::to_string(run.id));
+      }
+      entries.push_back(&entries_[run.id - 1]);
+    }
+  }
+  const int64_t now = options_.now_ms();
+  // Backfill stores what some retention still keeps, however old.
+  const int64_t oldest_kept = batch.backfill ? OldestRetained(now) : INT64_MIN;
+  int64_t backfill_from = INT64_MAX, backfill_to = INT64_MIN;  // stored backfilled samples
   rocksdb::WriteBatch wb;
   std::string log_record;
   // Applied to the heads only once the write succeeded.
   std::vector<std::pair<Entry*, std::vector<Sample>>> to_head;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    std::vector<Sample> sorted, in_head, to_blocks;
-    std::vector<int64_t> replaced;
-    for (const Run& run : runs) {
-      const SeriesId id = run.id;
-      const std::vector<Sample>* samples = run.samples;
-      if (id == 0 || id > entries_.size() || entries_[id - 1].tenant != batch.tenant) {
-        return absl::InvalidArgumentError("unknown series id " + std::to_string(id));
-      }
-      Entry& e = entries_[id - 1];
-      if (e.deleted) {
-        result.deleted.emplace_back(id, samples->size());
+  std::vector<Sample> sorted, in_head, maybe_in_blocks, to_blocks;
+  std::vector<int64_t> replaced;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const SeriesId id = runs[r].id;
+    const std::vector<Sample>* samples = runs[r].samples;
+    Entry& e = *entries[r];
+    if (e.deleted) {
+      result.deleted.emplace_back(id, samples->size());
+      continue;
+    }
+    if (auto st = EnsureMaxTs(id, e); !st.ok()) return st;
+    // Sorted, and the last of equal timestamps kept (last write wins),
+    // so each (series, timestamp) is counted once.
+    sorted.assign(samples->begin(), samples->end());
+    std::stable_sort(sorted.begin(), sorted.end(), ByTime);
+    size_t kept = 0;
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      if (i + 1 < sorted.size() && sorted[i + 1].timestamp_ms == sorted[i].timestamp_ms) continue;
+      sorted[kept++] = sorted[i];
+    }
+    sorted.resize(kept);
+    in_head.clear();
+    maybe_in_blocks.clear();
+    to_blocks.clear();
+    uint64_t too_old = 0, beyond_retention = 0;
+    const int64_t max_ts = e.max_ts;
+    // Into the head, counted unless the head has the timestamp already.
+    auto to_head_counted = [&](const Sample& x) {
+      if (!std::binary_search(e.head.begin(), e.head.end(), x, ByTime)) ++result.samples_added;
+      in_head.push_back(x);
+    };
+    for (const Sample& x : sorted) {
+      if (x.timestamp_ms < oldest_kept) {
+        ++beyond_retention;
         continue;
       }
-      if (auto st = EnsureMaxTs(id, e); !st.ok()) return st;
-      // Sorted, and the last of equal timestamps kept (last write wins),
-      // so each (series, timestamp) is counted once.
-      sorted.assign(samples->begin(), samples->end());
-      std::stable_sort(sorted.begin(), sorted.end(), ByTime);
-      size_t kept = 0;
-      for (size_t i = 0; i < sorted.size(); ++i) {
-        if (i + 1 < sorted.size() && sorted[i + 1].timestamp_ms == sorted[i].timestamp_ms) continue;
-        sorted[kept++] = sorted[i];
+      if (x.timestamp_ms > max_ts) {
+        ++result.samples_added;
+        in_head.push_back(x);
+        continue;  // max_ts moves on below, after the write
       }
-      sorted.resize(kept);
-      in_head.clear();
-      to_blocks.clear();
-      replaced.clear();
-      uint64_t too_old = 0;
-      const int64_t max_ts = e.max_ts;
-      const int64_t head_first = e.head.empty() ? INT64_MAX : e.head.front().timestamp_ms;
-      for (const Sample& x : sorted) {
-        if (x.timestamp_ms > max_ts) {
-          ++result.samples_added;
-          in_head.push_back(x);
-          continue;  // max_ts moves on below, after the write
-        }
-        if (max_ts != kNoSamples && x.timestamp_ms < max_ts - options_.out_of_order_window_ms) {
-          ++too_old;
-          continue;
-        }
-        if (x.timestamp_ms >= head_first) {
-          if (!std::binary_search(e.head.begin(), e.head.end(), x, ByTime)) ++result.samples_added;
-          in_head.push_back(x);
-        } else {
-          auto exists = InBlocks(id, x.timestamp_ms);
-          if (!exists.ok()) return exists.status();
-          if (*exists) {
-            replaced.push_back(x.timestamp_ms);
-          } else {
-            ++result.samples_added;
-          }
-          to_blocks.push_back(x);
-        }
+      if (!batch.backfill && max_ts != kNoSamples && x.timestamp_ms < max_ts - options_.out_of_order_window_ms) {
+        ++too_old;
+        continue;
       }
-      if (too_old > 0) result.too_old.emplace_back(id, too_old);
-      if (!in_head.empty()) {
-        keys::AppendLogEntry(log_record, id, in_head.data(), in_head.size());
-        to_head.emplace_back(&e, in_head);
+      if (x.timestamp_ms > e.blocks_max) {
+        to_head_counted(x);
+      } else {
+        maybe_in_blocks.push_back(x);
       }
-      if (!to_blocks.empty()) WriteBlocks(wb, id, e.type, to_blocks, replaced);
     }
+    if (!maybe_in_blocks.empty()) {
+      if (auto st = InBlocks(id, maybe_in_blocks, &replaced); !st.ok()) return st;
+      for (const Sample& x : maybe_in_blocks) {
+        if (std::binary_search(replaced.begin(), replaced.end(), x.timestamp_ms)) {
+          to_blocks.push_back(x);  // a new value for a sample there: not counted again, nor rolled up
+        } else {
+          to_head_counted(x);
+        }
+      }
+      std::sort(in_head.begin(), in_head.end(), ByTime);
+    }
+    if (too_old > 0) result.too_old.emplace_back(id, too_old);
+    if (beyond_retention > 0) result.beyond_retention.emplace_back(id, beyond_retention);
+    if (batch.backfill) {
+      for (const auto* part : {&in_head, &to_blocks}) {
+        if (part->empty()) continue;
+        backfill_from = std::min(backfill_from, part->front().timestamp_ms);
+        backfill_to = std::max(backfill_to, part->back().timestamp_ms);
+      }
+    }
+    if (!in_head.empty()) {
+      keys::AppendLogEntry(log_record, id, in_head.data(), in_head.size());
+      to_head.emplace_back(&e, in_head);
+    }
+    if (!to_blocks.empty()) WriteBlocks(wb, id, e.type, to_blocks, replaced);
+  }
+  // Backfilled raw data outlives raw retention by its arrival, so that a
+  // re-import is still recognised sample by sample (see KeepRaw).
+  std::optional<std::vector<keys::KeptRange>> kept_raw;
+  if (backfill_from <= backfill_to) {
+    kept_raw = KeepRaw(backfill_from, backfill_to, now);
+    if (kept_raw) wb.Put(meta_, keys::KeptRawKey(), keys::EncodeKeptRanges(*kept_raw));
   }
   const uint64_t log_seq = next_log_seq_;
   if (!log_record.empty()) wb.Put(log_, keys::LogKey(log_seq), log_record);
@@ -230,6 +274,10 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   if (!s.ok()) return FromRocks(s, "writing samples");
   if (!log_record.empty()) ++next_log_seq_;
   sample_count_ += result.samples_added;
+  if (kept_raw) {
+    absl::MutexLock lock(&kept_mu_);
+    kept_raw_ = *std::move(kept_raw);
+  }
   {
     absl::MutexLock lock(&head_mu_);
     for (auto& [e, samples] : to_head) {
@@ -255,6 +303,10 @@ absl::StatusOr<uint64_t> RocksSeriesStore::DeleteSeries(TenantId tenant, const s
   // dropped together with their blocks.
   absl::MutexLock append_lock(&append_mu_);
   absl::MutexLock create(&create_mu_);
+  ForgetKnownBlocks();
+  // Odd from here until every deleted series is unpublished (see Select).
+  ++delete_generation_;
+  absl::Cleanup done = [this] { ++delete_generation_; };
   uint64_t deleted = 0;
   for (SeriesId id : *ids) {
     std::string canonical;
@@ -286,6 +338,7 @@ absl::StatusOr<uint64_t> RocksSeriesStore::DeleteSeries(TenantId tenant, const s
     NoteWrite(s);
     if (!s.ok()) return FromRocks(s, "deleting series");
     sample_count_ -= std::min<uint64_t>(samples, sample_count_);
+    if (auto f = Fault("delete_series"); !f.ok()) return f;  // as a crash would: gone once reopened
     absl::MutexLock lock(&mu_);
     Entry& e = entries_[id - 1];
     by_labels_.erase(TenantLabelsKey(tenant, e.canonical));
@@ -370,22 +423,93 @@ absl::Status RocksSeriesStore::EnsureMaxTs(SeriesId id, Entry& e) {
   } else if (!it->status().ok()) {
     return FromRocks(it->status(), "finding the newest sample");
   }
+  e.blocks_max = newest;
   if (!e.head.empty()) newest = std::max(newest, e.head.back().timestamp_ms);
   e.max_ts = newest;
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> RocksSeriesStore::InBlocks(SeriesId id, int64_t ts) {
-  std::string block;
-  auto s = db_->Get(rocksdb::ReadOptions(), samples_,
-                    keys::SeriesTimeKey(id, keys::WindowStart(ts, options_.block_window_ms)), &block);
-  if (s.IsNotFound()) return false;
-  if (!s.ok()) return FromRocks(s, "checking for an existing sample");
-  std::vector<Sample> samples;
-  if (auto st = DecodeBlockAppend(block, &samples); !st.ok()) {
-    return absl::DataLossError("corrupt block of series " + std::to_string(id));
+absl::Status RocksSeriesStore::InBlocks(SeriesId id, const std::vector<Sample>& samples,
+                                        std::vector<int64_t>* present) {
+  present->clear();
+  std::vector<Sample> held;
+  for (size_t i = 0; i < samples.size();) {
+    const int64_t w = keys::WindowStart(samples[i].timestamp_ms, options_.block_window_ms);
+    auto known = known_blocks_.find(id);
+    if (known == known_blocks_.end() || known->second.window != w) {
+      std::string block;
+      auto s = db_->Get(rocksdb::ReadOptions(), samples_, keys::SeriesTimeKey(id, w), &block);
+      if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "checking for existing samples");
+      held.clear();
+      if (s.ok() && !DecodeBlockAppend(block, &held).ok()) {
+        return absl::DataLossError("corrupt block of series " + std::to_string(id));
+      }
+      if (known_timestamps_ + held.size() > kMaxKnownTimestamps) ForgetKnownBlocks();
+      KnownBlock& k = known_blocks_[id];
+      known_timestamps_ += held.size() - k.timestamps.size();
+      k.window = w;
+      k.timestamps.clear();
+      for (const Sample& x : held) k.timestamps.push_back(x.timestamp_ms);
+      known = known_blocks_.find(id);
+    }
+    const std::vector<int64_t>& ts = known->second.timestamps;
+    for (; i < samples.size() && samples[i].timestamp_ms < w + options_.block_window_ms; ++i) {
+      if (std::binary_search(ts.begin(), ts.end(), samples[i].timestamp_ms))
+        present->push_back(samples[i].timestamp_ms);
+    }
   }
-  return std::binary_search(samples.begin(), samples.end(), Sample{ts, 0}, ByTime);
+  return absl::OkStatus();
+}
+
+void RocksSeriesStore::ForgetKnownBlocks() {
+  known_blocks_.clear();
+  known_timestamps_ = 0;
+}
+
+int64_t RocksSeriesStore::OldestRetained(int64_t now) const {
+  int64_t longest = options_.raw_retention_ms;
+  for (const RollupSpec& r : options_.rollups) longest = std::max(longest, r.retention_ms);
+  return now < INT64_MIN + longest ? INT64_MIN : now - longest;
+}
+
+std::optional<std::vector<keys::KeptRange>> RocksSeriesStore::KeepRaw(int64_t first_ts, int64_t last_ts, int64_t now) {
+  const int64_t window = options_.block_window_ms;
+  const int64_t keep_until = AddClamped(now, options_.raw_retention_ms);
+  const int64_t last_block = keys::WindowStart(last_ts, window);
+  keys::KeptRange add{keys::WindowStart(first_ts, window), AddClamped(last_block, window),
+                      AddClamped(keep_until, kKeptRawSlackMs)};
+  std::vector<keys::KeptRange> ranges;
+  {
+    absl::MutexLock lock(&kept_mu_);
+    ranges = kept_raw_;
+  }
+  for (const keys::KeptRange& r : ranges) {
+    if (r.from_ms <= add.from_ms && r.to_ms >= add.to_ms && r.until_ms >= keep_until) return std::nullopt;
+  }
+  ranges.push_back(add);
+  std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) { return a.from_ms < b.from_ms; });
+  std::vector<keys::KeptRange> merged;
+  auto join = [](keys::KeptRange& into, const keys::KeptRange& r) {
+    into.to_ms = std::max(into.to_ms, r.to_ms);
+    into.until_ms = std::max(into.until_ms, r.until_ms);
+  };
+  for (const keys::KeptRange& r : ranges) {
+    if (!merged.empty() && r.from_ms <= merged.back().to_ms) {
+      join(merged.back(), r);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  // Bounded: the two ranges with the smallest gap between them become one.
+  while (merged.size() > kMaxKeptRanges) {
+    size_t best = 0;
+    for (size_t i = 1; i + 1 < merged.size(); ++i) {
+      if (Gap(merged[i], merged[i + 1]) < Gap(merged[best], merged[best + 1])) best = i;
+    }
+    join(merged[best], merged[best + 1]);
+    merged.erase(merged.begin() + best + 1);
+  }
+  return merged;
 }
 
 }  // namespace sheaf::storage

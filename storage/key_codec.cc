@@ -50,6 +50,7 @@ std::string NextSeriesIdKey() { return "N"; }
 std::string SampleCountKey() { return "C"; }
 std::string RolledUpUntilKey() { return "W"; }
 std::string RollupProgressKey() { return "D"; }
+std::string KeptRawKey() { return "K"; }
 
 std::string EncodeTime(int64_t t) {
   std::string out;
@@ -58,6 +59,21 @@ std::string EncodeTime(int64_t t) {
 }
 
 int64_t DecodeTime(std::string_view in) { return static_cast<int64_t>(GetFixed64BE(in) ^ kSignBit); }
+
+std::string EncodeKeptRanges(const std::vector<KeptRange>& ranges) {
+  std::string out;
+  for (const KeptRange& r : ranges) out += EncodeTime(r.from_ms) + EncodeTime(r.to_ms) + EncodeTime(r.until_ms);
+  return out;
+}
+
+std::optional<std::vector<KeptRange>> DecodeKeptRanges(std::string_view in) {
+  if (in.size() % 24 != 0) return std::nullopt;
+  std::vector<KeptRange> out;
+  for (; !in.empty(); in.remove_prefix(24)) {
+    out.push_back({DecodeTime(in), DecodeTime(in.substr(8)), DecodeTime(in.substr(16))});
+  }
+  return out;
+}
 
 std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id) {
   std::string k = "A";

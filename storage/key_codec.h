@@ -13,6 +13,10 @@
 //                                         before it is in the rollups
 //     'D'                              -> a roll-up in progress: target (8)
 //                                         and the next series id to do (8)
+//     'K'                              -> time ranges of backfilled raw data
+//                                         kept past raw retention: repeated
+//                                         { from (8), to (8), until (8) },
+//                                         each a sign-flipped int64 (ms)
 //   "index"
 //     'S' tenant(4) canonical_labels   -> series id (8) type (1)
 //     'I' series_id(8)                 -> tenant (4) type (1) canonical_labels
@@ -43,6 +47,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/coding.h"
 #include "storage/types.h"
@@ -74,6 +79,17 @@ std::string NextSeriesIdKey();
 std::string SampleCountKey();
 std::string RolledUpUntilKey();
 std::string RollupProgressKey();
+std::string KeptRawKey();
+// Raw data of [from_ms, to_ms) is kept until until_ms (the 'K' record).
+struct KeptRange {
+  int64_t from_ms;
+  int64_t to_ms;
+  int64_t until_ms;
+  friend bool operator==(const KeptRange&, const KeptRange&) = default;
+};
+std::string EncodeKeptRanges(const std::vector<KeptRange>& ranges);
+// nullopt if the bytes are not a valid encoding (corruption).
+std::optional<std::vector<KeptRange>> DecodeKeptRanges(std::string_view in);
 // int64 <-> 8 bytes that sort like the numbers (sign bit flipped, BE).
 std::string EncodeTime(int64_t t);
 int64_t DecodeTime(std::string_view in);  // REQUIRES: in.size() >= 8

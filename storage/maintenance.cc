@@ -18,6 +18,7 @@ absl::Status RocksSeriesStore::CutHeads() {
     }
   }
   wb.DeleteRange(log_, keys::LogKey(0), keys::LogKey(next_log_seq_));
+  ForgetKnownBlocks();  // the heads join blocks
   {
     // Readers see the cut whole or not at all. The write is not synced:
     // it moves samples that are durable in the log already, in one atomic
@@ -30,12 +31,38 @@ absl::Status RocksSeriesStore::CutHeads() {
     NoteWrite(s);
     if (!s.ok()) return FromRocks(s, "cutting heads into blocks");
     for (Entry& e : entries_) {
+      if (e.head.empty()) continue;
+      if (e.blocks_max != kMaxTsUnknown) e.blocks_max = std::max(e.blocks_max, e.head.back().timestamp_ms);
       e.head.clear();
       e.head.shrink_to_fit();
     }
     head_samples_ = 0;
   }
   first_log_seq_ = next_log_seq_;
+  return absl::OkStatus();
+}
+
+absl::Status RocksSeriesStore::DropExpiredKeptRaw() {
+  const int64_t now = options_.now_ms();
+  std::vector<keys::KeptRange> ranges;
+  {
+    absl::MutexLock lock(&kept_mu_);
+    ranges = kept_raw_;
+  }
+  if (std::erase_if(ranges, [now](const keys::KeptRange& r) { return r.until_ms <= now; }) == 0) {
+    return absl::OkStatus();
+  }
+  rocksdb::WriteBatch wb;
+  if (ranges.empty()) {
+    wb.Delete(meta_, keys::KeptRawKey());
+  } else {
+    wb.Put(meta_, keys::KeptRawKey(), keys::EncodeKeptRanges(ranges));
+  }
+  auto s = db_->Write(rocksdb::WriteOptions(), &wb);
+  NoteWrite(s);
+  if (!s.ok()) return FromRocks(s, "forgetting kept raw ranges");
+  absl::MutexLock lock(&kept_mu_);
+  kept_raw_ = std::move(ranges);
   return absl::OkStatus();
 }
 

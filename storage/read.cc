@@ -1,5 +1,7 @@
 // The read path: selection, sample and rollup reads, label listings.
 #include <algorithm>
+#include <bit>
+#include <functional>
 #include <map>
 
 #include "storage/sample_codec.h"
@@ -9,12 +11,19 @@ namespace sheaf::storage {
 namespace {
 
 // One series' blocks up to an upper key bound (decoded one at a time, kept
-// to [start, end]), then its head snapshot.
+// to [start, end]), merged in time order with its head snapshot (already
+// kept to [start, end]; a timestamp is never in both, and the head's would
+// win).
 class BlockSampleIterator : public SampleIterator {
  public:
-  BlockSampleIterator(std::unique_ptr<rocksdb::Iterator> it, std::string upper, std::vector<Sample> head, int64_t start,
-                      int64_t end)
-      : it_(std::move(it)), upper_(std::move(upper)), head_(std::move(head)), start_(start), end_(end) {
+  BlockSampleIterator(std::unique_ptr<rocksdb::Iterator> it, std::string upper, std::vector<Sample> head,
+                      int64_t window_ms, int64_t start, int64_t end)
+      : it_(std::move(it)),
+        upper_(std::move(upper)),
+        head_(std::move(head)),
+        window_ms_(window_ms),
+        start_(start),
+        end_(end) {
     Fill();
   }
   bool Valid() const override { return pos_ < buffer_.size(); }
@@ -35,68 +44,328 @@ class BlockSampleIterator : public SampleIterator {
         it_.reset();
         return;
       }
-      for (const Sample& x : block_) {
-        if (x.timestamp_ms >= start_ && x.timestamp_ms <= end_) buffer_.push_back(x);
-      }
+      auto key = keys::DecodeSeriesTimeKey(View(it_->key()));
+      const int64_t window_end = key ? AddClamped(key->time_ms, window_ms_) : INT64_MAX;
       it_->Next();
+      // The block, and the head's samples before its window ends.
+      size_t b = 0;
+      for (;;) {
+        const bool block_left = b < block_.size();
+        const bool head_left = head_pos_ < head_.size() && head_[head_pos_].timestamp_ms < window_end;
+        if (!block_left && !head_left) break;
+        if (head_left && (!block_left || head_[head_pos_].timestamp_ms <= block_[b].timestamp_ms)) {
+          if (block_left && block_[b].timestamp_ms == head_[head_pos_].timestamp_ms) ++b;
+          buffer_.push_back(head_[head_pos_++]);
+        } else if (const Sample& x = block_[b++]; x.timestamp_ms >= start_ && x.timestamp_ms <= end_) {
+          buffer_.push_back(x);
+        }
+      }
     }
     if (it_ && (!it_->Valid() || View(it_->key()) >= upper_)) {
       if (!it_->status().ok()) status_ = FromRocks(it_->status(), "reading blocks");
       it_.reset();
     }
-    if (buffer_.empty() && !it_ && !head_done_) {
-      head_done_ = true;
-      buffer_ = std::move(head_);
+    if (buffer_.empty() && !it_ && head_pos_ < head_.size()) {
+      buffer_.assign(head_.begin() + head_pos_, head_.end());
+      head_pos_ = head_.size();
     }
   }
 
   std::unique_ptr<rocksdb::Iterator> it_;
   std::string upper_;
   std::vector<Sample> head_;
-  int64_t start_, end_;
+  size_t head_pos_ = 0;
+  int64_t window_ms_, start_, end_;
   std::vector<Sample> block_, buffer_;
   size_t pos_ = 0;
-  bool head_done_ = false;
   absl::Status status_;
+};
+
+// The first key after every posting key that starts with prefix + lp(part):
+// a length varint ends in a byte < 0x80 and an id is 8 bytes, so only
+// `part`'s own keys start with prefix + lp(part), and they all sort before
+// it followed by ten 0xFF bytes.
+std::string PastPart(const std::string& prefix, std::string_view part) {
+  std::string next = prefix;
+  keys::PutVarint(next, part.size());
+  next += part;
+  next.append(10, '\xff');
+  return next;
+}
+
+// Prefix of the posting keys of every value of `name`: 'P' tenant lp(name).
+std::string NamePrefix(TenantId tenant, std::string_view name) {
+  std::string prefix = keys::PostingPrefix(tenant, "", "").substr(0, 5);  // 'P' tenant
+  keys::PutVarint(prefix, name.size());
+  prefix.append(name);
+  return prefix;
+}
+
+// The value of label `name` in canonical labels (key_codec.h), "" if it
+// has none; false if the bytes are corrupt.
+bool LabelValue(std::string_view canonical, std::string_view name, std::string_view* value) {
+  *value = {};
+  while (!canonical.empty()) {
+    std::string_view parts[2];
+    for (std::string_view& part : parts) {
+      auto n = keys::GetVarint(&canonical);
+      if (!n || *n > canonical.size()) return false;
+      part = canonical.substr(0, *n);
+      canonical.remove_prefix(*n);
+    }
+    if (parts[0] == name) {
+      *value = parts[1];
+      return true;
+    }
+    if (parts[0] > name) return true;  // sorted by name: not there
+  }
+  return true;
+}
+
+// a ∩ b, both ascending. A list much longer than the other is searched
+// (each search starting where the last ended) rather than walked.
+std::vector<SeriesId> Intersect(const std::vector<SeriesId>& a, const std::vector<SeriesId>& b) {
+  const auto& small = a.size() <= b.size() ? a : b;
+  const auto& large = a.size() <= b.size() ? b : a;
+  std::vector<SeriesId> out;
+  if (large.size() / 16 > small.size()) {
+    auto from = large.begin();
+    for (SeriesId id : small) {
+      from = std::lower_bound(from, large.end(), id);
+      if (from == large.end()) break;
+      if (*from == id) out.push_back(id);
+    }
+  } else {
+    std::set_intersection(small.begin(), small.end(), large.begin(), large.end(), std::back_inserter(out));
+  }
+  return out;
+}
+
+// a \ b, both ascending.
+std::vector<SeriesId> Subtract(const std::vector<SeriesId>& a, const std::vector<SeriesId>& b) {
+  std::vector<SeriesId> out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+// Sorts `ids`, made of `runs` ascending runs with no id in two (a series
+// has one value per label name). Ids are dense, so a bitmap over their
+// range does it in linear time when the range is not much sparser.
+void UnionOfRuns(std::vector<SeriesId>& ids, size_t runs) {
+  if (runs <= 1 || ids.empty()) return;
+  const auto [lo, hi] = std::minmax_element(ids.begin(), ids.end());
+  const SeriesId first = *lo, span = *hi - *lo + 1;
+  if (span / 64 > ids.size()) {
+    std::sort(ids.begin(), ids.end());
+    return;
+  }
+  std::vector<uint64_t> bits(span / 64 + 1);
+  for (SeriesId id : ids) bits[(id - first) / 64] |= uint64_t{1} << ((id - first) % 64);
+  ids.clear();
+  for (size_t w = 0; w < bits.size(); ++w) {
+    for (uint64_t word = bits[w]; word != 0; word &= word - 1) {
+      ids.push_back(first + w * 64 + std::countr_zero(word));
+    }
+  }
+}
+
+// Reads the ids a positive matcher selects, a step (a key, or a seek) at a
+// time on its own iterator: one name=value posting list, or the union of
+// the lists of those values of a label that keep() accepts (keep runs once
+// per distinct value; the keys of a rejected value are stepped over, or
+// skipped with one seek when there are many).
+class PostingCursor {
+ public:
+  // name=value: `prefix` is its PostingPrefix.
+  PostingCursor(rocksdb::Iterator* it, std::string prefix) : it_(it), prefix_(std::move(prefix)) { it_->Seek(prefix_); }
+  // The values of a label: `prefix` is its NamePrefix.
+  PostingCursor(rocksdb::Iterator* it, std::string prefix, std::function<bool(std::string_view)> keep)
+      : PostingCursor(it, std::move(prefix)) {
+    keep_ = std::move(keep);
+  }
+
+  // Takes up to n more steps; false once the selection is complete (or
+  // reading failed: status()).
+  bool Step(size_t n) {
+    for (; n > 0 && status_.ok() && it_->Valid() && it_->key().starts_with(prefix_); --n) {
+      std::string_view rest = View(it_->key()).substr(prefix_.size());
+      if (!keep_) {
+        if (rest.size() == 8) ids_.push_back(keys::GetFixed64BE(rest));
+        it_->Next();
+        continue;
+      }
+      auto len = keys::GetVarint(&rest);
+      if (!len || *len + 8 != rest.size()) {
+        status_ = absl::DataLossError("corrupt posting key");
+        break;
+      }
+      const std::string_view value = rest.substr(0, *len);
+      if (verdicts_.empty() || value != verdicts_.back().first) {
+        verdicts_.emplace_back(value, keep_(value));
+        runs_ += verdicts_.back().second;
+        skipped_ = 0;
+      }
+      if (verdicts_.back().second) {
+        ids_.push_back(keys::GetFixed64BE(rest.substr(*len)));
+        it_->Next();
+      } else if (++skipped_ < 8) {
+        it_->Next();  // a value with few series: cheaper than a seek
+      } else {
+        it_->Seek(PastPart(prefix_, value));  // the rest of its series at once
+      }
+    }
+    if (status_.ok() && !it_->status().ok()) status_ = FromRocks(it_->status(), "reading postings");
+    return n == 0 && status_.ok() && it_->Valid() && it_->key().starts_with(prefix_);
+  }
+  absl::Status status() const { return status_; }
+  // Steps per turn when lists are read in turns: a scan's steps (with
+  // matcher runs and seeks) cost about twice a list's.
+  size_t turn() const { return keep_ ? 32 : 64; }
+  // What keep() said of each value so far, in key order.
+  std::vector<std::pair<std::string, bool>>& verdicts() { return verdicts_; }
+  // The whole selection, ascending.
+  absl::StatusOr<std::vector<SeriesId>> Rest() {
+    while (Step(SIZE_MAX)) {
+    }
+    if (!status_.ok()) return status_;
+    UnionOfRuns(ids_, runs_);
+    return std::move(ids_);
+  }
+
+ private:
+  std::unique_ptr<rocksdb::Iterator> it_;
+  std::string prefix_;
+  std::function<bool(std::string_view)> keep_;  // empty: one value's list
+  std::vector<SeriesId> ids_;
+  absl::Status status_;
+  std::vector<std::pair<std::string, bool>> verdicts_;
+  size_t runs_ = 0;  // values kept
+  int skipped_ = 0;  // keys of the last value, rejected, stepped over
 };
 
 }  // namespace
 
 absl::StatusOr<std::vector<SeriesId>> RocksSeriesStore::Select(TenantId tenant, const std::vector<Matcher>& matchers) {
-  // Candidates from the postings of every `name="value"` matcher
-  // (intersected); without one, every series of the tenant. Then each
-  // candidate is checked against all matchers.
+  // As Prometheus' PostingsForMatchers. A matcher that rejects the empty
+  // value ("positive") selects the union of the postings of the values it
+  // accepts; these lists are intersected, smallest first. A matcher that
+  // accepts it (a!="x", a=~"x|", a="") also selects the series without the
+  // label, so the postings of the values it rejects are subtracted instead
+  // (from every series of the tenant if no matcher is positive). A matcher
+  // runs once per distinct value of its label, never per series.
+  //
+  // The positive lists are read in turns, a few keys each, so the smallest
+  // is whole before much of the others is read. Once the candidates are few
+  // (kFewCandidates), the matchers left are checked on the candidates'
+  // labels in memory (still once per distinct value) instead of reading
+  // their lists: `node_cpu{host="a"}` should not read every CPU series of
+  // the fleet, nor `{job="x", host=~"web-.*"}` seek to every host.
+  std::vector<const Matcher*> positive, negative;
+  for (const Matcher& m : matchers) (m.MatchesEmpty() ? negative : positive).push_back(&m);
+  const uint64_t deletions = delete_generation_;
   std::optional<std::vector<SeriesId>> candidates;
-  for (const Matcher& m : matchers) {
-    if (m.op() != Matcher::Op::kEqual || m.value().empty()) continue;
-    auto postings = Postings(tenant, m.name(), m.value());
-    if (!postings.ok()) return postings.status();
-    if (!candidates) {
-      candidates = *std::move(postings);
-    } else {
-      std::vector<SeriesId> both;
-      std::set_intersection(candidates->begin(), candidates->end(), postings->begin(), postings->end(),
-                            std::back_inserter(both));
-      candidates = std::move(both);
+  size_t series_count;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    series_count = entries_.size();
+    if (positive.empty()) {
+      candidates.emplace();
+      for (SeriesId id = 1; id <= entries_.size(); ++id) {
+        if (!entries_[id - 1].deleted && entries_[id - 1].tenant == tenant) candidates->push_back(id);
+      }
     }
-    if (candidates->empty()) return std::vector<SeriesId>{};
   }
-  std::vector<SeriesId> out;
-  absl::ReaderMutexLock lock(&mu_);
-  auto consider = [&](SeriesId id) ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    const Entry& e = entries_[id - 1];
-    if (e.deleted || e.tenant != tenant) return;
-    auto labels = keys::DecodeCanonicalLabels(e.canonical);
-    if (labels && model::MatchesAll(matchers, *labels)) out.push_back(id);
+  auto few = [&] { return candidates && candidates->size() * kFewCandidates <= series_count; };
+  // Every list from one snapshot, taken after the series above were
+  // listed (their postings are in it), so the lists agree with each other
+  // about series created meanwhile.
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  absl::Status fault;  // from the test hook, counting runs
+  auto run = [&](const Matcher& m, std::string_view value) {
+    if (fault.ok()) fault = Fault("select_match");
+    return m.Matches(value);
   };
-  if (candidates) {
-    for (SeriesId id : *candidates) {
-      if (id >= 1 && id <= entries_.size()) consider(id);
+  // The ids m selects (want: Matches) or, for a negative one, rejects
+  // (want: !Matches).
+  auto cursor = [&](const Matcher& m, bool want) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, index_));
+    if (m.op() == (want ? Matcher::Op::kEqual : Matcher::Op::kNotEqual)) {
+      return PostingCursor(it.release(), keys::PostingPrefix(tenant, m.name(), m.value()));
     }
-  } else {
-    for (SeriesId id = 1; id <= entries_.size(); ++id) consider(id);
+    return PostingCursor(it.release(), NamePrefix(tenant, m.name()),
+                         [&run, matcher = &m, want](std::string_view v) { return run(*matcher, v) == want; });
+  };
+  // What each matcher checked in memory said of each value (with what a
+  // scan given up for it had found), so it runs once per distinct value.
+  std::map<const Matcher*, std::map<std::string, bool, std::less<>>> verdicts;
+  std::vector<const Matcher*> in_memory;  // checked on the candidates' labels
+  std::vector<std::pair<const Matcher*, PostingCursor>> reading;
+  for (const Matcher* m : positive) reading.emplace_back(m, cursor(*m, true));
+  while (!reading.empty()) {
+    if (few()) {
+      for (auto& [m, c] : reading) {
+        in_memory.push_back(m);
+        for (auto& [value, kept] : c.verdicts()) verdicts[m].emplace(std::move(value), kept);  // positive: Matches
+      }
+      break;
+    }
+    // In turns until one list is whole: the smallest of those left.
+    size_t done = reading.size();
+    while (done == reading.size()) {
+      for (size_t i = 0; i < reading.size() && done == reading.size(); ++i) {
+        if (!reading[i].second.Step(reading[i].second.turn())) done = i;
+      }
+    }
+    auto ids = reading[done].second.Rest();
+    if (!fault.ok()) return fault;
+    if (!ids.ok()) return ids.status();
+    candidates = candidates ? Intersect(*candidates, *ids) : *std::move(ids);
+    if (candidates->empty()) return std::vector<SeriesId>{};
+    reading.erase(reading.begin() + done);
   }
-  return out;
+  if (few()) {
+    in_memory.insert(in_memory.end(), negative.begin(), negative.end());
+  } else {
+    for (const Matcher* m : negative) {
+      if (candidates->empty()) break;
+      auto ids = cursor(*m, false).Rest();
+      if (!fault.ok()) return fault;
+      if (!ids.ok()) return ids.status();
+      candidates = Subtract(*candidates, *ids);
+    }
+  }
+  absl::ReaderMutexLock lock(&mu_);
+  // Postings of a series not yet published (creation in progress) or being
+  // deleted may be in the snapshot: live series of the tenant only.
+  std::erase_if(*candidates, [&](SeriesId id) ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return id == 0 || id > entries_.size() || entries_[id - 1].deleted || entries_[id - 1].tenant != tenant;
+  });
+  // The matchers left, on each candidate's value of their label (a missing
+  // label is "").
+  std::erase_if(*candidates, [&](SeriesId id) ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    for (const Matcher* m : in_memory) {
+      std::string_view value;
+      if (!LabelValue(entries_[id - 1].canonical, m->name(), &value)) return true;  // corrupt
+      auto& seen = verdicts[m];
+      auto it = seen.find(value);
+      if (it == seen.end()) it = seen.emplace(std::string(value), run(*m, value)).first;
+      if (!it->second) return true;
+    }
+    return false;
+  });
+  if (!fault.ok()) return fault;
+  // A series listed above whose deletion wrote before the snapshot has no
+  // postings left, so it seems to lack every label: only then (rare) is
+  // each result checked against its labels.
+  if (positive.empty() && (deletions % 2 == 1 || deletions != delete_generation_)) {
+    std::erase_if(*candidates, [&](SeriesId id) ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      auto labels = keys::DecodeCanonicalLabels(entries_[id - 1].canonical);
+      return !labels || !model::MatchesAll(matchers, *labels);
+    });
+  }
+  return *std::move(candidates);
 }
 
 std::optional<SeriesInfo> RocksSeriesStore::GetSeries(SeriesId id) {
@@ -131,7 +400,8 @@ std::unique_ptr<SampleIterator> RocksSeriesStore::ReadImpl(SeriesId id, int64_t 
     it.reset(db_->NewIterator(rocksdb::ReadOptions(), samples_));
   }
   it->Seek(keys::SeriesTimeKey(id, keys::WindowStart(start_ms, options_.block_window_ms)));
-  return std::make_unique<BlockSampleIterator>(std::move(it), std::move(upper), std::move(head), start_ms, end_ms);
+  return std::make_unique<BlockSampleIterator>(std::move(it), std::move(upper), std::move(head),
+                                               options_.block_window_ms, start_ms, end_ms);
 }
 
 absl::StatusOr<std::vector<SeriesStore::Window>> RocksSeriesStore::ReadRollup(SeriesId id, int64_t resolution_ms,
@@ -204,17 +474,12 @@ absl::StatusOr<std::vector<std::string>> RocksSeriesStore::LabelNames(TenantId t
 
 absl::StatusOr<std::vector<std::string>> RocksSeriesStore::LabelValues(TenantId tenant, std::string_view name,
                                                                        size_t limit, bool* truncated) {
-  std::string prefix = keys::PostingPrefix(tenant, "", "").substr(0, 5);
-  keys::PutVarint(prefix, name.size());
-  prefix.append(name);
-  return DistinctPostingParts(prefix, limit, truncated);
+  return DistinctPostingParts(NamePrefix(tenant, name), limit, truncated);
 }
 
-// One seek per distinct string: all keys of a string start with prefix +
-// lp(s), and the next string's keys sort after prefix + lp(s) + 0xFF x 10 (a
-// length varint ends in a byte < 0x80; an id is 8 bytes). Keys order by
-// length first, so with a limit the scan goes on to find the smallest
-// `limit` strings in byte order, keeping at most `limit` in memory.
+// One seek per distinct string (PastPart). Keys order by length first, so
+// with a limit the scan goes on to find the smallest `limit` strings in byte
+// order, keeping at most `limit` in memory.
 absl::StatusOr<std::vector<std::string>> RocksSeriesStore::DistinctPostingParts(const std::string& prefix, size_t limit,
                                                                                 bool* truncated) {
   std::vector<std::string> out;
@@ -226,17 +491,13 @@ absl::StatusOr<std::vector<std::string>> RocksSeriesStore::DistinctPostingParts(
     auto n = keys::GetVarint(&rest);
     if (!n || *n > rest.size()) return absl::DataLossError("corrupt posting key");
     std::string part(rest.substr(0, *n));
-    std::string next = prefix;
-    keys::PutVarint(next, part.size());
-    next += part;
-    next.append(10, '\xff');
+    it->Seek(PastPart(prefix, part));
     out.push_back(std::move(part));
     if (limit > 0 && out.size() > 2 * limit) {
       std::sort(out.begin(), out.end());
       out.resize(limit);
       more = true;
     }
-    it->Seek(next);
   }
   if (!it->status().ok()) return FromRocks(it->status(), "listing labels");
   std::sort(out.begin(), out.end());
@@ -246,19 +507,6 @@ absl::StatusOr<std::vector<std::string>> RocksSeriesStore::DistinctPostingParts(
   }
   if (truncated) *truncated = more;
   return out;
-}
-
-absl::StatusOr<std::vector<SeriesId>> RocksSeriesStore::Postings(TenantId tenant, const std::string& name,
-                                                                 const std::string& value) {
-  std::vector<SeriesId> ids;
-  std::string prefix = keys::PostingPrefix(tenant, name, value);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    if (it->key().size() != prefix.size() + 8) continue;
-    ids.push_back(keys::GetFixed64BE(View(it->key()).substr(prefix.size())));
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading postings");
-  return ids;
 }
 
 }  // namespace sheaf::storage

@@ -28,6 +28,19 @@ absl::Status RocksSeriesStore::Load() {
   else if (!s.ok() && !s.IsNotFound())
     return FromRocks(s, "reading the roll-up watermark");
 
+  s = db_->Get(rocksdb::ReadOptions(), meta_, keys::KeptRawKey(), &v);
+  std::optional<std::vector<keys::KeptRange>> kept = std::vector<keys::KeptRange>{};
+  if (s.ok()) {
+    kept = keys::DecodeKeptRanges(v);
+    if (!kept) return absl::DataLossError("corrupt record of kept raw ranges");
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading kept raw ranges");
+  }
+  {
+    absl::MutexLock lock(&kept_mu_);
+    kept_raw_ = *std::move(kept);  // was: keep everything
+  }
+
   absl::MutexLock lock(&mu_);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), index_));
   std::string prefix(1, keys::kSeriesByIdPrefix);
@@ -42,11 +55,12 @@ absl::Status RocksSeriesStore::Load() {
     const auto type = static_cast<uint8_t>(value[4]);
     std::string canonical(value.substr(5));
     if (type == kDeletedType) {
-      entries_.push_back(Entry{tenant, true, "", MetricType::kUnspecified, kNoSamples, {}});
+      entries_.push_back(Entry{tenant, true, "", MetricType::kUnspecified, kNoSamples, kNoSamples, {}});
       continue;
     }
     by_labels_.emplace(TenantLabelsKey(tenant, canonical), id);
-    entries_.push_back(Entry{tenant, false, std::move(canonical), static_cast<MetricType>(type), kMaxTsUnknown, {}});
+    entries_.push_back(
+        Entry{tenant, false, std::move(canonical), static_cast<MetricType>(type), kMaxTsUnknown, kMaxTsUnknown, {}});
   }
   if (!it->status().ok()) return FromRocks(it->status(), "loading series index");
 
@@ -86,7 +100,7 @@ absl::Status RocksSeriesStore::ReplayLog() {
   }
   if (!it->status().ok()) return FromRocks(it->status(), "replaying the log");
   // max_ts is "unknown" until blocks are consulted too.
-  for (Entry& e : entries_) e.max_ts = kMaxTsUnknown;
+  for (Entry& e : entries_) e.max_ts = e.blocks_max = kMaxTsUnknown;
   if (first) first_log_seq_ = next_log_seq_;
   return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 #include "storage/rocksdb_operators.h"
 
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -57,7 +58,7 @@ absl::StatusOr<std::string> MergeSampleBlocks(std::span<const std::string_view> 
 
 class RetentionFilter : public rocksdb::CompactionFilter {
  public:
-  RetentionFilter(int64_t window_ms, int64_t cutoff_ms) : window_ms_(window_ms), cutoff_ms_(cutoff_ms) {}
+  RetentionFilter(int64_t window_ms, RetentionCutoff cutoff) : window_ms_(window_ms), cutoff_(std::move(cutoff)) {}
 
   bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& /*value*/, std::string* /*new_value*/,
               bool* /*value_changed*/) const override {
@@ -71,27 +72,31 @@ class RetentionFilter : public rocksdb::CompactionFilter {
  private:
   bool Expired(const rocksdb::Slice& key) const {
     auto k = keys::DecodeSeriesTimeKey(View(key));
-    return k && k->time_ms + window_ms_ <= cutoff_ms_;
+    if (!k || k->time_ms + window_ms_ > cutoff_.cutoff_ms) return false;
+    // Kept: the first range ending after the window start holds it if it starts at or before it.
+    auto r = std::upper_bound(cutoff_.kept.begin(), cutoff_.kept.end(), k->time_ms,
+                              [](int64_t t, const std::pair<int64_t, int64_t>& range) { return t < range.second; });
+    return r == cutoff_.kept.end() || r->first > k->time_ms;
   }
   int64_t window_ms_;
-  int64_t cutoff_ms_;
+  RetentionCutoff cutoff_;
 };
 
 class RetentionFilterFactory : public rocksdb::CompactionFilterFactory {
  public:
-  RetentionFilterFactory(int64_t window_ms, std::function<int64_t()> cutoff_ms)
-      : window_ms_(window_ms), cutoff_ms_(std::move(cutoff_ms)) {}
+  RetentionFilterFactory(int64_t window_ms, std::function<RetentionCutoff()> cutoff)
+      : window_ms_(window_ms), cutoff_(std::move(cutoff)) {}
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& /*context*/) override {
     // One cutoff per compaction: the clock is read once, not per key.
-    return std::make_unique<RetentionFilter>(window_ms_, cutoff_ms_());
+    return std::make_unique<RetentionFilter>(window_ms_, cutoff_());
   }
   const char* Name() const override { return "sheaf.RetentionFactory"; }
 
  private:
   int64_t window_ms_;
-  std::function<int64_t()> cutoff_ms_;
+  std::function<RetentionCutoff()> cutoff_;
 };
 
 }  // namespace
@@ -106,8 +111,8 @@ std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator() {
 }
 
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
-                                                                            std::function<int64_t()> cutoff_ms) {
-  return std::make_shared<RetentionFilterFactory>(window_ms, std::move(cutoff_ms));
+                                                                            std::function<RetentionCutoff()> cutoff) {
+  return std::make_shared<RetentionFilterFactory>(window_ms, std::move(cutoff));
 }
 
 }  // namespace sheaf::storage

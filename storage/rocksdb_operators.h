@@ -10,6 +10,8 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 
 namespace sheaf::storage {
 
@@ -20,10 +22,17 @@ std::shared_ptr<rocksdb::MergeOperator> NewBlockMergeOperator();
 // Operands and values are rollup blocks; the merge is MergeRollupBlocks.
 std::shared_ptr<rocksdb::MergeOperator> NewRollupMergeOperator();
 
-// Drops keys (series_id, window_start) whose window of `window_ms` ended at
-// or before cutoff_ms(), read once per compaction.
+// What a compaction drops: keys whose window ended at or before cutoff_ms,
+// except those whose window starts in one of the `kept` [from, to) ranges.
+struct RetentionCutoff {
+  int64_t cutoff_ms;
+  std::vector<std::pair<int64_t, int64_t>> kept;  // sorted, disjoint
+};
+
+// Drops keys (series_id, window_start) whose window of `window_ms` is
+// expired by cutoff(), read once per compaction.
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(int64_t window_ms,
-                                                                            std::function<int64_t()> cutoff_ms);
+                                                                            std::function<RetentionCutoff()> cutoff);
 
 }  // namespace sheaf::storage
 

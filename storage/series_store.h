@@ -69,8 +69,9 @@ struct StoreOptions {
   std::vector<RollupSpec> rollups = {{60'000, 90 * kDayMs}, {3'600'000, 730 * kDayMs}};
   int64_t downsample_after_ms = 2 * kDayMs;
   // A sample older than its series' newest sample by more than this is
-  // rejected (counted in AppendResult::too_old); within it, it is stored in
-  // time order (same timestamp: last write wins).
+  // rejected (counted in AppendResult::too_old) unless its batch is a
+  // backfill; within it, it is stored in time order (same timestamp: last
+  // write wins).
   int64_t out_of_order_window_ms = 3'600'000;
   // Recent samples live in memory (the head, 16 bytes each) and in a log
   // until they are cut into blocks: at this many samples, or this often.
@@ -86,7 +87,9 @@ struct StoreOptions {
 
   // Tests only: called at named points ("cut", "rollup_chunk" after a
   // roll-up chunk is written, "compact" before each column family of a
-  // Compact); a non-OK status makes the operation fail there, as a crash or
+  // Compact, "select_match" each time Select runs a matcher on a label
+  // value, "delete_series" after a deleted series' write, before it leaves
+  // memory); a non-OK status makes the operation fail there, as a crash or
   // a disk error would, and a slow hook makes it slow.
   std::function<absl::Status(std::string_view point)> test_fault;
 };
@@ -104,10 +107,36 @@ struct AppendBatch {
   // later of two equal timestamps wins) and counted once.
   std::vector<SeriesSamples> series;
   TenantId tenant = kDefaultTenant;  // last, so {agent, sequence, series} still reads
-  // History being imported on purpose (sheafctl import): samples are stored
-  // however far behind their series' newest sample they are (no
-  // out-of-order window), and the roll-ups of their time ranges are
-  // brought up to date.
+  // History being imported on purpose (sheafctl import). Without it, a
+  // sample older than its series' newest by more than
+  // out_of_order_window_ms is refused (too_old). With it:
+  // - every sample is stored however far behind its series' newest it is,
+  //   unless it is older than every retention (raw_retention_ms and each
+  //   rollup's retention_ms, before now_ms()): those are counted in
+  //   AppendResult::beyond_retention and not stored;
+  // - a timestamp the series holds already is replaced (last write wins),
+  //   counted once and added to no roll-up again, so a re-sent import
+  //   counts once;
+  // - the roll-ups of its time range come out as if the data had arrived
+  //   live: samples older than the roll-up watermark add their windows
+  //   when the head is cut into blocks (ReadRollup counts them from the
+  //   head until then), newer ones are rolled up from raw blocks like live
+  //   data. ReadRollup over a backfilled range
+  //   equals Aggregate::Of over its raw samples when each window's samples
+  //   arrive in time order (batches may split a window; sums then agree
+  //   to rounding, exactly for decimal values); samples that interleave
+  //   with ones already rolled up are merged as rollup.h says (an
+  //   approximation), and a re-sent sample with a new value changes the
+  //   raw value but not the roll-ups;
+  // - the raw data of a backfilled time range is kept raw_retention_ms
+  //   after it arrived even where it is older than raw retention (then
+  //   dropped at compaction, the roll-ups staying), so that a re-sent
+  //   import is recognised sample by sample for that long; one re-sent
+  //   later than that is counted again in the roll-ups;
+  // - memory stays bounded: like live samples, they go through the head
+  //   (max_head_samples and its backpressure apply; cuts write them into
+  //   blocks and roll-ups a block window at a time), so an import sending
+  //   each series a sample per batch costs no read or write per sample.
   bool backfill = false;
 };
 
@@ -121,6 +150,10 @@ struct AppendResult {
   // Samples not stored because their series was deleted (DeleteSeries)
   // after the caller looked up its id, by series.
   std::vector<std::pair<SeriesId, uint64_t>> deleted;
+  // Backfill only: samples not stored because they are older than every
+  // retention (raw_retention_ms and each rollup's retention_ms) before
+  // now, by series.
+  std::vector<std::pair<SeriesId, uint64_t>> beyond_retention;
 };
 
 struct SeriesInfo {
@@ -206,7 +239,10 @@ class SeriesStore {
   virtual uint64_t AgentSequence(TenantId tenant, std::string_view agent_id) = 0;
   uint64_t AgentSequence(std::string_view agent_id) { return AgentSequence(kDefaultTenant, agent_id); }
 
-  // Ids of the tenant's series matching every matcher, ascending.
+  // Ids of the tenant's series matching every matcher, ascending (a
+  // missing label matches as ""). Costs about the smallest posting list of
+  // the matchers that reject "" (or the tenant's series if none does), and
+  // a matcher runs once per distinct value of its label, not per series.
   virtual absl::StatusOr<std::vector<SeriesId>> Select(TenantId tenant, const std::vector<Matcher>& matchers) = 0;
   absl::StatusOr<std::vector<SeriesId>> Select(const std::vector<Matcher>& matchers) {
     return Select(kDefaultTenant, matchers);
@@ -230,6 +266,9 @@ class SeriesStore {
   virtual absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
                                                          int64_t end_ms) = 0;
   virtual std::vector<int64_t> RollupResolutions() const = 0;
+  // Raw data before this time is in the stored rollups, so reading windows
+  // there decodes no raw samples; INT64_MIN while nothing is rolled up.
+  virtual int64_t RolledUpUntil() const = 0;
 
   // Every label name in use by the tenant, sorted; and the values of one
   // name, sorted. At most `limit` entries (0: no limit); *truncated is set

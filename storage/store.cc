@@ -142,10 +142,13 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
   rocksdb::ColumnFamilyOptions samples_cf = base();
   samples_cf.merge_operator = NewBlockMergeOperator();
   // Raw data goes only once it is rolled up (or if there are no rollups).
-  // NOTE: reads rolled_up_until_, loaded before any compaction can start.
+  // Backfilled raw data is kept a while longer (KeepRaw).
+  // NOTE: reads rolled_up_until_ and kept_raw_, loaded before any compaction can start.
   samples_cf.compaction_filter_factory = NewRetentionFilterFactory(options_.block_window_ms, [this] {
-    int64_t cutoff = options_.now_ms() - options_.raw_retention_ms;
-    return options_.rollups.empty() ? cutoff : std::min(cutoff, rolled_up_until_.load());
+    const int64_t now = options_.now_ms();
+    int64_t cutoff = now - options_.raw_retention_ms;
+    if (!options_.rollups.empty()) cutoff = std::min(cutoff, rolled_up_until_.load());
+    return RetentionCutoff{cutoff, KeptRawRanges(now)};
   });
   families.push_back({keys::kSamplesFamily, samples_cf});
   rocksdb::ColumnFamilyOptions log_cf = base();
@@ -155,8 +158,9 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
     rocksdb::ColumnFamilyOptions cf = base();
     cf.merge_operator = NewRollupMergeOperator();
     const int64_t retention = r.retention_ms;
-    cf.compaction_filter_factory = NewRetentionFilterFactory(
-        RollupBlockMs(r.resolution_ms), [this, retention] { return options_.now_ms() - retention; });
+    cf.compaction_filter_factory = NewRetentionFilterFactory(RollupBlockMs(r.resolution_ms), [this, retention] {
+      return RetentionCutoff{options_.now_ms() - retention, {}};
+    });
     families.push_back({keys::RollupFamily(r.resolution_ms), cf});
   }
   rocksdb::DB* db = nullptr;
@@ -205,6 +209,15 @@ uint64_t RocksSeriesStore::AgentSequence(TenantId tenant, std::string_view agent
   absl::MutexLock lock(&agents_mu_);
   auto it = agent_seq_.find(key);
   return it == agent_seq_.end() ? 0 : it->second;
+}
+
+std::vector<std::pair<int64_t, int64_t>> RocksSeriesStore::KeptRawRanges(int64_t now) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  absl::MutexLock lock(&kept_mu_);
+  for (const keys::KeptRange& r : kept_raw_) {
+    if (r.until_ms > now) out.emplace_back(r.from_ms, r.to_ms);
+  }
+  return out;
 }
 
 std::vector<int64_t> RocksSeriesStore::RollupResolutions() const {
@@ -342,6 +355,7 @@ absl::Status RocksSeriesStore::Maintain(bool force) {
     {
       absl::MutexLock append(&append_mu_);
       status = CutHeads();
+      if (status.ok()) status = DropExpiredKeptRaw();
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     absl::MutexLock lock(&bg_mu_);

@@ -12,10 +12,11 @@
 // replays the log into the heads, so an acknowledged sample is in the log or
 // in a block, never lost and never in both.
 //
-// Out-of-order samples (within out_of_order_window_ms of the series' newest)
-// go into the head if they fall inside its time range, otherwise straight
-// into their block as a merge operand. Every sample in a block is older than
-// every sample in its series' head.
+// Out-of-order samples (within out_of_order_window_ms of the series' newest,
+// or any age in a backfill) go into the head too, unless their timestamp is
+// in a block already: then the new value goes straight into that block as a
+// merge operand (and into no rollup: it is there). So a timestamp is in the
+// head or in blocks, never both, and reads merge the two in time order.
 //
 // Rollups are built by rolling up raw blocks once they are
 // downsample_after_ms old, a slab of time at a time, up to a watermark kept
@@ -24,6 +25,19 @@
 // So fresh data costs its raw bytes only. A late sample older than the
 // watermark (or in the slab being rolled up, for a series already done)
 // adds its rollup operands at once.
+//
+// Backfill (AppendBatch::backfill) takes the same paths with no
+// out-of-order window. Its raw data is kept raw_retention_ms after arrival
+// even where older than raw retention: the time ranges are in meta ('K',
+// written with the samples, dropped by maintenance once over) and the raw
+// retention filter spares them, so a re-sent sample is still found in its
+// block (and adds no rollup operand). Samples past every retention are
+// refused (AppendResult::beyond_retention).
+//
+// Selection (Select, read.cc) works on the postings as Prometheus'
+// PostingsForMatchers does, reading the lists in turns so the smallest is
+// known first, and checks the matchers left on the candidates' labels in
+// memory once they are few; a matcher runs once per distinct value.
 //
 // Maintenance (cuts and roll-ups) runs on a background thread (leveldb's
 // MaybeScheduleCompaction and bg_error_ are the model): Append only wakes
@@ -46,11 +60,14 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -67,6 +84,13 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what);
 inline std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
 inline bool ByTime(const Sample& a, const Sample& b) { return a.timestamp_ms < b.timestamp_ms; }
+
+// a + b, saturated at the int64 limits.
+inline int64_t AddClamped(int64_t a, int64_t b) {
+  int64_t sum;
+  if (__builtin_add_overflow(a, b, &sum)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return sum;
+}
 
 // by_labels_ key: the tenant (4 bytes, big-endian), then the canonical labels.
 inline std::string TenantLabelsKey(TenantId tenant, std::string_view canonical) {
@@ -112,6 +136,7 @@ class RocksSeriesStore final : public SeriesStore {
   absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
                                                  int64_t end_ms) override;
   std::vector<int64_t> RollupResolutions() const override;
+  int64_t RolledUpUntil() const override { return rolled_up_until_.load(); }
   absl::StatusOr<std::vector<std::string>> LabelNames(TenantId tenant, size_t limit, bool* truncated) override;
   absl::StatusOr<std::vector<std::string>> LabelValues(TenantId tenant, std::string_view name, size_t limit,
                                                        bool* truncated) override;
@@ -126,11 +151,14 @@ class RocksSeriesStore final : public SeriesStore {
     bool deleted;
     std::string canonical;
     MetricType type;
-    // Newest stored timestamp: kMaxTsUnknown until first needed after open,
-    // kNoSamples if the series has none. Guarded by append_mu_.
+    // Newest stored timestamp, and newest in blocks: kMaxTsUnknown until
+    // first needed after open, kNoSamples if the series has none. Guarded
+    // by append_mu_.
     int64_t max_ts;
-    // Sorted; newer than any sample in blocks. Contents guarded by
-    // head_mu_ (readers) and written only with append_mu_ held too.
+    int64_t blocks_max;
+    // Sorted; none of them in blocks (they may interleave with the blocks'
+    // samples: late and backfilled ones). Contents guarded by head_mu_
+    // (readers) and written only with append_mu_ held too.
     std::vector<Sample> head;
   };
   static constexpr int64_t kMaxTsUnknown = INT64_MIN;
@@ -150,16 +178,49 @@ class RocksSeriesStore final : public SeriesStore {
                    const std::vector<int64_t>& replaced = {}) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
   // Rollup operands for `samples` (sorted), one per rollup block touched.
   void WriteRollups(rocksdb::WriteBatch& wb, SeriesId id, MetricType type, const std::vector<Sample>& samples);
-  absl::Status EnsureMaxTs(SeriesId id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_)
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Whether the blocks of `id` hold a sample at `ts` (for exact counting of
-  // out-of-order samples).
-  absl::StatusOr<bool> InBlocks(SeriesId id, int64_t ts);
+  absl::Status EnsureMaxTs(SeriesId id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // The timestamps of `samples` (sorted) that the blocks of `id` hold
+  // already, sorted, into *present (for exact counting of out-of-order and
+  // backfilled samples): one read per block window.
+  absl::Status InBlocks(SeriesId id, const std::vector<Sample>& samples, std::vector<int64_t>* present)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // The timestamps the blocks of a series hold in the block window
+  // InBlocks read last for it, so that an import sending a series' history
+  // a few samples per batch reads each block once, not once a batch. Exact:
+  // every write that adds timestamps to blocks (cuts) or removes them
+  // (deletions) holds append_mu_ and forgets it (appends only give new
+  // values to timestamps there). Blocks that retention drops stay
+  // "known": their samples are rolled up, so a re-sent one must not count
+  // again in the rollups anyway.
+  struct KnownBlock {
+    int64_t window;
+    std::vector<int64_t> timestamps;  // sorted
+  };
+  std::unordered_map<SeriesId, KnownBlock> known_blocks_ ABSL_GUARDED_BY(append_mu_);
+  size_t known_timestamps_ ABSL_GUARDED_BY(append_mu_) = 0;
+  static constexpr size_t kMaxKnownTimestamps = 4'000'000;  // 32 MB
+  void ForgetKnownBlocks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // Samples older than this are past every retention (raw and rollups).
+  int64_t OldestRetained(int64_t now) const;
+  // Backfilled raw data of [first_ts, last_ts] is kept (despite raw
+  // retention) until raw_retention_ms after `now`, so that a re-sent sample
+  // is still recognised in its block and adds nothing to the rollups. The
+  // new list of kept ranges if it must change (nullopt: covered already).
+  std::optional<std::vector<keys::KeptRange>> KeepRaw(int64_t first_ts, int64_t last_ts, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // A kept range is written again only when it would end within
+  // raw_retention_ms: with this slack, once an hour at most.
+  static constexpr int64_t kKeptRawSlackMs = 3'600'000;
+  static constexpr size_t kMaxKeptRanges = 32;
+  // What the raw retention filter keeps: kept ranges not yet over.
+  std::vector<std::pair<int64_t, int64_t>> KeptRawRanges(int64_t now);
 
   // ---- maintenance.cc
   // Cuts every head into blocks and deletes the log they came from, in one
   // write.
   absl::Status CutHeads() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // Forgets the kept ranges of backfilled raw data that are over.
+  absl::Status DropExpiredKeptRaw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
   // Rolls up raw data older than downsample_after_ms, whole block windows
   // at a time, in chunks of series. Each chunk records its progress (target
   // and next series) in the same write; a roll-up interrupted by a crash or
@@ -192,7 +253,9 @@ class RocksSeriesStore final : public SeriesStore {
   // keys, sorted, at most `limit` (0: all).
   absl::StatusOr<std::vector<std::string>> DistinctPostingParts(const std::string& prefix, size_t limit,
                                                                 bool* truncated);
-  absl::StatusOr<std::vector<SeriesId>> Postings(TenantId tenant, const std::string& name, const std::string& value);
+  // Select checks the matchers left against the candidates' labels once
+  // there are at most 1/kFewCandidates as many candidates as series.
+  static constexpr size_t kFewCandidates = 4;
 
   StoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -207,7 +270,7 @@ class RocksSeriesStore final : public SeriesStore {
   std::atomic<bool> compaction_disabled_ = false;
 
   // Lock order: maintenance_mu_, append_mu_, create_mu_, mu_, head_mu_,
-  // agents_mu_, bg_mu_. No lock is held across a synced write except
+  // agents_mu_, kept_mu_, bg_mu_. No lock is held across a synced write except
   // append_mu_, which only writers take (that is what makes the sample
   // count and the idempotency check exact).
   absl::Mutex maintenance_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);  // one cut/roll-up at a time
@@ -219,12 +282,20 @@ class RocksSeriesStore final : public SeriesStore {
   std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);  // entries_[id - 1]; a deque, so growing never moves heads
   // (tenant, canonical labels) -> id
   std::unordered_map<std::string, SeriesId> by_labels_ ABSL_GUARDED_BY(mu_);
+  // Odd while a DeleteSeries is under way, incremented when it starts and
+  // ends: Select sees whether a deletion may have overlapped it.
+  std::atomic<uint64_t> delete_generation_ = 0;
   absl::Mutex head_mu_;  // guards head contents against readers
   std::atomic<uint64_t> head_samples_ = 0;
   uint64_t next_log_seq_ ABSL_GUARDED_BY(append_mu_) = 1;
   uint64_t first_log_seq_ ABSL_GUARDED_BY(append_mu_) = 1;  // oldest log record not yet cut
   std::atomic<int64_t> last_cut_ms_ = 0;
   std::atomic<int64_t> rolled_up_until_ = INT64_MIN;  // raw data before this is in the rollups
+  // Time ranges of backfilled raw data kept past raw retention (KeepRaw),
+  // sorted and disjoint. Changed only with append_mu_ held too; kept_mu_
+  // lets compactions read it. Everything is kept until Load() reads it.
+  absl::Mutex kept_mu_;
+  std::vector<keys::KeptRange> kept_raw_ ABSL_GUARDED_BY(kept_mu_) = {{INT64_MIN, INT64_MAX, INT64_MAX}};
   // The roll-up in progress: series below rollup_next_ are rolled up to
   // rollup_target_ already (appends of late samples add their operands).
   int64_t rollup_target_ ABSL_GUARDED_BY(append_mu_) = INT64_MIN;

@@ -1,9 +1,12 @@
 // Storage-layer benchmarks on the realistic fleet (tools/fleet_generator.h):
 // the append path (durable WriteBatch writes, WAL on, counted per second of
 // the whole process's CPU, background compaction included), series
-// selection by matchers, and range reads.
+// selection by matchers (also over 100,000 series with a regex on a label
+// of few values), and range reads.
 //   ./build/tests/bench/storage_bench --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
+
+#include <functional>
 
 #include "model/labels.h"
 #include "storage/series_store.h"
@@ -70,47 +73,110 @@ void AppendFleet(SeriesStore& store, tools::FleetGenerator& gen, const std::vect
   }
 }
 
-// The default fleet's shape, 1000 hosts x 10 series x `points` points.
-void BM_AppendFleet(benchmark::State& state) {
-  const int points = static_cast<int>(state.range(0));
-  const bool sync = state.range(1) != 0;
+// Every point of `points` for every series, sample(i, p) for series ids[i]
+// at point p, as copies of `batch` (its series filled in) of 2000 samples,
+// one sample per series each, as agents send them.
+std::vector<AppendBatch> FleetBatches(const std::vector<SeriesId>& ids, int points,
+                                      const std::function<Sample(size_t, int)>& sample, AppendBatch batch) {
+  std::vector<AppendBatch> batches;
+  for (int p = 0; p < points; ++p) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      batch.series.push_back({ids[i], {sample(i, p)}});
+      if (batch.series.size() == 2000) {
+        ++batch.sequence;
+        batches.push_back(batch);
+        batch.series.clear();
+      }
+    }
+  }
+  if (!batch.series.empty()) {
+    ++batch.sequence;
+    batches.push_back(batch);
+  }
+  return batches;
+}
+
+// An ingest benchmark: per iteration a fresh store with the series of a
+// fleet of `hosts` (x 10 series) and `points` points, the batches `make`
+// builds (untimed; it may also prepare the store), then those batches
+// appended and the heads cut into blocks (part of ingest), timed.
+using MakeBatches =
+    std::function<std::vector<AppendBatch>(SeriesStore&, tools::FleetGenerator&, const std::vector<SeriesId>&)>;
+void IngestFleet(benchmark::State& state, int hosts, int points, bool sync, const MakeBatches& make) {
   for (auto _ : state) {
     state.PauseTiming();
     testing::TempDir dir;
     auto store = OpenStore(dir.Sub("db"), sync);
-    Fleet fleet(1000, points);
+    Fleet fleet(hosts, points);
     auto ids = CreateSeries(*store, *fleet.gen);
-    // Values are generated ahead so only the store is measured.
-    std::vector<std::vector<double>> values(ids.size(), std::vector<double>(points));
-    for (int p = 0; p < points; ++p) {
-      for (size_t i = 0; i < ids.size(); ++i) values[i][p] = fleet.gen->Value(i, p);
-    }
-    std::vector<AppendBatch> batches;
-    AppendBatch b{"bench", 0, {}};
-    for (int p = 0; p < points; ++p) {
-      for (size_t i = 0; i < ids.size(); ++i) {
-        b.series.push_back({ids[i], {{fleet.gen->TimestampMs(p), values[i][p]}}});
-        if (b.series.size() == 2000) {
-          ++b.sequence;
-          batches.push_back(b);
-          b.series.clear();
-        }
-      }
-    }
+    auto batches = make(*store, *fleet.gen, ids);
     state.ResumeTiming();
     for (const auto& batch : batches) {
       if (!store->Append(batch).ok()) std::abort();
     }
-    if (!store->Flush().ok()) std::abort();  // the heads' cut into blocks is part of ingest
+    if (!store->Flush().ok()) std::abort();
     state.PauseTiming();
     store.reset();
     state.ResumeTiming();
   }
-  state.SetItemsProcessed(state.iterations() * 10'000 * points);
+  state.SetItemsProcessed(state.iterations() * hosts * 10 * points);
+}
+
+// The default fleet's shape, 1000 hosts x 10 series x `points` points.
+void BM_AppendFleet(benchmark::State& state) {
+  const int points = static_cast<int>(state.range(0));
+  IngestFleet(state, 1000, points, state.range(1) != 0,
+              [points](SeriesStore&, tools::FleetGenerator& gen, const std::vector<SeriesId>& ids) {
+                // Values are generated ahead so only the store is measured.
+                std::vector<std::vector<double>> values(ids.size(), std::vector<double>(points));
+                for (int p = 0; p < points; ++p) {
+                  for (size_t i = 0; i < ids.size(); ++i) values[i][p] = gen.Value(i, p);
+                }
+                return FleetBatches(
+                    ids, points,
+                    [&](size_t i, int p) {
+                      return Sample{gen.TimestampMs(p), values[i][p]};
+                    },
+                    AppendBatch{"bench", 0, {}});
+              });
 }
 BENCHMARK(BM_AppendFleet)
     ->Args({360, 1})
     ->Args({360, 0})
+    ->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+
+// An import (AppendBatch::backfill) of `points` points of history per
+// series of 100 hosts (1000 series), in the order an export file has them
+// (every series at one time, then the next time), 2000 samples per batch,
+// a month old. It goes through the heads like live data (and into the
+// roll-ups at the cut). With live data (a sample at "now" in every series,
+// in blocks, the roll-up watermark set) the history is older than
+// everything the series hold, so each series' blocks are also looked up.
+void BM_BackfillFleet(benchmark::State& state) {
+  const int points = static_cast<int>(state.range(0));
+  const bool live = state.range(1) != 0;
+  IngestFleet(state, 100, points, false,
+              [points, live](SeriesStore& store, tools::FleetGenerator& gen, const std::vector<SeriesId>& ids) {
+                if (live) {
+                  AppendBatch now{"agent", 1, {}};
+                  for (SeriesId id : ids) now.series.push_back({id, {{kStart, 1}}});
+                  if (!store.Append(now).ok() || !store.Flush().ok()) std::abort();
+                }
+                AppendBatch import{"import", 0, {}};
+                import.backfill = true;
+                return FleetBatches(
+                    ids, points,
+                    [&](size_t i, int p) {
+                      return Sample{gen.TimestampMs(p) - 30 * kDayMs, gen.Value(i, p)};
+                    },
+                    import);
+              });
+}
+BENCHMARK(BM_BackfillFleet)
+    ->Args({360, 0})
+    ->Args({360, 1})
     ->MeasureProcessCPUTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
@@ -156,6 +222,44 @@ void BM_SelectByMatchers(benchmark::State& state) {
   state.SetLabel(std::string(kSelectors[state.range(0)]) + " -> " + std::to_string(n) + " series");
 }
 BENCHMARK(BM_SelectByMatchers)->DenseRange(0, 2);
+
+// Selection over many series whose label `v` has few distinct values:
+// 100,000 series, `v` one of 100 values, `host` one per series.
+SeriesStore& ManySeries() {
+  static SeriesStore* store = [] {
+    static testing::TempDir dir;
+    auto* s = OpenStore(dir.Sub("many"), false).release();
+    for (int i = 0; i < 100'000; ++i) {
+      Labels l = {
+          {"__name__", "bench_metric"}, {"host", "h" + std::to_string(i)}, {"v", "v" + std::to_string(i % 100)}};
+      if (!s->GetOrCreateSeries(l, MetricType::kGauge).ok()) std::abort();
+    }
+    if (!s->Compact().ok()) std::abort();
+    return s;
+  }();
+  return *store;
+}
+
+void BM_SelectRegexFewValues(benchmark::State& state) {
+  static const char* kSelectors[] = {
+      R"({v=~"v1.*"})",                  // a regex alone: 11 of 100 values
+      R"(bench_metric{v=~"v1.*"})",      // and a name matching every series
+      R"(bench_metric{v!~"v[0-8].*"})",  // a negative regex (accepts the empty value)
+      R"(bench_metric{host=~"h1.*"})",   // a regex over a label with a value per series
+  };
+  auto matchers = model::ParseSelector(kSelectors[state.range(0)]);
+  if (!matchers.ok()) std::abort();
+  auto& store = ManySeries();
+  size_t n = 0;
+  for (auto _ : state) {
+    auto ids = store.Select(*matchers);
+    if (!ids.ok()) std::abort();
+    n = ids->size();
+    benchmark::DoNotOptimize(ids);
+  }
+  state.SetLabel(std::string(kSelectors[state.range(0)]) + " -> " + std::to_string(n) + " of 100000 series");
+}
+BENCHMARK(BM_SelectRegexFewValues)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
 void BM_ReadSeriesRange(benchmark::State& state) {
   auto& f = Shared();
