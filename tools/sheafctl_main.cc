@@ -16,6 +16,7 @@
 #include "tools/ctl_util.h"
 #include "tools/sheafctl_import.h"
 #include "tools/sheafctl_query.h"
+#include "tools/sheafctl_tail.h"
 
 namespace {
 
@@ -38,7 +39,9 @@ commands:
                    delete the matching series for good (index, samples, rollups)
   health           the daemon's gRPC health status (exit 0 if SERVING)
   import FILE|-    Prometheus text (ms timestamps) or OpenMetrics into sheafd,
-                   e.g. sheafctl import history.prom --backfill (docs/IMPORT.md))";
+                   e.g. sheafctl import history.prom --backfill (docs/IMPORT.md)
+  tail SELECTOR... the matching samples live as sheafd stores them, until Ctrl-C, e.g.
+                   sheafctl tail 'node_load1{host=~"web-.*"}')";
 
 }  // namespace
 
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args[0] == "import") return RunImport(args, addr, format, timeout, import_flags);
+  if (args[0] == "tail") return RunTail(args, addr, format);
   if (format != "table" && format != "json" && format != "csv") {
     std::fprintf(stderr, "sheafctl: --format must be table, json or csv\n");
     return 2;

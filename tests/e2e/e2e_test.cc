@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "tests/support/net.h"
 #include "tests/support/process.h"
@@ -329,6 +330,48 @@ TEST(EndToEndTest, RealPrometheusScrapesSheafd) {
   EXPECT_NE(up.body.find("\"1\"]"), std::string::npos) << up.body;
   prom->Signal(SIGTERM);
   prom->Wait(seconds(15));
+}
+
+// `sheafctl tail` as a user runs it: the matching samples are printed as
+// sheafd stores them, one line each, and Ctrl-C (SIGINT) ends it with 0.
+TEST(EndToEndTest, SheafctlTailPrintsSamplesLiveUntilCtrlC) {
+  testing::TempDir dir;
+  Sheafd daemon(dir, dir.Sub("data"));
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  auto tail = Process::Start({Bin("SHEAFCTL"), "--addr", daemon.addr(), "tail", R"(node_load1{host=~"host-000[12]"})"},
+                             dir.Sub("tail.log"));
+  // Subscribed once sheafd counts the subscription.
+  ASSERT_TRUE(WaitFor(
+      [&] { return Field(testing::HttpGet(daemon.http_port(), "/metrics").body, "sheaf_tail_subscriptions") == 1; },
+      seconds(10)))
+      << testing::ReadFile(dir.Sub("tail.log"));
+  auto load = RunCommand({Bin("SHEAF_LOADGEN"), "--addr", daemon.addr(), "--hosts", "3", "--series-per-host", "3",
+                          "--points", "2", "--streams", "1"},
+                         seconds(60));
+  ASSERT_EQ(load.exit_code, 0) << load.output;
+  // node_load1 of two of the three hosts, two points each.
+  const std::regex line(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  node_load1\{host="host-000[12]", job="node", )"
+                        R"(region="[a-z0-9-]+"\}  [0-9.e+-]+)");
+  auto lines = [&] {
+    std::vector<std::string> out;
+    std::istringstream in(testing::ReadFile(dir.Sub("tail.log")));
+    for (std::string l; std::getline(in, l);) out.push_back(l);
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return lines().size() >= 4; }, seconds(10))) << testing::ReadFile(dir.Sub("tail.log"));
+  tail->Signal(SIGINT);
+  EXPECT_EQ(tail->Wait(seconds(10)), 0) << testing::ReadFile(dir.Sub("tail.log"));
+  const std::vector<std::string> printed = lines();
+  EXPECT_EQ(printed.size(), 4u);
+  int per_host[2] = {0, 0};
+  for (const std::string& l : printed) {
+    EXPECT_TRUE(std::regex_match(l, line)) << l;
+    ++per_host[l.find("host-0001") != std::string::npos ? 0 : 1];
+  }
+  EXPECT_EQ(per_host[0], 2);
+  EXPECT_EQ(per_host[1], 2);
+  daemon.process().Signal(SIGTERM);
+  EXPECT_EQ(daemon.process().Wait(seconds(15)), 0) << daemon.log();
 }
 
 }  // namespace
