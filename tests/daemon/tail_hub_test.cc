@@ -3,6 +3,7 @@
 // publishing while subscriptions change on other threads.
 #include "daemon/tail_hub.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -354,7 +355,7 @@ TEST_F(TailHubTest, ConcurrentPublishAndSubscriptionChanges) {
   options.max_buffer_samples = 1000;
   TailHub hub(series_.Lookup(), options);
   std::vector<SeriesId> ids;
-  for (int i = 0; i < 50; ++i) ids.push_back(series_.Add({{"__name__", "m" + std::to_string(i)}, {"k", "v"}}));
+  for (int i = 0; i < 50; ++i) ids.push_back(series_.Add({{"__name__", fmt::format("m{}", i)}, {"k", "v"}}));
   auto steady = Join(hub);
   ASSERT_TRUE(steady->Subscribe(1, Selector(R"({k="v"})")).ok());
   constexpr int kPublishers = 3, kBatches = 400;
@@ -374,7 +375,7 @@ TEST_F(TailHubTest, ConcurrentPublishAndSubscriptionChanges) {
     for (int i = 0; !done; ++i) {
       auto s = hub.Join(listener_);
       if (!s.ok()) continue;
-      (*s)->Subscribe(i % 7, Selector("m" + std::to_string(i % 50))).IgnoreError();
+      (*s)->Subscribe(i % 7, Selector(fmt::format("m{}", i % 50))).IgnoreError();
       (*s)->Subscribe(100, Selector(R"({k=~"v|w"})")).IgnoreError();
       (*s)->Take(10, 1 << 20);
       (*s)->Unsubscribe(i % 7);
