@@ -1,26 +1,24 @@
 #include "daemon/daemon.h"
 
-#include <arpa/inet.h>
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <netinet/in.h>
-#include <prometheus/exposer.h>
+#include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <prometheus/summary.h>
+#include <prometheus/text_serializer.h>
 
-#include <atomic>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 
 #include "common/log.h"
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
+#include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
 #include "daemon/rpc_interceptor.h"
@@ -33,27 +31,52 @@
 namespace sheaf::daemon {
 namespace {
 
-// civetweb (under prometheus-cpp's Exposer) notices a stop request only when
-// its accept poll() wakes, which it does every 2 s. Connecting to the port
-// wakes it at once, so shutdown doesn't stall 2 s (measured).
-void StopExposer(std::unique_ptr<prometheus::Exposer> exposer, int port) {
-  std::atomic<bool> stopped{false};
-  std::thread waker([&] {
-    while (!stopped) {
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<uint16_t>(port));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-      close(fd);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+// GET /metrics: every collectable in the text format. The exposer_*
+// series are those prometheus-cpp's Exposer served here before (same
+// names, types and units), so dashboards that use them go on working.
+class MetricsEndpoint {
+ public:
+  MetricsEndpoint(prometheus::Registry& registry, std::vector<std::shared_ptr<prometheus::Collectable>> sources)
+      : sources_(std::move(sources)),
+        bytes_(prometheus::BuildCounter()
+                   .Name("exposer_transferred_bytes_total")
+                   .Help("Transferred bytes to metrics services")
+                   .Register(registry)
+                   .Add({})),
+        scrapes_(prometheus::BuildCounter()
+                     .Name("exposer_scrapes_total")
+                     .Help("Number of times metrics were scraped")
+                     .Register(registry)
+                     .Add({})),
+        latencies_(prometheus::BuildSummary()
+                       .Name("exposer_request_latencies")
+                       .Help("Latencies of serving scrape requests, in microseconds")
+                       .Register(registry)
+                       .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}})) {}
+
+  HttpResponse Serve() {
+    const auto started = std::chrono::steady_clock::now();
+    std::vector<prometheus::MetricFamily> families;
+    for (const auto& source : sources_) {
+      auto more = source->Collect();
+      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
-  });
-  exposer.reset();
-  stopped = true;
-  waker.join();
-}
+    HttpResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = prometheus::TextSerializer().Serialize(families);
+    bytes_.Increment(static_cast<double>(response.body.size()));
+    scrapes_.Increment();
+    latencies_.Observe(static_cast<double>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()));
+    return response;
+  }
+
+ private:
+  std::vector<std::shared_ptr<prometheus::Collectable>> sources_;
+  prometheus::Counter& bytes_;
+  prometheus::Counter& scrapes_;
+  prometheus::Summary& latencies_;
+};
 
 // How far back the store keeps anything: raw samples or any roll-up. A
 // backfill older than this would be dropped, so it is rejected at ingest.
@@ -86,7 +109,8 @@ std::set<std::string> ServedMethods() {
 struct Daemon::State {
   // Also when Start fails after the HTTP server is up (a taken gRPC port).
   ~State() {
-    if (exposer) StopExposer(std::move(exposer), http_port);
+    if (rules) rules->Stop();
+    if (http) http->Stop();
   }
 
   DaemonConfig config;
@@ -101,7 +125,9 @@ struct Daemon::State {
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
   std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<RuleManager> rules;  // before the HTTP server: /metrics shows its series
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
   int http_port = 0;
   std::once_flag shutdown_once;
@@ -138,30 +164,39 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->query->set_tail_hub(st->tail_hub.get());
   st->admin = std::make_unique<AdminService>(st->store.get(), st->query_executor.get());
 
-  // HTTP first: prometheus-cpp throws when the port is taken. civetweb's
-  // defaults (2 threads, 30 s to send a request) let two idle connections
-  // block every scrape for 30 s: more threads, a short request timeout.
-  try {
-    st->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports",
-        config.http_listen,
-        "num_threads",
-        std::to_string(config.http_threads),
-        "request_timeout_ms",
-        std::to_string(config.http_request_timeout.count()),
-        "enable_keep_alive",
-        "yes",
-        "keep_alive_timeout_ms",
-        std::to_string(config.http_request_timeout.count()),
-    });
-  } catch (const std::exception& e) {
-    return absl::FailedPreconditionError("cannot serve HTTP on " + config.http_listen + ": " + e.what() +
-                                         " (is the port taken? set --http-listen)");
-  }
-  st->exposer->RegisterCollectable(st->registry);
-  st->exposer->RegisterCollectable(st->store_collector);
-  auto ports = st->exposer->GetListeningPorts();
-  st->http_port = ports.empty() ? 0 : ports[0];
+  // Recording rules write through the ingest service, as a Push batch of
+  // inline series would be written. A bad rule file stops the start.
+  RecordWriter writer = [ingest = st->ingest.get()](
+                            const std::string& agent_id, uint64_t sequence,
+                            std::vector<RecordedSample> samples) -> absl::StatusOr<RecordOutcome> {
+    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series;
+    series.reserve(samples.size());
+    for (RecordedSample& s : samples) series.push_back({std::move(s.labels), {s.sample}});
+    auto written = ingest->Write(agent_id, sequence, model::MetricType::kGauge, std::move(series));
+    if (!written.ok()) return written.status();
+    return RecordOutcome{written->duplicate, written->samples_stored, written->series_rejected,
+                         written->first_rejection};
+  };
+  st->rules = std::make_unique<RuleManager>(st->store.get(), config.query.promql, std::move(writer), config.rules,
+                                            st->registry.get());
+  if (auto s = st->rules->Load(); !s.ok()) return s;
+
+  // HTTP before gRPC, so a taken HTTP port stops the start before agents
+  // can connect. More threads than civetweb's 2 and a short request
+  // timeout: idle connections must not block scrapes (http_server.h).
+  st->metrics_endpoint = std::make_unique<MetricsEndpoint>(
+      *st->registry, std::vector<std::shared_ptr<prometheus::Collectable>>{st->registry, st->store_collector});
+  HttpServerOptions http;
+  http.listen = config.http_listen;
+  http.threads = config.http_threads;
+  http.request_timeout = config.http_request_timeout;
+  http.idle_timeout = config.http_request_timeout;
+  st->http = std::make_unique<HttpServer>(std::move(http));
+  st->http->Handle("/metrics", {"GET"},
+                   [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
+  st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate));
+  if (auto s = st->http->Start(); !s.ok()) return s;
+  st->http_port = st->http->port();
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -189,8 +224,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
     return absl::FailedPreconditionError("cannot serve gRPC on " + config.grpc_listen +
                                          " (is the port taken or the address wrong? set --grpc-listen)");
   }
-  LogInfo("sheafd serving gRPC on port {} and HTTP /metrics on port {}; data in {}", st->grpc_port, st->http_port,
-          config.store.path);
+  st->rules->Start();
+  LogInfo("sheafd serving gRPC on port {} and HTTP (/metrics, /federate) on port {}; data in {}", st->grpc_port,
+          st->http_port, config.store.path);
   return std::unique_ptr<Daemon>(new Daemon(std::move(st)));
 }
 
@@ -207,12 +243,17 @@ std::shared_ptr<grpc::Channel> Daemon::InProcessChannel() {
 
 TailStats Daemon::tail_stats() const { return state_->tail_hub->Stats(); }
 
+absl::Status Daemon::ReloadRules() { return state_->rules->Reload(); }
+
 void Daemon::Shutdown() {
   std::call_once(state_->shutdown_once, [this] {
     State& st = *state_;
     auto started = std::chrono::steady_clock::now();
     LogInfo("shutting down: grace period {} ms for in-flight calls", st.config.grace_period.count());
     st.server->GetHealthCheckService()->Shutdown();  // health: NOT_SERVING
+    // Rules write into the store: they stop first (a running evaluation
+    // is cancelled), so nothing writes after the flush.
+    st.rules->Stop();
     // A manual compaction can take minutes and would hold the server past
     // the grace period: cancelled first (it answers CANCELLED; nothing is
     // lost, RocksDB compacts again by itself).
@@ -231,7 +272,7 @@ void Daemon::Shutdown() {
     st.query_executor->Stop();  // the calls are finished; nothing is left to run
     if (auto s = st.store->Flush(); !s.ok()) LogError("flushing the store: {}", s.ToString());
     LogDebug("store flushed after {} ms", since());
-    StopExposer(std::move(st.exposer), st.http_port);
+    st.http->Stop();  // /federate reads the store: stopped before it closes
     LogDebug("HTTP stopped after {} ms", since());
     st.store_collector.reset();
     st.store.reset();

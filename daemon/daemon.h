@@ -1,6 +1,6 @@
-// sheafd as an object: the store, the gRPC server with its services, and
-// the HTTP /metrics endpoint. main.cc adds flags and signals; tests start it
-// in-process.
+// sheafd as an object: the store, the gRPC server with its services, the
+// HTTP server (/metrics, /federate) and the recording rules. main.cc adds
+// flags and signals; tests start it in-process.
 #ifndef SHEAF_DAEMON_DAEMON_H_
 #define SHEAF_DAEMON_DAEMON_H_
 
@@ -9,8 +9,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "daemon/federate.h"
 #include "daemon/ingest_service.h"
 #include "daemon/query_service.h"
+#include "daemon/rules.h"
 #include "daemon/tail_hub.h"
 #include "storage/series_store.h"
 
@@ -31,10 +33,15 @@ struct DaemonConfig {
   size_t query_queue = 1024;  // steps waiting for a query worker before calls are refused
   QueryLimits query;          // PromQL limits, request and answer sizes
   TailOptions tail;           // live tail: buffers and limits
-  // HTTP (/metrics): worker threads, and how long a connection may take to
-  // send its request (idle connections must not hold workers for long).
+  // HTTP (/metrics, /federate): worker threads (connections served at
+  // once), and how long a connection may take to send a request or stay
+  // idle between requests (idle connections must not hold workers long).
   size_t http_threads = 16;
   std::chrono::milliseconds http_request_timeout = std::chrono::seconds(5);
+  FederateOptions federate;  // /federate: lookback and limits
+  // Recording rules: files, default interval (the engine's options are
+  // `query.promql`'s).
+  RulesOptions rules;
 };
 
 class Daemon {
@@ -50,6 +57,10 @@ class Daemon {
   std::shared_ptr<grpc::Channel> InProcessChannel();
   // The live tail's figures (tests).
   TailStats tail_stats() const;
+
+  // Reads the rule files again (SIGHUP). On error the rules loaded before
+  // keep running, and the error (FILE:LINE: reason) is returned.
+  absl::Status ReloadRules();
 
   // Graceful: health turns NOT_SERVING, open Tail streams end with
   // UNAVAILABLE, no new calls are accepted, in-flight calls get the grace

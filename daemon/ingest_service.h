@@ -5,10 +5,17 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/log.h"
 #include "model/validation.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
+#include "storage/types.h"
 
 namespace sheaf {
 class WorkQueue;
@@ -16,7 +23,9 @@ class WorkQueue;
 
 namespace sheaf::storage {
 class SeriesStore;
-}
+struct AppendBatch;
+struct AppendResult;
+}  // namespace sheaf::storage
 
 namespace sheaf::daemon {
 
@@ -56,8 +65,37 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   // has shut down (no new batches can arrive).
   void Stop();
 
+  // What an in-process batch (Write) became.
+  struct WriteResult {
+    bool duplicate = false;  // the sequence was durable already: nothing was written
+    uint64_t samples_stored = 0;
+    uint64_t series_rejected = 0;  // refused by validation or a limit, counted as for Push
+    std::string first_rejection;   // "reason: detail" of the first one, for logs
+  };
+  // For writers inside sheafd (recording rules): one batch of `series`
+  // (labels with __name__, samples) of `type` from `agent_id` with
+  // `sequence`, on the caller's thread, through the steps a Push batch of
+  // inline series takes: the same validation, series creation, append
+  // (idempotent by sequence), live tail and ingest metrics. UNAVAILABLE
+  // when the store cannot write.
+  absl::StatusOr<WriteResult> Write(const std::string& agent_id, uint64_t sequence, model::MetricType type,
+                                    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series);
+
  private:
   class PushReactor;
+  using RejectFn = std::function<void(const model::Rejection&, size_t samples)>;
+
+  // The steps every batch takes, Push or Write. Validates a series and
+  // finds or creates it (*id), or says why it is refused (kStoreError: the
+  // store cannot write; fail the batch).
+  std::optional<model::Rejection> AdmitSeries(model::Labels& labels, model::MetricType type,
+                                              std::span<const model::Sample> samples, int64_t now, bool backfill,
+                                              storage::SeriesId* id);
+  std::optional<model::Rejection> CreateSeries(const model::Labels& labels, model::MetricType type,
+                                               storage::SeriesId* id);
+  // Appends; unless it is a duplicate, publishes what was stored to live
+  // tails and tells `reject` of samples the store did not keep.
+  absl::StatusOr<storage::AppendResult> Append(const storage::AppendBatch& append, const RejectFn& reject);
 
   // Reserves dictionary memory across streams; false past the total bound.
   bool ReserveDictionary(size_t bytes);

@@ -75,7 +75,18 @@ int main(int argc, char** argv) {
   sheaf::FlagSet flags("sheafd", "sheafd [flags]");
   flags.ConfigFile(&config_file);
   flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
-  flags.String("http-listen", &config.http_listen, "address for HTTP /metrics; port 0 picks one");
+  flags.String("http-listen", &config.http_listen, "address for HTTP (/metrics, /federate); port 0 picks one");
+  uint64_t http_threads = config.http_threads;
+  flags.Uint("http-threads", &http_threads, "HTTP connections served at once (one thread each)");
+  flags.Duration("http-request-timeout", &config.http_request_timeout,
+                 "how long an HTTP connection may take to send a request, or stay idle between requests");
+  flags.StringList("rule-files", &config.rules.files,
+                   "recording rule files in Prometheus' format: paths or globs, comma-separated or repeated; "
+                   "reloaded on SIGHUP");
+  flags.Duration("rule-evaluation-interval", &config.rules.default_interval_ms,
+                 "how often a rule group without its own interval is evaluated");
+  flags.Uint("federate-max-series", &config.federate.max_series,
+             "/federate: series one answer may hold; a broader match[] is refused");
   storage::StoreOptions& store = config.store;
   std::string rollups = RollupsText(store.rollups);
   flags.String("data-dir", &store.path, "directory of the RocksDB store");
@@ -158,6 +169,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sheafd: --query-rollups: \"%s\" is not auto, always or never\n", query_rollups.c_str());
     return 2;
   }
+  if (http_threads < 1 || config.http_request_timeout.count() < 1) {
+    std::fprintf(stderr, "sheafd: --http-threads and --http-request-timeout must be > 0\n");
+    return 2;
+  }
+  config.http_threads = static_cast<size_t>(http_threads);
+  if (config.rules.default_interval_ms < 1) {
+    std::fprintf(stderr, "sheafd: --rule-evaluation-interval must be > 0\n");
+    return 2;
+  }
   if (workers < 1 || queue < 1 || query_workers < 1) {
     std::fprintf(stderr, "sheafd: --ingest-workers, --ingest-queue and --query-workers must be >= 1\n");
     return 2;
@@ -193,7 +213,10 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      sheaf::LogInfo("SIGHUP: configuration reload is not supported yet; restart sheafd to apply changes");
+      // Only the rule files are read again; other settings need a restart.
+      // A bad file is logged and the rules loaded before keep running.
+      sheaf::LogInfo("SIGHUP: reloading the rule files (other settings need a restart)");
+      (void)(*daemon)->ReloadRules();
       continue;
     }
     sheaf::LogInfo("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
