@@ -24,6 +24,7 @@
 #include "model/validation.h"
 #include "proto/batch_encoder.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
+#include "tools/ctl_util.h"
 
 namespace sheaf::ctl {
 namespace {
@@ -387,8 +388,7 @@ class Importer {
         std::fprintf(stderr, "sheafctl: reading %s failed after %llu bytes: %s\n", config_.source.c_str(),
                      static_cast<unsigned long long>(bytes_read_), read_error_.c_str());
       } else {
-        std::fprintf(stderr, "sheafctl: import failed: the Push stream ended with gRPC code %d: %s\n",
-                     static_cast<int>(status_.error_code()), status_.error_message().c_str());
+        Fail("import", status_);  // "sheafctl: import failed: CODE: message"
       }
       std::fprintf(stderr,
                    "sheafctl: the import is incomplete (%llu samples confirmed stored). Run the same command with "

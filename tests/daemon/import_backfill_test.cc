@@ -129,6 +129,110 @@ TEST_F(ImportBackfillTest, BackfillIsValidatedLikeAnyBatchButThePastBound) {
   EXPECT_NE(window.find("730 days"), std::string::npos) << window;
 }
 
+TEST_F(ImportBackfillTest, BackfillGoesBehindTheOutOfOrderWindow) {
+  auto at = [](int64_t t, double v) {
+    return MakeSeries({{"__name__", "requests_total"}, {"job", "api"}}, v1::METRIC_TYPE_COUNTER, {{t, v}});
+  };
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Batch("live", 1, {at(kNow, 500)})}, &ack).ok());
+  ASSERT_EQ(ack.samples_stored(), 1u);
+  // Live data two hours behind the series' newest sample: out of order.
+  ASSERT_TRUE(Push({Batch("live", 2, {at(kNow - 2 * kHour, 400)})}, &ack).ok());
+  EXPECT_EQ(Rejected(ack), (std::map<v1::RejectReason, uint64_t>{{v1::REJECT_REASON_OUT_OF_ORDER, 1}}));
+  // The same as a backfill, and a month further back: stored.
+  ASSERT_TRUE(Push({Backfill(1, {at(kNow - 2 * kHour, 400), at(kNow - 30 * kDay, 10)})}, &ack).ok());
+  EXPECT_EQ(ack.rejected_size(), 0) << ack.rejected(0).example();
+  EXPECT_EQ(ack.samples_stored(), 2u);
+  auto r = Query("requests_total", kNow - 31 * kDay, kNow);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.samples.size(), 1u);
+  EXPECT_EQ(r.samples.begin()->second,
+            (std::vector<std::pair<int64_t, double>>{{kNow - 30 * kDay, 10}, {kNow - 2 * kHour, 400}, {kNow, 500}}));
+}
+
+// The range is rolled up (behind the store's roll-up watermark) before the
+// history arrives, in two imports whose samples interleave: the 1h and 1m
+// roll-ups must show the union, as raw samples do.
+TEST_F(ImportBackfillTest, RollupsOfABackfilledRangeAreRight) {
+  // The store rolls up everything older than 2 days at start: wait for it,
+  // so the backfilled range is behind the watermark.
+  ASSERT_TRUE(testing::WaitFor([&] { return Stats().rollups() >= 1; }, std::chrono::seconds(20)));
+  const int64_t h0 = (kNow - 30 * kDay) / kHour * kHour;
+  std::map<int64_t, double> all;  // every sample imported
+  auto batch = [&](uint64_t seq, std::vector<int> minutes) {
+    std::vector<std::pair<int64_t, double>> samples;
+    for (int h = 0; h < 6; ++h) {
+      for (int m : minutes) {
+        const int64_t t = h0 + h * kHour + m * kMinute;
+        const double v = h * 100 + m + 0.5;
+        samples.emplace_back(t, v);
+        all[t] = v;
+      }
+    }
+    return Backfill(seq, {MakeSeries({{"__name__", "history"}}, v1::METRIC_TYPE_GAUGE, samples)});
+  };
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({batch(1, {0, 10, 20, 30, 40, 50})}, &ack).ok());
+  ASSERT_EQ(ack.samples_stored(), 36u);
+  Compact();  // into blocks (and their roll-ups)
+  ASSERT_TRUE(Push({batch(2, {5, 55})}, &ack).ok());
+  ASSERT_EQ(ack.samples_stored(), 12u);
+  Compact();
+
+  // Raw: all 48.
+  auto raw = Query("history", h0, h0 + 6 * kHour);
+  ASSERT_TRUE(raw.status.ok()) << raw.status.error_message();
+  ASSERT_EQ(raw.samples.size(), 1u);
+  const std::vector<std::pair<int64_t, double>> want_raw(all.begin(), all.end());
+  EXPECT_EQ(raw.samples.begin()->second, want_raw);
+
+  // The last sample of [t - step, t), stamped t, for every step with data.
+  auto expected = [&](int64_t start, int64_t end, int64_t step) {
+    std::vector<std::pair<int64_t, double>> out;
+    for (int64_t t = start; t <= end; t += step) {
+      auto it = all.lower_bound(t);
+      if (it == all.begin()) continue;
+      --it;
+      if (it->first >= t - step) out.emplace_back(t, it->second);
+    }
+    return out;
+  };
+  for (int64_t step : {kHour, kMinute}) {
+    const int64_t start = h0 + step, end = h0 + 6 * kHour;
+    auto r = Query("history", start, end, step);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    ASSERT_EQ(r.samples.size(), 1u) << step;
+    EXPECT_EQ(r.samples.begin()->second, expected(start, end, step)) << "step " << step;
+  }
+}
+
+// The store has the last word on what is too old to keep (its clock may be
+// ahead of the one validation used, or its retention shorter): what it
+// drops is counted as a window rejection, not lost silently.
+class StoreClockAheadTest : public ImportBackfillTest {
+ protected:
+  void SetUp() override {
+    DaemonConfig config;
+    config.store.now_ms = [] { return kNow + 10 * kDay; };
+    Start(config);
+  }
+};
+
+TEST_F(StoreClockAheadTest, SamplesBeyondTheStoresRetentionAreRejected) {
+  // 725 days old for validation, 735 for the store (which keeps 730).
+  v1::PushAck ack;
+  ASSERT_TRUE(Push({Backfill(1, {MakeSeries({{"__name__", "ancient"}}, v1::METRIC_TYPE_GAUGE,
+                                            {{kNow - 725 * kDay, 1}, {kNow - 30 * kDay, 2}})})},
+                   &ack)
+                  .ok());
+  EXPECT_EQ(ack.samples_stored(), 1u);
+  EXPECT_EQ(Rejected(ack), (std::map<v1::RejectReason, uint64_t>{{v1::REJECT_REASON_TIMESTAMP_OUT_OF_WINDOW, 1}}));
+  EXPECT_NE(Example(ack, v1::REJECT_REASON_TIMESTAMP_OUT_OF_WINDOW)
+                .find("ancient{} has 1 samples older than anything the store keeps"),
+            std::string::npos)
+      << Example(ack, v1::REJECT_REASON_TIMESTAMP_OUT_OF_WINDOW);
+}
+
 // sheafd decodes batches through ingest_decode.proto: every field of the
 // public MetricBatch (backfill included) must be there with the same
 // number and a wire-compatible type, or a client's flag would be dropped

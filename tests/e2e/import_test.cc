@@ -254,6 +254,30 @@ TEST_F(ImportTest, OldOpenMetricsNeedsBackfillAndRollsUpRight) {
   ASSERT_EQ(Ctl({"compact"}).exit_code, 0);
   EXPECT_EQ(Points(step_args), hourly);
   EXPECT_EQ(Stat("samples"), stored);
+
+  // PromQL over whole hours reads the 1h roll-ups, no raw sample, and each
+  // hour's count, min, max and sum agree with the file.
+  std::map<std::string, std::map<int64_t, double>> per_hour;  // function -> hour end -> value
+  for (const auto& [t, v] : temperature) {
+    const int64_t end = t / kHour * kHour + kHour;
+    auto& count = per_hour["count_over_time"][end];
+    auto& min = per_hour["min_over_time"][end];
+    auto& max = per_hour["max_over_time"][end];
+    min = count == 0 ? v : std::min(min, v);
+    max = count == 0 ? v : std::max(max, v);
+    per_hour["sum_over_time"][end] += v;
+    count += 1;
+  }
+  for (const auto& [function, want] : per_hour) {
+    const std::string expr = function + "(backfill_temperature_celsius[1h])";
+    auto got =
+        Points({expr, "--start", std::to_string(h0 + kHour), "--end", std::to_string(h0 + 6 * kHour), "--step", "1h"});
+    ASSERT_EQ(got.size(), want.size()) << expr;
+    for (const auto& [t, v] : want) EXPECT_NEAR(got[t], v, 1e-9 * std::abs(v)) << expr << " at " << t;
+    auto table = Ctl({"query", expr, "--start", std::to_string(h0 + kHour), "--end", std::to_string(h0 + 6 * kHour),
+                      "--step", "1h"});
+    EXPECT_NE(table.output.find("read 1 series, 0 samples, 6 rollup windows"), std::string::npos) << table.output;
+  }
 }
 
 // Lines that cannot be parsed are named with their line number, counted,
