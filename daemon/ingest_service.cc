@@ -180,38 +180,17 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       storage::SeriesSamples out{0, {}};
       out.samples.reserve(s.samples_size());
       for (const v1::decode::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
-      // Everything is checked before the series is created, so a rejected
-      // series leaves nothing behind in the index.
-      auto rejection = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits);
-      if (!rejection) {
-        rejection =
-            model::ValidateSamples(entry.labels, entry.type, out.samples, now, service_->options_.limits, backfill);
-      }
-      if (!rejection) rejection = CreateSeries(entry);
-      if (rejection) {
+      if (auto rejection = service_->AdmitSeries(entry.labels, entry.type, out.samples, now, backfill, &out.id)) {
         if (rejection->reason == model::RejectReason::kStoreError) return StoreUnavailable(rejection->detail);
         Count(*rejection, out.samples.size());
         continue;
       }
-      out.id = entry.id;
       append.series.push_back(std::move(out));
     }
 
-    auto result = service_->store_->Append(append);
+    auto result = service_->Append(append, [this](const model::Rejection& r, size_t n) { Count(r, n); });
     if (!result.ok()) return StoreUnavailable(std::string(result.status().message()));
     if (result->duplicate) return Duplicate(batch.sequence(), result->durable_sequence);  // a concurrent stream won
-    // Live tails see what was stored (not history being backfilled).
-    if (service_->options_.tail_hub != nullptr && !append.backfill)
-      service_->options_.tail_hub->Publish(append, *result);
-    CountDropped(result->too_old, model::RejectReason::kOutOfOrder,
-                 "older than its newest sample by more than the out-of-order window");
-    CountDropped(result->beyond_retention, model::RejectReason::kTimestampOutOfWindow,
-                 "older than anything the store keeps (its longest retention)");
-    for (auto [id, n] : result->deleted) {
-      Count({model::RejectReason::kSeriesDeleted,
-             fmt::format("series {} was deleted while this stream referred to it; a new stream recreates it", id)},
-            n);
-    }
     ++applied_;
     ack_.set_batches_applied(ack_.batches_applied() + 1);
     ack_.set_samples_stored(ack_.samples_stored() + result->samples_added);
@@ -259,15 +238,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   // series table rejects the series; a store that cannot write (disk full)
   // is kStoreError, which fails the stream so nothing is acknowledged.
   std::optional<model::Rejection> CreateSeries(RefEntry& entry) {
-    auto id = service_->store_->GetOrCreateSeries(entry.labels, entry.type);
-    if (!id.ok()) {
-      const bool limit = id.status().code() == absl::StatusCode::kResourceExhausted;
-      return model::Rejection{
-          limit ? model::RejectReason::kSeriesLimit : model::RejectReason::kStoreError,
-          fmt::format("{}: {}", model::FormatLabelsShort(entry.labels), std::string(id.status().message()))};
-    }
-    entry.id = *id;
-    return std::nullopt;
+    return service_->CreateSeries(entry.labels, entry.type, &entry.id);
   }
 
   static size_t Cost(const RefEntry& e) {
@@ -321,17 +292,6 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     service_->metrics_->Rejected(r.reason, 1, samples);
   }
 
-  // Samples the store did not keep, by series, counted under `reason`.
-  void CountDropped(const std::vector<std::pair<storage::SeriesId, uint64_t>>& dropped, model::RejectReason reason,
-                    std::string_view why) {
-    for (auto [id, n] : dropped) {
-      auto info = service_->store_->GetSeries(id);
-      Count({reason,
-             fmt::format("{} has {} samples {}", info ? model::FormatLabelsShort(info->labels) : "a series", n, why)},
-            n);
-    }
-  }
-
   grpc::Status Invalid(std::string message) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(message));
   }
@@ -380,6 +340,90 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* IngestService::Push(grpc::CallbackSer
 }
 
 void IngestService::Stop() { queue_->Stop(); }
+
+std::optional<model::Rejection> IngestService::CreateSeries(const model::Labels& labels, model::MetricType type,
+                                                            storage::SeriesId* id) {
+  auto created = store_->GetOrCreateSeries(labels, type);
+  if (!created.ok()) {
+    const bool limit = created.status().code() == absl::StatusCode::kResourceExhausted;
+    return model::Rejection{
+        limit ? model::RejectReason::kSeriesLimit : model::RejectReason::kStoreError,
+        fmt::format("{}: {}", model::FormatLabelsShort(labels), std::string(created.status().message()))};
+  }
+  *id = *created;
+  return std::nullopt;
+}
+
+std::optional<model::Rejection> IngestService::AdmitSeries(model::Labels& labels, model::MetricType type,
+                                                           std::span<const model::Sample> samples, int64_t now,
+                                                           bool backfill, storage::SeriesId* id) {
+  // Everything is checked before the series is created, so a rejected
+  // series leaves nothing behind in the index.
+  if (auto r = model::ValidateLabels(labels, type, options_.limits)) return r;
+  if (auto r = model::ValidateSamples(labels, type, samples, now, options_.limits, backfill)) return r;
+  return CreateSeries(labels, type, id);
+}
+
+absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::AppendBatch& append,
+                                                            const RejectFn& reject) {
+  auto result = store_->Append(append);
+  if (!result.ok() || result->duplicate) return result;
+  // Live tails see what was stored (not history being backfilled).
+  if (options_.tail_hub != nullptr && !append.backfill) options_.tail_hub->Publish(append, *result);
+  // Samples the store did not keep, by series.
+  auto dropped = [&](const std::vector<std::pair<storage::SeriesId, uint64_t>>& series, model::RejectReason reason,
+                     std::string_view why) {
+    for (auto [id, n] : series) {
+      auto info = store_->GetSeries(id);
+      reject({reason,
+              fmt::format("{} has {} samples {}", info ? model::FormatLabelsShort(info->labels) : "a series", n, why)},
+             n);
+    }
+  };
+  dropped(result->too_old, model::RejectReason::kOutOfOrder,
+          "older than its newest sample by more than the out-of-order window");
+  dropped(result->beyond_retention, model::RejectReason::kTimestampOutOfWindow,
+          "older than anything the store keeps (its longest retention)");
+  for (auto [id, n] : result->deleted) {
+    reject({model::RejectReason::kSeriesDeleted,
+            fmt::format("series {} was deleted while this stream referred to it; a new stream recreates it", id)},
+           n);
+  }
+  return result;
+}
+
+absl::StatusOr<IngestService::WriteResult> IngestService::Write(
+    const std::string& agent_id, uint64_t sequence, model::MetricType type,
+    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series) {
+  WriteResult out;
+  const auto reject = [&](const model::Rejection& r, size_t samples) {
+    metrics_->Rejected(r.reason, 1, samples);
+    if (out.series_rejected++ == 0) out.first_rejection = fmt::format("{}: {}", model::ReasonName(r.reason), r.detail);
+  };
+  const int64_t now = options_.now_ms ? options_.now_ms() : WallClockMs();
+  storage::AppendBatch append;
+  append.agent_id = agent_id;
+  append.sequence = sequence;
+  for (auto& [labels, samples] : series) {
+    storage::SeriesSamples s{0, std::move(samples)};
+    if (auto r = AdmitSeries(labels, type, s.samples, now, /*backfill=*/false, &s.id)) {
+      if (r->reason == model::RejectReason::kStoreError) return absl::UnavailableError(r->detail);
+      reject(*r, s.samples.size());
+      continue;
+    }
+    append.series.push_back(std::move(s));
+  }
+  auto result = Append(append, reject);
+  if (!result.ok()) return result.status();
+  if (result->duplicate) {
+    out.duplicate = true;
+    metrics_->BatchDuplicate(/*unexpected=*/false);
+    return out;
+  }
+  out.samples_stored = result->samples_added;
+  metrics_->BatchApplied(result->samples_added, series.size());
+  return out;
+}
 
 bool IngestService::ReserveDictionary(size_t bytes) {
   size_t now = dictionary_bytes_.fetch_add(bytes) + bytes;
