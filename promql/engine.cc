@@ -31,8 +31,6 @@ bool OrdersItsAnswer(const Expr& e) {
 
 }  // namespace
 
-bool IsStaleMarker(double value) { return std::bit_cast<uint64_t>(value) == 0x7ff0000000000002ull; }
-
 bool IsExecutionError(const absl::Status& status) { return status.GetPayload("sheaf.promql/execution").has_value(); }
 
 Engine::Engine(storage::SeriesStore* store, EngineOptions options) : store_(store), options_(std::move(options)) {}

@@ -10,6 +10,7 @@
 #ifndef SHEAF_PROMQL_ENGINE_H_
 #define SHEAF_PROMQL_ENGINE_H_
 
+#include <bit>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -126,7 +127,7 @@ bool IsExecutionError(const absl::Status& status);
 
 // The stale marker Prometheus writes when a series disappears: a NaN with
 // this exact bit pattern. Other NaNs are values.
-bool IsStaleMarker(double value);
+inline bool IsStaleMarker(double value) { return std::bit_cast<uint64_t>(value) == 0x7ff0000000000002ull; }
 
 }  // namespace sheaf::promql
 

@@ -6,27 +6,31 @@
 
 namespace sheaf::promql::internal {
 
+void SortByTime(std::vector<model::Sample>& samples) {
+  // The store answers in time order; this only guards the evaluation's
+  // assumptions (sorted, one value per timestamp: the last write wins).
+  auto before = [](const model::Sample& a, const model::Sample& b) { return a.timestamp_ms < b.timestamp_ms; };
+  auto out_of_order = [](const model::Sample& a, const model::Sample& b) { return a.timestamp_ms >= b.timestamp_ms; };
+  if (std::adjacent_find(samples.begin(), samples.end(), out_of_order) == samples.end()) return;
+  std::stable_sort(samples.begin(), samples.end(), before);
+  std::vector<model::Sample> unique;
+  for (const model::Sample& x : samples) {
+    if (!unique.empty() && unique.back().timestamp_ms == x.timestamp_ms) {
+      unique.back() = x;
+    } else {
+      unique.push_back(x);
+    }
+  }
+  samples = std::move(unique);
+}
+
 absl::Status ReadSeriesSamples(storage::SeriesStore* store, storage::SeriesId id, int64_t min_ms, int64_t max_ms,
                                std::vector<model::Sample>* samples) {
-  samples->clear();
-  auto it = store->Read(id, min_ms, max_ms);
-  for (; it->Valid(); it->Next()) samples->push_back(it->sample());
-  if (!it->status().ok()) return it->status();
-  // Blocks come before the head; a late sample in the head can be older
-  // than the newest block's. Time order, last write wins.
-  auto by_time = [](const model::Sample& a, const model::Sample& b) { return a.timestamp_ms < b.timestamp_ms; };
-  if (!std::is_sorted(samples->begin(), samples->end(), by_time)) {
-    std::stable_sort(samples->begin(), samples->end(), by_time);
-    std::vector<model::Sample> unique;
-    for (const model::Sample& x : *samples) {
-      if (!unique.empty() && unique.back().timestamp_ms == x.timestamp_ms) {
-        unique.back() = x;
-      } else {
-        unique.push_back(x);
-      }
-    }
-    *samples = std::move(unique);
-  }
+  std::vector<std::vector<model::Sample>> out;
+  absl::Status s = store->ReadMany(std::span(&id, 1), min_ms, max_ms, &out);
+  if (!s.ok()) return s;
+  *samples = std::move(out[0]);
+  SortByTime(*samples);
   return absl::OkStatus();
 }
 
@@ -38,9 +42,9 @@ SeriesReader::SeriesReader(storage::SeriesStore* store, std::vector<storage::Ser
       max_ms_(max_ms),
       threads_(ids_.size() >= 2 * kChunk ? std::max<size_t>(threads, 1) : 1),
       ahead_(2 * threads_) {
-  if (threads_ <= 1) return;
   absl::MutexLock lock(&mu_);
   chunks_.resize((ids_.size() + kChunk - 1) / kChunk);
+  if (threads_ <= 1) return;
   for (size_t w = 0; w < threads_; ++w) workers_.emplace_back([this, w] { Work(w); });
 }
 
@@ -60,24 +64,28 @@ void SeriesReader::Work(size_t worker) {
       while (!stop_ && k >= consumed_ + ahead_) changed_.Wait(&mu_);
       if (stop_ || k >= chunks_.size()) return;
     }
-    Chunk chunk;
-    const size_t end = std::min(ids_.size(), (k + 1) * kChunk);
-    for (size_t i = k * kChunk; i < end && chunk.status.ok(); ++i) {
-      chunk.samples.emplace_back();
-      chunk.status = ReadSeriesSamples(store_, ids_[i], min_ms_, max_ms_, &chunk.samples.back());
-    }
-    chunk.done = true;
+    Chunk chunk = ReadChunk(k);
     absl::MutexLock lock(&mu_);
     chunks_[k] = std::move(chunk);
     changed_.SignalAll();
   }
 }
 
+SeriesReader::Chunk SeriesReader::ReadChunk(size_t k) const {
+  Chunk chunk;
+  const size_t begin = k * kChunk, end = std::min(ids_.size(), begin + kChunk);
+  chunk.status = store_->ReadMany(std::span(ids_).subspan(begin, end - begin), min_ms_, max_ms_, &chunk.samples);
+  if (!chunk.status.ok()) chunk.samples.clear();
+  for (auto& samples : chunk.samples) SortByTime(samples);
+  chunk.done = true;
+  return chunk;
+}
+
 absl::Status SeriesReader::Next(std::vector<model::Sample>* samples) {
   const size_t i = next_++;
-  if (threads_ <= 1) return ReadSeriesSamples(store_, ids_[i], min_ms_, max_ms_, samples);
   const size_t k = i / kChunk;
   absl::MutexLock lock(&mu_);
+  if (threads_ <= 1 && !chunks_[k].done) chunks_[k] = ReadChunk(k);
   while (!chunks_[k].done) changed_.Wait(&mu_);
   Chunk& chunk = chunks_[k];
   const size_t j = i - k * kChunk;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -20,6 +21,10 @@ class SeriesStore;
 }
 
 namespace sheaf::promql::internal {
+
+// Sorts samples by time where they are not, the last of a timestamp
+// winning.
+void SortByTime(std::vector<model::Sample>& samples);
 
 // One series' samples in [min_ms, max_ms], in time order, the last write
 // of a timestamp winning. Thread-safe (the store is).
@@ -50,6 +55,7 @@ class SeriesReader {
   };
 
   void Work(size_t worker);
+  Chunk ReadChunk(size_t k) const;  // the samples of chunk k's series
 
   storage::SeriesStore* const store_;
   const std::vector<storage::SeriesId> ids_;

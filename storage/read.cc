@@ -404,6 +404,81 @@ std::unique_ptr<SampleIterator> RocksSeriesStore::ReadImpl(SeriesId id, int64_t 
                                                options_.block_window_ms, start_ms, end_ms);
 }
 
+absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t start_ms, int64_t end_ms,
+                                        std::vector<std::vector<Sample>>* out) {
+  out->assign(ids.size(), {});
+  std::vector<std::vector<Sample>> heads(ids.size());
+  std::unique_ptr<rocksdb::Iterator> it;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    // Heads and the blocks' snapshot together, as in ReadImpl.
+    absl::MutexLock head_lock(&head_mu_);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 1 || ids[i] > entries_.size()) continue;
+      for (const Sample& x : entries_[ids[i] - 1].head) {
+        if (x.timestamp_ms >= start_ms && x.timestamp_ms <= end_ms) heads[i].push_back(x);
+      }
+    }
+    it.reset(db_->NewIterator(rocksdb::ReadOptions(), samples_));
+  }
+  // In key order (ascending ids): the iterator then mostly moves forward,
+  // and a few Next()s past other series' blocks cost less than a Seek.
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  constexpr int kMaxSteps = 16;
+  SeriesId previous = 0;
+  std::vector<Sample> blocks;
+  for (size_t i : order) {
+    const SeriesId id = ids[i];
+    const std::string from = keys::SeriesTimeKey(id, keys::WindowStart(start_ms, options_.block_window_ms));
+    const std::string upper =
+        end_ms == INT64_MAX ? keys::SeriesTimeKey(id + 1, INT64_MIN) : keys::SeriesTimeKey(id, end_ms + 1);
+    blocks.clear();
+    int steps = 0;
+    while (it->Valid() && View(it->key()) < from && steps < kMaxSteps) {
+      it->Next();
+      ++steps;
+    }
+    // Past `from` is fine: the iterator stands on the first key after the
+    // previous (smaller) id's range, so nothing of this id was skipped.
+    if (!it->Valid() || View(it->key()) < from || id == previous) it->Seek(from);
+    previous = id;
+    for (; it->Valid() && View(it->key()) < upper; it->Next()) {
+      const size_t before = blocks.size();
+      if (auto s = DecodeBlockAppend(View(it->value()), &blocks); !s.ok()) {
+        return absl::DataLossError("corrupt block: " + std::string(s.message()));
+      }
+      // Only the block's first and last windows can reach out of range.
+      auto outside = [&](const Sample& x) { return x.timestamp_ms < start_ms || x.timestamp_ms > end_ms; };
+      if (before < blocks.size() && (outside(blocks[before]) || outside(blocks.back()))) {
+        blocks.erase(std::remove_if(blocks.begin() + static_cast<ptrdiff_t>(before), blocks.end(), outside),
+                     blocks.end());
+      }
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading blocks");
+    // Blocks are in time order, and so is the head; a timestamp in both
+    // takes the head's value (the newer write).
+    std::vector<Sample>& dest = (*out)[i];
+    const std::vector<Sample>& head = heads[i];
+    if (head.empty()) {
+      dest.swap(blocks);  // blocks is cleared for the next series
+      continue;
+    }
+    dest.reserve(blocks.size() + head.size());
+    size_t b = 0, h = 0;
+    while (b < blocks.size() || h < head.size()) {
+      if (h < head.size() && (b == blocks.size() || head[h].timestamp_ms <= blocks[b].timestamp_ms)) {
+        if (b < blocks.size() && blocks[b].timestamp_ms == head[h].timestamp_ms) ++b;
+        dest.push_back(head[h++]);
+      } else {
+        dest.push_back(blocks[b++]);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<SeriesStore::Window>> RocksSeriesStore::ReadRollup(SeriesId id, int64_t resolution_ms,
                                                                               int64_t start_ms, int64_t end_ms) {
   size_t r = 0;

@@ -133,6 +133,8 @@ class RocksSeriesStore final : public SeriesStore {
   absl::StatusOr<uint64_t> DeleteSeries(TenantId tenant, const std::vector<Matcher>& matchers) override;
   std::optional<SeriesInfo> GetSeries(SeriesId id) override;
   std::unique_ptr<SampleIterator> Read(SeriesId id, int64_t start_ms, int64_t end_ms) override;
+  absl::Status ReadMany(std::span<const SeriesId> ids, int64_t start_ms, int64_t end_ms,
+                        std::vector<std::vector<Sample>>* out) override;
   absl::StatusOr<std::vector<Window>> ReadRollup(SeriesId id, int64_t resolution_ms, int64_t start_ms,
                                                  int64_t end_ms) override;
   std::vector<int64_t> RollupResolutions() const override;
