@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# PromQL query benchmark, end to end: sheaf-loadgen's default fleet (1000
+# hosts x 10 series x 360 points at 10 s: the hour before now, 4,000
+# node_cpu_seconds_total series) into a fresh sheafd, then the peers' query
+#   sum by (region) (rate(node_cpu_seconds_total[1m]))   over the hour, step 60s
+# RUNS times (default 11) as a whole `sheafctl query` process; prints each
+# run's wall time of the process and the daemon's evaluation time (the
+# answer's stats), then the medians. Then the engine alone
+# (tests/bench/promql_bench: the same query from the head and from blocks,
+# and a 30-day range at a 1h step over rollups).
+#   bash tools/bench_query.sh          # RUNS=21 bash tools/bench_query.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/setup.sh
+bash deploy/build.sh >/dev/null
+RUNS=${RUNS:-11}
+B=${BENCH_BUILD:-./build}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+$B/daemon/sheafd --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$work/data" \
+  --ready-file "$work/ready" --log-level warn &
+for _ in $(seq 100); do [ -f "$work/ready" ] && break; sleep 0.1; done
+gp=$(sed -n 's/grpc_port=//p' "$work/ready")
+$B/tools/sheaf-loadgen --addr "127.0.0.1:$gp" | grep -E 'samples_acked|samples_per_second' | sed 's/^/loadgen: /'
+
+query='sum by (region) (rate(node_cpu_seconds_total[1m]))'
+walls=()
+evals=()
+for i in $(seq "$RUNS"); do
+  start=$(date +%s%N)
+  summary=$($B/tools/sheafctl --addr "127.0.0.1:$gp" query "$query" --step 60s --since 1h 2>&1 >/dev/null)
+  end=$(date +%s%N)
+  wall=$(( (end - start) / 1000000 ))
+  eval_ms=$(echo "$summary" | sed -n 's/.* in \([0-9.]*\) s$/\1/p' | awk '{printf "%.1f", $1 * 1000}')
+  walls+=("$wall")
+  evals+=("$eval_ms")
+  echo "run $i: sheafctl process ${wall} ms, in the daemon ${eval_ms} ms ($summary)"
+done
+echo "median: sheafctl process $(printf '%s\n' "${walls[@]}" | median) ms," \
+  "in the daemon $(printf '%s\n' "${evals[@]}" | median) ms"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ -x "$B/tests/bench/promql_bench" ]; then
+  echo "the engine alone (CPU time is the evaluating thread's; process_cpu_ms counts the readers too):"
+  "$B/tests/bench/promql_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true 2>&1 |
+    grep -E '_median|^Benchmark'
+fi
