@@ -35,8 +35,10 @@ struct DaemonConfig {
   TailOptions tail;           // live tail: buffers and limits
   // HTTP (/metrics, /federate): worker threads (connections served at
   // once), and how long a connection may take to send a request or stay
-  // idle between requests (idle connections must not hold workers long).
-  size_t http_threads = 16;
+  // idle between requests. Each idle connection holds a worker that long:
+  // fewer than http_threads idle sockets delay nobody (64 cost ~1 MB more
+  // RSS than 16; measured, docs/ARCHITECTURE.md).
+  size_t http_threads = 64;
   std::chrono::milliseconds http_request_timeout = std::chrono::seconds(5);
   FederateOptions federate;  // /federate: lookback and limits
   // Recording rules: files, default interval (the engine's options are

@@ -174,6 +174,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   config.http_threads = static_cast<size_t>(http_threads);
+  config.federate.lookback_ms = config.query.promql.lookback_ms;  // as Prometheus' --query.lookback-delta
   if (config.rules.default_interval_ms < 1) {
     std::fprintf(stderr, "sheafd: --rule-evaluation-interval must be > 0\n");
     return 2;

@@ -329,70 +329,14 @@ absl::StatusOr<std::vector<RuleGroup>> LoadRuleFiles(const std::vector<std::stri
 // ---------------------------------------------------------------------------
 // Evaluation.
 
-struct RuleManager::Metrics {
-  explicit Metrics(prometheus::Registry& registry)
-      : evaluations(prometheus::BuildCounter()
-                        .Name("sheaf_rule_evaluations_total")
-                        .Help("Rule evaluations (each rule of each group evaluation), by group.")
-                        .Register(registry)),
-        failures(prometheus::BuildCounter()
-                     .Name("sheaf_rule_evaluation_failures_total")
-                     .Help("Rule evaluations that failed (query error, a limit, results refused or not written), by "
-                           "group.")
-                     .Register(registry)),
-        iterations(prometheus::BuildCounter()
-                       .Name("sheaf_rule_group_iterations_total")
-                       .Help("Group evaluations run.")
-                       .Register(registry)),
-        missed(prometheus::BuildCounter()
-                   .Name("sheaf_rule_group_iterations_missed_total")
-                   .Help("Scheduled group evaluations skipped because the previous one took too long.")
-                   .Register(registry)),
-        duration(prometheus::BuildGauge()
-                     .Name("sheaf_rule_group_last_duration_seconds")
-                     .Help("How long the group's last evaluation took.")
-                     .Register(registry)),
-        last_timestamp(prometheus::BuildGauge()
-                           .Name("sheaf_rule_group_last_evaluation_timestamp_seconds")
-                           .Help("Scheduled time of the group's last evaluation (the time its results carry).")
-                           .Register(registry)),
-        interval(prometheus::BuildGauge()
-                     .Name("sheaf_rule_group_interval_seconds")
-                     .Help("The group's evaluation interval.")
-                     .Register(registry)),
-        lag(prometheus::BuildGauge()
-                .Name("sheaf_rule_group_last_evaluation_lag_seconds")
-                .Help("How late the group's last evaluation started after its scheduled time.")
-                .Register(registry)),
-        rules(prometheus::BuildGauge().Name("sheaf_rule_group_rules").Help("Rules in the group.").Register(registry)),
-        samples(prometheus::BuildGauge()
-                    .Name("sheaf_rule_group_last_evaluation_samples")
-                    .Help("Samples the group's last evaluation stored.")
-                    .Register(registry)),
-        reload_success(prometheus::BuildGauge()
-                           .Name("sheaf_rule_config_last_reload_successful")
-                           .Help("1 if the rule files were last loaded without error (SIGHUP), else 0.")
-                           .Register(registry)
-                           .Add({})),
-        reload_timestamp(prometheus::BuildGauge()
-                             .Name("sheaf_rule_config_last_reload_success_timestamp_seconds")
-                             .Help("When the rule files were last loaded without error.")
-                             .Register(registry)
-                             .Add({})) {}
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& registry, const char* name,
+                                                       const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
 
-  prometheus::Family<prometheus::Counter>& evaluations;
-  prometheus::Family<prometheus::Counter>& failures;
-  prometheus::Family<prometheus::Counter>& iterations;
-  prometheus::Family<prometheus::Counter>& missed;
-  prometheus::Family<prometheus::Gauge>& duration;
-  prometheus::Family<prometheus::Gauge>& last_timestamp;
-  prometheus::Family<prometheus::Gauge>& interval;
-  prometheus::Family<prometheus::Gauge>& lag;
-  prometheus::Family<prometheus::Gauge>& rules;
-  prometheus::Family<prometheus::Gauge>& samples;
-  prometheus::Gauge& reload_success;
-  prometheus::Gauge& reload_timestamp;
-};
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& registry, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+}
 
 // One group: its rules, its metric series, its thread.
 struct RuleManager::Runner {
@@ -415,6 +359,62 @@ struct RuleManager::Runner {
   std::thread thread;
 };
 
+struct RuleManager::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : evaluations(CounterFamily(r, "sheaf_rule_evaluations_total",
+                                  "Rule evaluations (each rule of each group evaluation), by group.")),
+        failures(CounterFamily(r, "sheaf_rule_evaluation_failures_total",
+                               "Rule evaluations that failed (query error, a limit, results refused or not "
+                               "written), by group.")),
+        iterations(CounterFamily(r, "sheaf_rule_group_iterations_total", "Group evaluations run.")),
+        missed(CounterFamily(r, "sheaf_rule_group_iterations_missed_total",
+                             "Scheduled group evaluations skipped because the previous one took too long.")),
+        duration(
+            GaugeFamily(r, "sheaf_rule_group_last_duration_seconds", "How long the group's last evaluation took.")),
+        last_timestamp(GaugeFamily(r, "sheaf_rule_group_last_evaluation_timestamp_seconds",
+                                   "Scheduled time of the group's last evaluation (the time its results carry).")),
+        interval(GaugeFamily(r, "sheaf_rule_group_interval_seconds", "The group's evaluation interval.")),
+        lag(GaugeFamily(r, "sheaf_rule_group_last_evaluation_lag_seconds",
+                        "How late the group's last evaluation started after its scheduled time.")),
+        rules(GaugeFamily(r, "sheaf_rule_group_rules", "Rules in the group.")),
+        samples(
+            GaugeFamily(r, "sheaf_rule_group_last_evaluation_samples", "Samples the group's last evaluation stored.")),
+        reload_success(GaugeFamily(r, "sheaf_rule_config_last_reload_successful",
+                                   "1 if the rule files were last loaded without error (SIGHUP), else 0.")
+                           .Add({})),
+        reload_timestamp(GaugeFamily(r, "sheaf_rule_config_last_reload_success_timestamp_seconds",
+                                     "When the rule files were last loaded without error.")
+                             .Add({})) {}
+
+  // Calls f(family, runner's series) for each per-group family.
+  template <typename F>
+  void ForEachGroupSeries(Runner& r, F f) {
+    f(evaluations, r.evaluations);
+    f(failures, r.failures);
+    f(iterations, r.iterations);
+    f(missed, r.missed);
+    f(duration, r.duration);
+    f(last_timestamp, r.last_timestamp);
+    f(interval, r.interval);
+    f(lag, r.lag);
+    f(rules, r.rules);
+    f(samples, r.samples);
+  }
+
+  prometheus::Family<prometheus::Counter>& evaluations;
+  prometheus::Family<prometheus::Counter>& failures;
+  prometheus::Family<prometheus::Counter>& iterations;
+  prometheus::Family<prometheus::Counter>& missed;
+  prometheus::Family<prometheus::Gauge>& duration;
+  prometheus::Family<prometheus::Gauge>& last_timestamp;
+  prometheus::Family<prometheus::Gauge>& interval;
+  prometheus::Family<prometheus::Gauge>& lag;
+  prometheus::Family<prometheus::Gauge>& rules;
+  prometheus::Family<prometheus::Gauge>& samples;
+  prometheus::Gauge& reload_success;
+  prometheus::Gauge& reload_timestamp;
+};
+
 RuleManager::RuleManager(storage::SeriesStore* store, promql::EngineOptions engine, RecordWriter writer,
                          RulesOptions options, prometheus::Registry* registry)
     : engine_(store, std::move(engine)),
@@ -429,16 +429,7 @@ int64_t RuleManager::Now() const { return options_.now_ms ? options_.now_ms() : 
 std::unique_ptr<RuleManager::Runner> RuleManager::MakeRunner(RuleGroup group) {
   auto r = std::make_unique<Runner>();
   const std::map<std::string, std::string> labels = {{"group", group.name}};
-  r->evaluations = &metrics_->evaluations.Add(labels);
-  r->failures = &metrics_->failures.Add(labels);
-  r->iterations = &metrics_->iterations.Add(labels);
-  r->missed = &metrics_->missed.Add(labels);
-  r->duration = &metrics_->duration.Add(labels);
-  r->last_timestamp = &metrics_->last_timestamp.Add(labels);
-  r->interval = &metrics_->interval.Add(labels);
-  r->lag = &metrics_->lag.Add(labels);
-  r->rules = &metrics_->rules.Add(labels);
-  r->samples = &metrics_->samples.Add(labels);
+  metrics_->ForEachGroupSeries(*r, [&](auto& family, auto*& series) { series = &family.Add(labels); });
   r->interval->Set(static_cast<double>(group.interval_ms) / 1000.0);
   r->rules->Set(static_cast<double>(group.rules.size()));
   r->group = std::move(group);
@@ -520,16 +511,7 @@ absl::Status RuleManager::Reload() {
   // Groups that are gone take their series off /metrics.
   for (const auto& r : old) {
     if (!last.contains(r->group.name)) continue;
-    metrics_->evaluations.Remove(r->evaluations);
-    metrics_->failures.Remove(r->failures);
-    metrics_->iterations.Remove(r->iterations);
-    metrics_->missed.Remove(r->missed);
-    metrics_->duration.Remove(r->duration);
-    metrics_->last_timestamp.Remove(r->last_timestamp);
-    metrics_->interval.Remove(r->interval);
-    metrics_->lag.Remove(r->lag);
-    metrics_->rules.Remove(r->rules);
-    metrics_->samples.Remove(r->samples);
+    metrics_->ForEachGroupSeries(*r, [](auto& family, auto* series) { family.Remove(series); });
   }
   metrics_->reload_success.Set(1);
   metrics_->reload_timestamp.Set(static_cast<double>(WallClockMs()) / 1000.0);

@@ -113,6 +113,15 @@ HttpResponse Echo(const HttpRequest& r) {
   return response;
 }
 
+// A started server on a free loopback port that echoes on /echo.
+std::unique_ptr<HttpServer> EchoServer(HttpServerOptions options) {
+  options.listen = "127.0.0.1:0";
+  auto server = std::make_unique<HttpServer>(options);
+  server->Handle("/echo", {"GET", "POST"}, Echo);
+  EXPECT_TRUE(server->Start().ok());
+  return server;
+}
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void Start(HttpServerOptions options = {}) {
@@ -212,12 +221,10 @@ TEST_F(HttpServerTest, FormBodiesAddParametersAfterTheQueryString) {
 
 TEST(HttpServerLimitsTest, BodiesAndHeadersPastTheLimitsAre413) {
   HttpServerOptions options;
-  options.listen = "127.0.0.1:0";
   options.max_body_bytes = 1000;
   options.max_header_bytes = 4096;
-  HttpServer server(options);
-  server.Handle("/echo", {"POST", "GET"}, Echo);
-  ASSERT_TRUE(server.Start().ok());
+  auto server_ptr = EchoServer(options);
+  HttpServer& server = *server_ptr;
   {
     // Refused from the declared length, before the body is sent.
     Client c(server.port());
@@ -309,13 +316,11 @@ TEST(HttpServerStartTest, ATakenPortIsFailedPreconditionNamingTheAddress) {
 // timeout per `threads` of them, never for ever; and they are closed.
 TEST(HttpServerIdleTest, IdleSocketsDoNotBlockRequests) {
   HttpServerOptions options;
-  options.listen = "127.0.0.1:0";
   options.threads = 4;
   options.request_timeout = milliseconds(1000);
   options.idle_timeout = milliseconds(1000);
-  HttpServer server(options);
-  server.Handle("/echo", {"GET"}, Echo);
-  ASSERT_TRUE(server.Start().ok());
+  auto server_ptr = EchoServer(options);
+  HttpServer& server = *server_ptr;
 
   std::vector<std::unique_ptr<Client>> idle;
   for (int i = 0; i < 3; ++i) idle.push_back(std::make_unique<Client>(server.port()));
@@ -335,12 +340,10 @@ TEST(HttpServerIdleTest, IdleSocketsDoNotBlockRequests) {
 
 TEST(HttpServerStopTest, StopIsPromptWithIdleAndKeptAliveConnections) {
   HttpServerOptions options;
-  options.listen = "127.0.0.1:0";
   options.request_timeout = seconds(30);
   options.idle_timeout = seconds(30);
-  HttpServer server(options);
-  server.Handle("/echo", {"GET"}, Echo);
-  ASSERT_TRUE(server.Start().ok());
+  auto server_ptr = EchoServer(options);
+  HttpServer& server = *server_ptr;
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<Client>(server.port()));
   auto kept = std::make_unique<Client>(server.port());
