@@ -330,6 +330,14 @@ int HttpServer::Serve(mg_connection* conn) {
       if (request.body.size() + static_cast<size_t>(n) > options_.max_body_bytes) return too_large();
       request.body.append(buf, static_cast<size_t>(n));
     }
+    // civetweb ends a body that stops coming (request timeout) as if it
+    // were complete: a short one is an error, never half a form.
+    if (info->content_length > 0 && request.body.size() != static_cast<size_t>(info->content_length)) {
+      mg_disable_connection_keep_alive(conn);
+      return reply(
+          HttpResponse::Text(400, fmt::format("request body: {} of {} bytes arrived within the request timeout",
+                                              request.body.size(), info->content_length)));
+    }
   }
   const std::string* content_type = request.Header("Content-Type");
   if (content_type != nullptr && StartsWithIgnoreCase(*content_type, "application/x-www-form-urlencoded")) {

@@ -395,7 +395,18 @@ absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::Appen
 absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     const std::string& agent_id, uint64_t sequence, model::MetricType type,
     std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series) {
+  if (!model::IsValidLabelValue(agent_id, kMaxAgentIdBytes) || agent_id.empty() || sequence == 0 ||
+      sequence >= kMaxSequence) {
+    return absl::InvalidArgumentError(
+        fmt::format("agent_id must be 1 to {} bytes of UTF-8 and 0 < sequence < 2^63", kMaxAgentIdBytes));
+  }
   WriteResult out;
+  const auto duplicate = [&] {
+    out.duplicate = true;
+    metrics_->BatchDuplicate(/*unexpected=*/false);
+    return out;
+  };
+  if (sequence <= store_->AgentSequence(agent_id)) return duplicate();  // before any work, as Push
   const auto reject = [&](const model::Rejection& r, size_t samples) {
     metrics_->Rejected(r.reason, 1, samples);
     if (out.series_rejected++ == 0) out.first_rejection = fmt::format("{}: {}", model::ReasonName(r.reason), r.detail);
@@ -415,11 +426,7 @@ absl::StatusOr<IngestService::WriteResult> IngestService::Write(
   }
   auto result = Append(append, reject);
   if (!result.ok()) return result.status();
-  if (result->duplicate) {
-    out.duplicate = true;
-    metrics_->BatchDuplicate(/*unexpected=*/false);
-    return out;
-  }
+  if (result->duplicate) return duplicate();
   out.samples_stored = result->samples_added;
   metrics_->BatchApplied(result->samples_added, series.size());
   return out;

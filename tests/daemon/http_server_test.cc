@@ -258,6 +258,23 @@ TEST(HttpServerLimitsTest, BodiesAndHeadersPastTheLimitsAre413) {
   EXPECT_EQ(Client(server.port()).Get("/echo").status, 200);
 }
 
+// A body that stops coming is refused after the request timeout, never
+// handled as if it were whole.
+TEST(HttpServerLimitsTest, ABodyCutShortIs400) {
+  HttpServerOptions options;
+  options.request_timeout = milliseconds(300);
+  auto server = EchoServer(options);
+  Client c(server->port());
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: 100\r\n\r\nmatch[]=up");
+  auto started = steady_clock::now();
+  Reply r = c.Read();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("10 of 100 bytes arrived"), std::string::npos) << r.body;
+  EXPECT_LT(steady_clock::now() - started, seconds(5));
+}
+
 TEST_F(HttpServerTest, KeepAliveServesRequestsInTurnOnOneConnection) {
   Client c(port());
   for (int i = 0; i < 5; ++i) {

@@ -576,6 +576,11 @@ TEST_F(DaemonRulesTest, AGroupEvaluatesAndItsSeriesAreQueryableAndFederated) {
         expr: sum by (region) (rate(node_cpu_seconds_total[1m]))
       - record: fleet:node_cpu:rate1m
         expr: sum(region:node_cpu:rate1m)
+  - name: nan
+    interval: 1s
+    rules:
+      - record: zero:over:zero
+        expr: vector(0) / 0
 )");
   PushCpu();
   const std::string expr = "region:node_cpu:rate1m";
@@ -599,6 +604,12 @@ TEST_F(DaemonRulesTest, AGroupEvaluatesAndItsSeriesAreQueryableAndFederated) {
   EXPECT_NE(metrics.body.find("sheaf_ingest_batches_total{result=\"applied\"} "), std::string::npos);
   EXPECT_EQ(metrics.body.find("sheaf_ingest_batches_total{result=\"applied\"} 1\n"), std::string::npos)
       << "rule batches count as applied batches";
+  // Validated as Push is: a NaN result is refused (sheaf stores no NaN),
+  // counted by ingest, and the rule's evaluation fails.
+  EXPECT_NE(metrics.body.find("sheaf_ingest_rejected_series_total{reason=\"invalid_value\"} "), std::string::npos);
+  EXPECT_EQ(metrics.body.find("sheaf_ingest_rejected_series_total{reason=\"invalid_value\"} 0\n"), std::string::npos)
+      << metrics.body;
+  EXPECT_EQ(metrics.body.find("sheaf_rule_evaluation_failures_total{group=\"nan\"} 0\n"), std::string::npos);
 
   // /federate answers the recorded series.
   auto federated =
