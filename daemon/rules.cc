@@ -561,7 +561,9 @@ absl::Status RuleManager::EvaluateAll(int64_t time_ms) {
 
 void RuleManager::Run(Runner* runner) {
   const int64_t interval = runner->group.interval_ms;
-  int64_t next = std::max(runner->last_evaluation + interval, AlignUp(Now(), interval));
+  // At multiples of the interval, and after the last evaluation (of the
+  // group before a reload, whose interval may have been another).
+  int64_t next = AlignUp(std::max(runner->last_evaluation + interval, Now()), interval);
   for (;;) {
     {
       absl::MutexLock l(&runner->mu);

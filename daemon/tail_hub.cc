@@ -229,8 +229,10 @@ TailDelivery TailSubscriber::Take(size_t max_samples, size_t max_bytes) {
       buffer_.pop_front();
     }
     armed_ = d.empty();
+    // Under the lock, as Append counts: the hub's total must never count a
+    // run twice (it did, briefly, and its peak overshot the bound).
+    hub_->BufferedBytesChanged(-static_cast<int64_t>(bytes));
   }
-  hub_->BufferedBytesChanged(-static_cast<int64_t>(bytes));
   hub_->Delivered(samples);
   return d;
 }
