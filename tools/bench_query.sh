@@ -45,6 +45,49 @@ echo "median: sheafctl process $(printf '%s\n' "${walls[@]}" | median) ms," \
   "in the daemon $(printf '%s\n' "${evals[@]}" | median) ms"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# The same data and query in Debian's Prometheus on this machine, as the
+# baseline of the same run: the fleet exported (sheaf-loadgen --export, the
+# same seed and times), grouped by series into OpenMetrics, blocks made by
+# promtool, the query timed over its HTTP API (curl's total time).
+if command -v prometheus >/dev/null && command -v promtool >/dev/null && [ "${PEERS:-1}" = 1 ]; then
+  start_ms=$($B/tools/sheafctl --addr "127.0.0.1:$gp" query 'node_load1{host="host-0001"}' --since 2h --format json |
+    python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["samples"][0][0])')
+  $B/tools/sheaf-loadgen --export "$work/fleet.prom" --start-ms "$start_ms" >/dev/null
+  python3 - "$work/fleet.prom" "$work/fleet.om" <<'PY'
+import sys
+series = {}
+for line in open(sys.argv[1]):
+    labels, value, ts = line.rsplit(" ", 2)
+    series.setdefault(labels, []).append((value, int(ts)))
+by_name = {}
+for labels in series:
+    by_name.setdefault(labels.split("{", 1)[0], []).append(labels)
+with open(sys.argv[2], "w") as out:
+    for name, members in by_name.items():
+        out.write("# TYPE %s unknown\n" % name)
+        for labels in members:
+            for value, ts in series[labels]:
+                out.write("%s %s %d.%03d\n" % (labels, value, ts // 1000, ts % 1000))
+    out.write("# EOF\n")
+PY
+  promtool tsdb create-blocks-from openmetrics "$work/fleet.om" "$work/prom" >/dev/null
+  printf 'global:\n  scrape_interval: 1h\nscrape_configs: []\n' >"$work/prometheus.yml"
+  pp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  prometheus --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/prom" \
+    --web.listen-address "127.0.0.1:$pp" --storage.tsdb.retention.time 30d >"$work/prometheus.log" 2>&1 &
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$pp/-/ready" >/dev/null && break; sleep 0.1; done
+  end_s=$(( $(date +%s) ))
+  prom=()
+  for i in $(seq "$RUNS"); do
+    t=$(curl -s -o /dev/null -w '%{time_total}' --get "http://127.0.0.1:$pp/api/v1/query_range" \
+      --data-urlencode "query=$query" --data-urlencode "start=$((end_s - 3600))" \
+      --data-urlencode "end=$end_s" --data-urlencode "step=60")
+    prom+=("$(awk -v t="$t" 'BEGIN {printf "%.1f", t * 1000}')")
+  done
+  echo "Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), same data and query over HTTP:" \
+    "median $(printf '%s\n' "${prom[@]}" | median) ms (runs: ${prom[*]})"
+fi
+
 if [ -x "$B/tests/bench/promql_bench" ]; then
   echo "the engine alone (CPU time is the evaluating thread's; process_cpu_ms counts the readers too):"
   "$B/tests/bench/promql_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true 2>&1 |
