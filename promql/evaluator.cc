@@ -294,7 +294,7 @@ absl::Status Evaluator::ForEachRangeSeries(const Expr& expr, const Steps& steps,
         });
   }
   if (e.kind != NodeKind::kSubquery) {
-    return absl::InternalError("range vector expected, got " + std::string(ValueTypeName(e.type())));
+    return absl::InternalError(fmt::format("range vector expected, got {}", ValueTypeName(e.type())));
   }
   // A subquery: the inner expression evaluated at its own steps (aligned
   // to multiples of its step, as Prometheus does) over every window the
@@ -774,7 +774,7 @@ absl::StatusOr<Value> Evaluator::EvalCall(const Call& call, const Steps& steps) 
     if (name == "label_replace") {
       const std::string& replacement = args[2].str;
       const std::string& src = args[3].str;
-      re2::RE2 re("^(?:" + args[4].str + ")$", re2::RE2::Quiet);
+      re2::RE2 re(fmt::format("^(?:{})$", args[4].str), re2::RE2::Quiet);
       if (!re.ok()) {
         return ExecutionError(fmt::format("invalid regular expression in label_replace(): {}", re.error()));
       }

@@ -131,7 +131,10 @@ int main(int argc, char** argv) {
     if (format == "json") {
       std::string families;
       for (const auto& [name, bytes] : resp.column_family_bytes()) {
-        families += (families.empty() ? "" : ",") + JsonWriter::Quote(name) + ":" + std::to_string(bytes);
+        if (!families.empty()) families += ',';
+        families += JsonWriter::Quote(name);
+        families += ':';
+        families += std::to_string(bytes);
       }
       std::printf(
           "{\"series\":%llu,\"samples\":%llu,\"storage_bytes\":%llu,\"agents\":%llu,\"uptime_seconds\":%.3f,"

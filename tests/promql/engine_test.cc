@@ -3,6 +3,7 @@
 // against a real Prometheus on generated data.
 #include "promql/engine.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -331,7 +332,7 @@ TEST_F(EngineTest, RangeQueriesSubqueriesAndTypes) {
 }
 
 TEST_F(EngineTest, LimitsNameThemselves) {
-  for (int i = 0; i < 10; ++i) Load("s{i=\"" + std::to_string(i) + "\"}", "0+1x100", 10'000);
+  for (int i = 0; i < 10; ++i) Load(fmt::format("s{{i=\"{}\"}}", i), "0+1x100", 10'000);
   EngineOptions o;
   o.limits.max_series = 5;
   Reopen(o);
@@ -358,7 +359,7 @@ TEST_F(EngineTest, LimitsNameThemselves) {
 }
 
 TEST_F(EngineTest, CheckStopsTheEvaluationItself) {
-  for (int i = 0; i < 50; ++i) Load("s{i=\"" + std::to_string(i) + "\"}", "0+1x100", 10'000);
+  for (int i = 0; i < 50; ++i) Load(fmt::format("s{{i=\"{}\"}}", i), "0+1x100", 10'000);
   int calls = 0;
   QueryParams p;
   p.start_ms = 0;
@@ -382,7 +383,7 @@ namespace sheaf::promql {
 namespace {
 
 TEST_F(EngineTest, ParallelReadsGiveTheSameAnswerInOrder) {
-  for (int i = 0; i < 700; ++i) Load("p{i=\"" + std::to_string(1000 + i) + "\"}", std::to_string(i) + "+1x30", 10'000);
+  for (int i = 0; i < 700; ++i) Load(fmt::format("p{{i=\"{}\"}}", 1000 + i), fmt::format("{}+1x30", i), 10'000);
   auto run = [&](size_t threads, const std::function<absl::Status()>& check = nullptr) {
     EngineOptions o;
     o.read_threads = threads;

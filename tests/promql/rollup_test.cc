@@ -1,6 +1,7 @@
 // The evaluator answers from rollup windows where they give exactly the raw
 // answer: the same store queried with and without rollups must agree, and
 // a 30-day range at a 1h step must not decode a single raw sample.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -42,7 +43,7 @@ class RollupQueryTest : public ::testing::Test {
     for (int i = 0; i < 12; ++i) {
       bool counter = i % 2 == 0;
       model::Labels labels = {{"__name__", counter ? "requests_total" : "temperature"},
-                              {"host", "h" + std::to_string(i)},
+                              {"host", fmt::format("h{}", i)},
                               {"region", i % 3 == 0 ? "eu" : "us"}};
       ASSERT_TRUE(model::Canonicalize(labels).ok());
       auto id = store_->GetOrCreateSeries(labels, counter ? model::MetricType::kCounter : model::MetricType::kGauge);
