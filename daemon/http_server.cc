@@ -236,17 +236,29 @@ void HttpServer::Stop() {
 }
 
 int HttpServer::OnRequest(mg_connection* conn, void* self) {
-  try {
-    return static_cast<HttpServer*>(self)->Serve(conn);
-  } catch (const std::exception& e) {
-    // Nothing may unwind through civetweb's C frames.
-    LogError("HTTP: {}", e.what());
-  } catch (...) {
-    LogError("HTTP: unknown exception");
-  }
-  mg_disable_connection_keep_alive(conn);
-  mg_send_http_error(conn, 500, "%s", "internal error\n");
-  return 500;
+  // Debian's civetweb gives its workers 100 KiB stacks (its build's
+  // USE_STACK_SIZE); a handler (serializing /metrics, gzip, later a PromQL
+  // parse 256 levels deep) needs more, and under AddressSanitizer even
+  // /metrics overflowed it. So the request is served on a thread with the
+  // default stack while the civetweb worker waits: one thread start per
+  // request (tens of microseconds).
+  int status = 500;
+  std::thread worker([&] {
+    try {
+      status = static_cast<HttpServer*>(self)->Serve(conn);
+      return;
+    } catch (const std::exception& e) {
+      // Nothing may unwind through civetweb's C frames.
+      LogError("HTTP: {}", e.what());
+    } catch (...) {
+      LogError("HTTP: unknown exception");
+    }
+    mg_disable_connection_keep_alive(conn);
+    mg_send_http_error(conn, 500, "%s", "internal error\n");
+    status = 500;
+  });
+  worker.join();
+  return status;
 }
 
 int HttpServer::OnLogMessage(const mg_connection*, const char* message) {
