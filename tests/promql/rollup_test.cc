@@ -156,11 +156,6 @@ TEST_F(RollupQueryTest, SameAnswerAsRawSamples) {
       ASSERT_TRUE(without.ok()) << q << ": " << without.status();
       EXPECT_EQ(without->stats.windows_read, 0u) << q;
       ExpectSame(*with, *without, q);
-      if (getenv("DEBUG_ROLLUP"))
-        fprintf(stderr, "%s: %zu series, %llu points, %llu samples, %llu windows, r=%lld\n", q.c_str(),
-                with->series.size(), (unsigned long long)with->stats.points_returned,
-                (unsigned long long)with->stats.samples_read, (unsigned long long)with->stats.windows_read,
-                (long long)with->stats.rollup_resolution_ms);
     }
   }
 }
