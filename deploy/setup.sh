@@ -14,6 +14,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev python3
   python3-h2   # a raw HTTP/2 client for the hostile-input tests
   prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
+  prometheus-node-exporter   # the agent's collectors are compared with it, and scraped
+  etcd-server  # discovery of daemons through etcd, tested against the real one
+  libcurl4-openssl-dev   # the agent scrapes local /metrics endpoints
 )
 # Only with --sanitizers (deploy/test.sh --sanitizers): clang for the
 # -Wthread-safety build of the store. GCC's ASan, UBSan and TSan runtimes
