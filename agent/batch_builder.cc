@@ -15,6 +15,7 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
   std::vector<SeriesData> out;
   out.reserve(metrics.size());
   for (const HostMetric& m : metrics) {
+    const int64_t ts = m.timestamp_ms != 0 ? m.timestamp_ms : timestamp_ms;
     const model::MetricType type = m.kind;
     model::Labels labels;
     labels.reserve(1 + m.labels.size() + extra_.size());
@@ -40,9 +41,9 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
     std::optional<model::Rejection> rejection = model::ValidateLabels(labels, type, limits_);
     if (!rejection) {
       // The window check is the daemon's (its clock): pass our own stamp as "now".
-      const model::Sample sample{timestamp_ms, m.value};
+      const model::Sample sample{ts, m.value};
       rejection =
-          model::ValidateSamples(labels, type, std::span<const model::Sample>(&sample, 1), timestamp_ms, limits_);
+          model::ValidateSamples(labels, type, std::span<const model::Sample>(&sample, 1), ts, limits_);
     }
     if (rejection) {
       ++stats_.series_dropped;
@@ -70,7 +71,7 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
     for (model::Label& l : labels) s.labels.emplace_back(std::move(l.name), std::move(l.value));  // sorted by name
     s.key = SeriesKey(s.labels);
     s.type = m.kind == MetricKind::kCounter ? v1::METRIC_TYPE_COUNTER : v1::METRIC_TYPE_GAUGE;
-    s.timestamps_ms.push_back(timestamp_ms);
+    s.timestamps_ms.push_back(ts);
     s.values.push_back(m.value);
     out.push_back(std::move(s));
     ++stats_.series_built;

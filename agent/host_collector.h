@@ -10,6 +10,7 @@
 #ifndef SHEAF_AGENT_HOST_COLLECTOR_H_
 #define SHEAF_AGENT_HOST_COLLECTOR_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +31,9 @@ struct HostMetric {
   std::vector<std::pair<std::string, std::string>> labels;
   MetricKind kind = MetricKind::kGauge;
   double value = 0.0;
+  // 0: stamped with the collection's time. A scraped target may expose its
+  // own timestamp (milliseconds), which is kept as Prometheus keeps it.
+  int64_t timestamp_ms = 0;
 };
 
 // Where the collector reads from. These are roots rather than fixed paths so
