@@ -128,8 +128,14 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       it->second = std::move(entry);
     }
 
-    const uint64_t durable = service_->store_->AgentSequence(agent_id_);
-    if (batch.sequence() <= durable) return Duplicate(batch.sequence(), durable);
+    if (batch.sequence_floor() > batch.sequence()) {
+      return Invalid(fmt::format("batch {} from agent \"{}\": sequence_floor {} is above the batch's sequence {}",
+                                 messages_, agent_id_, batch.sequence_floor(), batch.sequence()));
+    }
+    if (service_->store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id_, batch.sequence(),
+                                               batch.sequence_floor())) {
+      return Duplicate(batch, service_->store_->AgentSequence(agent_id_));
+    }
 
     const int64_t now = service_->options_.now_ms ? service_->options_.now_ms() : WallClockMs();
     // Backfill is chosen per batch by the client: validated like any batch
@@ -142,6 +148,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     storage::AppendBatch append;
     append.agent_id = agent_id_;
     append.sequence = batch.sequence();
+    append.sequence_floor = batch.sequence_floor();
     append.backfill = backfill;
     append.series.reserve(batch.samples_size() + batch.series_size());
     for (const v1::decode::SeriesSamples& ss : batch.samples()) {
@@ -190,7 +197,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
     auto result = service_->Append(append, [this](const model::Rejection& r, size_t n) { Count(r, n); });
     if (!result.ok()) return StoreUnavailable(std::string(result.status().message()));
-    if (result->duplicate) return Duplicate(batch.sequence(), result->durable_sequence);  // a concurrent stream won
+    if (result->duplicate) return Duplicate(batch, result->durable_sequence);  // a concurrent stream won
     ++applied_;
     ack_.set_batches_applied(ack_.batches_applied() + 1);
     ack_.set_samples_stored(ack_.samples_stored() + result->samples_added);
@@ -200,19 +207,23 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     return grpc::Status::OK;
   }
 
-  // A batch at or below the agent's durable sequence: acknowledged again,
-  // not stored again. A retry after a lost ack comes first in its stream;
-  // one after a batch this stream applied means another writer moved the
-  // agent's sequence meanwhile (two agents with one identity).
-  grpc::Status Duplicate(uint64_t sequence, uint64_t durable) {
-    const bool unexpected = applied_ > 0;
+  // A batch the store has applied before: acknowledged again, not stored
+  // again. A retry after a lost ack comes first in its stream; for an agent
+  // that sends in order (no sequence_floor), one after a batch this stream
+  // applied means another writer moved the agent's sequence meanwhile (two
+  // agents with one identity). An agent that sends its backlog beside fresh
+  // batches interleaves them, so there a duplicate says nothing; it finds
+  // an identity clash itself, from the durable sequence in the ack.
+  grpc::Status Duplicate(const v1::decode::MetricBatch& batch, uint64_t durable) {
+    const uint64_t sequence = batch.sequence();
+    const bool unexpected = applied_ > 0 && batch.sequence_floor() == 0;
     ack_.set_batches_duplicate(ack_.batches_duplicate() + 1);
     service_->metrics_->BatchDuplicate(unexpected);
     if (!logged_duplicate_ || unexpected) {
       logged_duplicate_ = true;
       LogLimited(service_->duplicate_log_, unexpected ? LogLevel::kError : LogLevel::kInfo,
-                 "agent \"{}\" ({}) sent batch {} at or below its durable sequence {}: acknowledged, not stored "
-                 "again. {}",
+                 "agent \"{}\" ({}) sent batch {}, which is already applied (highest applied: {}): acknowledged, "
+                 "not stored again. {}",
                  agent_id_, context_->peer(), sequence, durable,
                  unexpected ? "This stream had just stored a newer batch: another agent is using the same identity "
                               "(give each agent its own --state-dir / --agent-id)."
@@ -406,7 +417,9 @@ absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     metrics_->BatchDuplicate(/*unexpected=*/false);
     return out;
   };
-  if (sequence <= store_->AgentSequence(agent_id)) return duplicate();  // before any work, as Push
+  if (store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id, sequence, 0)) {
+    return duplicate();  // before any work, as Push
+  }
   const auto reject = [&](const model::Rejection& r, size_t samples) {
     metrics_->Rejected(r.reason, 1, samples);
     if (out.series_rejected++ == 0) out.first_rejection = fmt::format("{}: {}", model::ReasonName(r.reason), r.detail);

@@ -4,6 +4,7 @@
 #include <span>
 
 #include "absl/cleanup/cleanup.h"
+#include "common/log.h"
 #include "storage/sample_codec.h"
 #include "storage/store.h"
 
@@ -99,12 +100,26 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   absl::MutexLock append_lock(&append_mu_);
   AppendResult result;
   const bool idempotent = !batch.agent_id.empty();
+  // The agent's applied set as it will be after this batch (when it is not
+  // a duplicate); written in the same WriteBatch as the samples.
+  SequenceSet applied;
+  const std::string agent_key = idempotent ? keys::AgentSequenceKey(batch.tenant, batch.agent_id) : std::string();
   if (idempotent) {
-    uint64_t seq = AgentSequence(batch.tenant, batch.agent_id);
-    if (batch.sequence <= seq) {
+    applied = AppliedSequences(agent_key, batch.sequence, batch.sequence_floor);
+    if (applied.Contains(batch.sequence)) {
       result.duplicate = true;
-      result.durable_sequence = seq;
+      result.durable_sequence = applied.Max();
       return result;
+    }
+    applied.Insert(batch.sequence);
+    // An agent that skips sequences without a floor (an old agent whose
+    // queue overflowed) leaves gaps that never fill; past this many ranges
+    // the oldest gaps are closed (their batches would count as duplicates).
+    constexpr size_t kMaxSequenceRanges = 64;
+    if (uint64_t closed = applied.Bound(kMaxSequenceRanges); closed > 0) {
+      LogWarn("agent \"{}\": more than {} runs of applied batch sequences; {} never-sent sequences below {} are "
+              "now taken as applied",
+              batch.agent_id, kMaxSequenceRanges, closed, applied.ranges().front().last + 1);
     }
   }
   // A series named twice in one batch is joined into one run of samples,
@@ -263,9 +278,15 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   keys::PutFixed64BE(count, sample_count_ + result.samples_added);
   wb.Put(meta_, keys::SampleCountKey(), count);
   if (idempotent) {
+    // One run from 1 (every agent that sends in order) keeps the 8-byte
+    // high-water form that daemons before sequence sets read.
     std::string seq;
-    keys::PutFixed64BE(seq, batch.sequence);
-    wb.Put(meta_, keys::AgentSequenceKey(batch.tenant, batch.agent_id), seq);
+    if (applied.ranges().size() == 1 && applied.ranges()[0].first == 1) {
+      keys::PutFixed64BE(seq, applied.Max());
+    } else {
+      seq = applied.Encode();
+    }
+    wb.Put(meta_, agent_key, seq);
   }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
@@ -286,8 +307,8 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   }
   if (idempotent) {
     absl::MutexLock lock(&agents_mu_);
-    agent_seq_[keys::AgentSequenceKey(batch.tenant, batch.agent_id)] = batch.sequence;
-    result.durable_sequence = batch.sequence;
+    result.durable_sequence = applied.Max();
+    agent_seq_[agent_key] = std::move(applied);
   }
   if (head_samples_ >= options_.max_head_samples ||
       options_.now_ms() - last_cut_ms_ >= options_.head_flush_interval_ms) {

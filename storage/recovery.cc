@@ -69,8 +69,9 @@ absl::Status RocksSeriesStore::Load() {
   const std::string agent_prefix = keys::AgentSequenceKey(kDefaultTenant, "").substr(0, 1);
   absl::MutexLock agents_lock(&agents_mu_);
   for (it->Seek(agent_prefix); it->Valid() && it->key().starts_with(agent_prefix); it->Next()) {
-    if (it->value().size() != 8) return absl::DataLossError("corrupt agent sequence");
-    agent_seq_[std::string(View(it->key()))] = keys::GetFixed64BE(View(it->value()));
+    auto set = SequenceSet::Decode(View(it->value()));
+    if (!set) return absl::DataLossError("corrupt agent sequence set");
+    agent_seq_[std::string(View(it->key()))] = *std::move(set);
   }
   return FromRocks(it->status(), "loading agent sequences");
 }

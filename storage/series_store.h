@@ -139,6 +139,13 @@ struct AppendBatch {
   //   blocks and roll-ups a block window at a time), so an import sending
   //   each series a sample per batch costs no read or write per sample.
   bool backfill = false;
+  // Every sequence of the agent below this floor that the store has not
+  // applied will never come (the agent gave it up), so the store forgets
+  // the gaps under it. 0 means `sequence`: the old rule, where sequences
+  // only grow and anything at or below the highest applied is a duplicate.
+  // A newer agent sends its backlog and fresh batches side by side and
+  // sets it to the oldest sequence it still holds.
+  uint64_t sequence_floor = 0;
 };
 
 struct AppendResult {
@@ -239,6 +246,10 @@ class SeriesStore {
   // Highest durable sequence of the agent; 0 if none.
   virtual uint64_t AgentSequence(TenantId tenant, std::string_view agent_id) = 0;
   uint64_t AgentSequence(std::string_view agent_id) { return AgentSequence(kDefaultTenant, agent_id); }
+  // Whether Append would take `sequence` (with `floor`, as in AppendBatch)
+  // for a duplicate: a cheap check before the work of decoding a batch.
+  virtual bool AgentSequenceApplied(TenantId tenant, std::string_view agent_id, uint64_t sequence,
+                                    uint64_t floor) = 0;
 
   // Ids of the tenant's series matching every matcher, ascending (a
   // missing label matches as ""). Costs about the smallest posting list of

@@ -208,7 +208,23 @@ uint64_t RocksSeriesStore::AgentSequence(TenantId tenant, std::string_view agent
   std::string key = keys::AgentSequenceKey(tenant, agent_id);
   absl::MutexLock lock(&agents_mu_);
   auto it = agent_seq_.find(key);
-  return it == agent_seq_.end() ? 0 : it->second;
+  return it == agent_seq_.end() ? 0 : it->second.Max();
+}
+
+bool RocksSeriesStore::AgentSequenceApplied(TenantId tenant, std::string_view agent_id, uint64_t sequence,
+                                            uint64_t floor) {
+  return AppliedSequences(keys::AgentSequenceKey(tenant, agent_id), sequence, floor).Contains(sequence);
+}
+
+SequenceSet RocksSeriesStore::AppliedSequences(const std::string& key, uint64_t sequence, uint64_t floor) {
+  SequenceSet set;
+  {
+    absl::MutexLock lock(&agents_mu_);
+    auto it = agent_seq_.find(key);
+    if (it != agent_seq_.end()) set = it->second;
+  }
+  set.ForgetBelow(floor == 0 ? sequence : std::min(floor, sequence));
+  return set;
 }
 
 std::vector<std::pair<int64_t, int64_t>> RocksSeriesStore::KeptRawRanges(int64_t now) {

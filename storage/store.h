@@ -72,6 +72,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/sequence_set.h"
 #include "storage/key_codec.h"
 #include "storage/series_store.h"
 
@@ -129,6 +130,7 @@ class RocksSeriesStore final : public SeriesStore {
   absl::StatusOr<SeriesId> GetOrCreateSeries(TenantId tenant, const Labels& labels, MetricType type) override;
   absl::StatusOr<AppendResult> Append(const AppendBatch& batch) override;
   uint64_t AgentSequence(TenantId tenant, std::string_view agent_id) override;
+  bool AgentSequenceApplied(TenantId tenant, std::string_view agent_id, uint64_t sequence, uint64_t floor) override;
   absl::StatusOr<std::vector<SeriesId>> Select(TenantId tenant, const std::vector<Matcher>& matchers) override;
   absl::StatusOr<uint64_t> DeleteSeries(TenantId tenant, const std::vector<Matcher>& matchers) override;
   std::optional<SeriesInfo> GetSeries(SeriesId id) override;
@@ -246,6 +248,10 @@ class RocksSeriesStore final : public SeriesStore {
   // Rebuilds the heads from the log: the samples acknowledged but not yet
   // cut into blocks.
   absl::Status ReplayLog();
+  // The agent's applied set (under key AgentSequenceKey) with the gaps below
+  // `floor` (0: `sequence`) closed.
+  SequenceSet AppliedSequences(const std::string& key, uint64_t sequence, uint64_t floor)
+      ABSL_LOCKS_EXCLUDED(agents_mu_);
 
   // ---- read.cc
   // Read() with or without the head (roll-ups read blocks only: head
@@ -320,7 +326,10 @@ class RocksSeriesStore final : public SeriesStore {
 
   std::atomic<uint64_t> sample_count_ = 0;
   absl::Mutex agents_mu_;
-  std::unordered_map<std::string, uint64_t> agent_seq_ ABSL_GUARDED_BY(agents_mu_);  // key: tenant(4) agent id
+  // Applied sequences per agent (key: tenant(4) agent id). Appends are
+  // serialised by append_mu_, so the read-check-write of one agent's set in
+  // Append cannot interleave with another.
+  std::unordered_map<std::string, SequenceSet> agent_seq_ ABSL_GUARDED_BY(agents_mu_);
 
   // Background maintenance.
   absl::Mutex bg_mu_;

@@ -128,6 +128,43 @@ TEST_F(SeriesStoreTest, DuplicateSequenceIsNotAppliedTwice) {
   EXPECT_EQ(store_->AgentSequence("nobody"), 0u);
 }
 
+TEST_F(SeriesStoreTest, BacklogBesideFreshBatchesIsAppliedOnceAcrossReopen) {
+  SeriesId id = Series({{"__name__", "g"}});
+  auto batch = [&](uint64_t seq, uint64_t floor) {
+    AppendBatch b{"agent", seq, {{id, {{static_cast<int64_t>(seq), double(seq)}}}}};
+    b.sequence_floor = floor;
+    return Append(b);
+  };
+  for (uint64_t seq = 1; seq <= 10; ++seq) ASSERT_FALSE(batch(seq, 0).duplicate);
+  // The daemon was away: 11..20 are in the agent's spool. Fresh 21, 22
+  // arrive before the backlog, with the floor at the oldest spooled one.
+  EXPECT_FALSE(batch(21, 11).duplicate);
+  EXPECT_FALSE(batch(22, 11).duplicate);
+  EXPECT_EQ(store_->AgentSequence("agent"), 22u);
+  for (uint64_t seq = 11; seq <= 15; ++seq) EXPECT_FALSE(batch(seq, seq).duplicate) << seq;
+  // Restart: the applied set is durable, gaps and all.
+  Open();
+  EXPECT_TRUE(batch(13, 13).duplicate);  // a retry of the backlog
+  EXPECT_TRUE(batch(21, 16).duplicate);  // a retry of a fresh batch
+  EXPECT_TRUE(store_->AgentSequenceApplied(kDefaultTenant, "agent", 22, 16));
+  EXPECT_FALSE(store_->AgentSequenceApplied(kDefaultTenant, "agent", 16, 16));
+  // 16 and 17 fell off the agent's spool: it raises its floor to 18, and
+  // the gap below is forgotten.
+  EXPECT_FALSE(batch(18, 18).duplicate);
+  EXPECT_TRUE(store_->AgentSequenceApplied(kDefaultTenant, "agent", 16, 18));
+  EXPECT_FALSE(batch(19, 19).duplicate);
+  EXPECT_FALSE(batch(20, 20).duplicate);
+  EXPECT_FALSE(batch(23, 23).duplicate);
+  EXPECT_EQ(ReadAll(id).size(), 21u);  // 1..15, 18..23: each once
+  // Without a floor (an old agent) the old rule holds: at or below the
+  // highest applied is a duplicate.
+  EXPECT_TRUE(batch(5, 0).duplicate);
+  EXPECT_FALSE(batch(24, 0).duplicate);
+  Open();
+  EXPECT_EQ(store_->AgentSequence("agent"), 24u);
+  EXPECT_TRUE(batch(24, 0).duplicate);
+}
+
 TEST_F(SeriesStoreTest, SameTimestampIsOneSampleLastWriteWins) {
   SeriesId id = Series({{"__name__", "g"}});
   EXPECT_EQ(Append({"", 0, {{id, {{10, 1}, {10, 2}}}}}).samples_added, 1u);
