@@ -209,10 +209,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   // (grpc_codec.h). The size limit then applies to the compressed bytes.
   builder.AddChannelArgument(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.ingest.max_message_bytes));
-  // Agents keep one channel open for hours: accept their keepalive pings
-  // (at most one per 10 s) without calling them abusive.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // Keepalive enforcement, paired with the agents' channels
+  // (agent/discovery/channel.h): an agent pings every 30 s, also while no
+  // call is open, to notice a dead daemon. Accept pings without calls
+  // (PERMIT_WITHOUT_CALLS) as often as every keepalive_min_ping_interval
+  // (10 s: below the agents' 30 s, with room for timer slack); a client
+  // pinging faster gets max_ping_strikes strikes, then GOAWAY
+  // too_many_pings. Lowering the agents' keepalive time below this
+  // minimum would make every idle agent reconnect again and again
+  // (tests/agent/discovery/keepalive_test.cc runs the pair).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(config.keepalive_min_ping_interval.count()));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, config.keepalive_max_ping_strikes);
   builder.RegisterService(st->ingest.get());
   builder.RegisterService(st->query.get());
   builder.RegisterService(st->admin.get());

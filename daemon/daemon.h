@@ -44,6 +44,14 @@ struct DaemonConfig {
   // Recording rules: files, default interval (the engine's options are
   // `query.promql`'s).
   RulesOptions rules;
+  // Keepalive enforcement (see the server builder in daemon.cc): pings
+  // closer than this while sheafd sends no data, with or without calls
+  // open, are strikes; more than
+  // keepalive_max_ping_strikes of them in a row close the connection with
+  // GOAWAY too_many_pings. Must stay below the agents' keepalive time (30 s,
+  // agent/discovery/channel.h).
+  std::chrono::milliseconds keepalive_min_ping_interval = std::chrono::seconds(10);
+  int keepalive_max_ping_strikes = 2;
 };
 
 class Daemon {

@@ -10,6 +10,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/etcd_registrar.h"
 
 namespace {
 
@@ -144,6 +145,19 @@ int main(int argc, char** argv) {
                "PromQL: read rollup windows where they give the raw answer: auto (where data is already rolled "
                "up), always, or never (to compare)");
   flags.String("log-level", &log_level, "debug, info, warn or error");
+  flags.Duration("keepalive-min-ping-interval", &config.keepalive_min_ping_interval,
+                 "gRPC keepalive pings closer than this are abuse (GOAWAY too_many_pings after 2); keep it "
+                 "below the agents' keepalive time (30s)");
+  sheaf::daemon::EtcdRegistrarOptions etcd;
+  flags.StringList("etcd-endpoints", &etcd.endpoints,
+                   "register this daemon in etcd (v3 API) at these host:port addresses, comma-separated or "
+                   "repeated, for agents with an etcd:// --daemon target (default: not registered)");
+  flags.String("etcd-prefix", &etcd.prefix, "etcd key prefix; the key is the prefix plus --advertise-address");
+  flags.String("advertise-address", &etcd.advertise_address,
+               "host:port agents connect to, registered in etcd (default: --grpc-listen, unless it is a "
+               "wildcard address)");
+  flags.Duration("etcd-lease-ttl", &etcd.lease_ttl,
+                 "TTL of the etcd lease: a daemon that dies without deregistering leaves etcd this long after");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!ParseRollups(rollups, &store.rollups)) {
     std::fprintf(stderr,
@@ -188,6 +202,21 @@ int main(int argc, char** argv) {
                  "sheafd: --tail-buffer-samples, --tail-buffer-bytes and --max-tail-subscriptions must be >= 1\n");
     return 2;
   }
+  if (config.keepalive_min_ping_interval.count() < 1) {
+    std::fprintf(stderr, "sheafd: --keepalive-min-ping-interval must be > 0\n");
+    return 2;
+  }
+  if (!etcd.endpoints.empty() && etcd.advertise_address.empty()) {
+    auto colon = config.grpc_listen.rfind(':');
+    std::string host = colon == std::string::npos ? "" : config.grpc_listen.substr(0, colon);
+    if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+      std::fprintf(stderr,
+                   "sheafd: --etcd-endpoints needs --advertise-address host:port (the address agents connect "
+                   "to): --grpc-listen \"%s\" listens on every address\n",
+                   config.grpc_listen.c_str());
+      return 2;
+    }
+  }
   config.query_workers = static_cast<size_t>(query_workers);
   config.ingest.workers = static_cast<size_t>(workers);
   config.ingest.queue_capacity = static_cast<size_t>(queue);
@@ -206,6 +235,20 @@ int main(int argc, char** argv) {
     sheaf::LogError("sheafd cannot start: {}", std::string(daemon.status().message()));
     return 1;
   }
+  // Registered once serving, so agents that see the key can connect.
+  std::unique_ptr<sheaf::daemon::EtcdRegistrar> registrar;
+  if (!etcd.endpoints.empty()) {
+    if (etcd.advertise_address.empty()) {  // --grpc-listen's host, with the port bound (port 0 picks one)
+      etcd.advertise_address = config.grpc_listen.substr(0, config.grpc_listen.rfind(':') + 1) +
+                               std::to_string((*daemon)->grpc_port());
+    }
+    auto r = sheaf::daemon::EtcdRegistrar::Start(etcd);
+    if (!r.ok()) {
+      std::fprintf(stderr, "sheafd: %s\n", std::string(r.status().message()).c_str());
+      return 2;
+    }
+    registrar = *std::move(r);
+  }
   if (!ready_file.empty() && !WriteReadyFile(ready_file, (*daemon)->grpc_port(), (*daemon)->http_port())) {
     sheaf::LogError("cannot write --ready-file {}", ready_file);
     return 1;
@@ -223,6 +266,9 @@ int main(int argc, char** argv) {
     sheaf::LogInfo("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  // Deregistered first: agents move to their next daemon at once, not
+  // after the lease's TTL.
+  if (registrar) registrar->Stop();
   (*daemon)->Shutdown();
   if (!ready_file.empty()) std::filesystem::remove(ready_file);
   return 0;
