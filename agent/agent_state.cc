@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <limits>
 
+#include "common/atomic_file.h"
+
 namespace sheaf::agent {
 namespace {
 
@@ -143,18 +145,6 @@ absl::StatusOr<uint64_t> ParseMark(std::string text, const std::string& path) {
   return value;
 }
 
-absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t w = write(fd, data.data(), data.size());
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return absl::FailedPreconditionError(fmt::format("cannot write {}: {}", path, Errno(errno)));
-    }
-    data.remove_prefix(static_cast<size_t>(w));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> GenerateAgentId() {
@@ -167,32 +157,6 @@ absl::StatusOr<std::string> GenerateAgentId() {
     id += kHex[b & 15];
   }
   return id;
-}
-
-absl::Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view contents) {
-  const std::string path = Join(dir, name);
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::FailedPreconditionError(fmt::format("cannot create {}: {}", tmp, Errno(errno)));
-  absl::Status s = WriteAll(fd, contents, tmp);
-  if (s.ok() && fsync(fd) != 0)
-    s = absl::FailedPreconditionError(fmt::format("cannot fsync {}: {}", tmp, Errno(errno)));
-  if (close(fd) != 0 && s.ok())
-    s = absl::FailedPreconditionError(fmt::format("cannot close {}: {}", tmp, Errno(errno)));
-  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
-    s = absl::FailedPreconditionError(fmt::format("cannot rename {} to {}: {}", tmp, path, Errno(errno)));
-  }
-  if (!s.ok()) {
-    unlink(tmp.c_str());
-    return s;
-  }
-  // The rename is durable only once the directory is.
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return absl::FailedPreconditionError(fmt::format("cannot open directory {}: {}", dir, Errno(errno)));
-  if (fsync(dfd) != 0)
-    s = absl::FailedPreconditionError(fmt::format("cannot fsync directory {}: {}", dir, Errno(errno)));
-  close(dfd);
-  return s;
 }
 
 absl::StatusOr<std::unique_ptr<AgentState>> AgentState::Open(AgentStateOptions options) {

@@ -110,10 +110,6 @@ class AgentState : public SequenceSource {
 // (or /dev/urandom where getrandom is missing).
 absl::StatusOr<std::string> GenerateAgentId();
 
-// Writes `contents` to dir/name atomically and durably (temporary file,
-// fsync, rename, fsync of the directory). Errors name the file.
-absl::Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view contents);
-
 }  // namespace sheaf::agent
 
 #endif  // SHEAF_AGENT_AGENT_STATE_H_
