@@ -272,6 +272,48 @@ absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t
   return absl::OkStatus();
 }
 
+absl::Status Evaluator::MapSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms, size_t steps,
+                                          bool keep_name, const StepFn& fn, std::vector<VSeries>* out) {
+  PROMQL_ASSIGN_OR_RETURN(auto series, Select(sel));
+  std::vector<storage::SeriesId> ids;
+  ids.reserve(series.size());
+  for (const Selected& s : series) ids.push_back(s.id);
+  // Slot i is written only by the reader thread of series i, and read here
+  // after Next has handed series i out (its lock orders the two).
+  std::vector<VSeries> computed(series.size());
+  std::vector<uint8_t> any(series.size(), 0);
+  // Declared after the slots: destroyed (its threads joined) before them.
+  SeriesReader reader(store_, std::move(ids), min_ms, max_ms, options_.read_threads,
+                      [&](size_t i, std::vector<Sample>* samples) {
+                        if (samples->empty()) return;
+                        VSeries& s = computed[i];
+                        s.v.assign(steps, 0);
+                        s.has.assign(steps, 0);
+                        any[i] = fn(*samples, s.v.data(), s.has.data());
+                        if (!any[i]) s = VSeries();
+                      });
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < series.size(); ++i) {
+    PROMQL_RETURN_IF_ERROR(Poll());
+    PROMQL_RETURN_IF_ERROR(reader.Next(&samples));
+    PROMQL_RETURN_IF_ERROR(CountRaw(samples));
+    if (!any[i]) continue;
+    PROMQL_RETURN_IF_ERROR(Charge(steps));
+    VSeries& s = computed[i];
+    s.labels = keep_name ? std::move(series[i].labels) : WithoutName(std::move(series[i].labels));
+    out->push_back(std::move(s));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Evaluator::AddStepSeries(const Labels& labels, bool keep_name, std::span<const Sample> samples,
+                                      size_t steps, const StepFn& fn, std::vector<VSeries>* out) {
+  VSeries s = NewSeries(keep_name ? labels : WithoutName(labels), steps);
+  PROMQL_RETURN_IF_ERROR(Charge(steps));
+  if (fn(samples, s.v.data(), s.has.data())) out->push_back(std::move(s));
+  return absl::OkStatus();
+}
+
 absl::Status Evaluator::ForEachRangeSeries(const Expr& expr, const Steps& steps, const RangeSeriesFn& fn) {
   const Expr& e = Unwrap(expr);
   if (e.kind == NodeKind::kMatrixSelector) {
@@ -331,9 +373,7 @@ absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, c
   out.type = ValueType::kVector;
   // At each step, the newest sample in [ref - lookback, ref], unless it is
   // a stale marker.
-  auto from_samples = [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
-    VSeries s = NewSeries(timestamps ? WithoutName(labels) : labels, steps.n);
-    PROMQL_RETURN_IF_ERROR(Charge(steps.n));
+  auto at_steps = [&](std::span<const Sample> samples, double* v, uint8_t* has) {
     bool any = false;
     size_t next = 0;  // the first sample after the step's time
     for (size_t i = 0; i < steps.n; ++i) {
@@ -342,16 +382,16 @@ absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, c
       if (next == 0) continue;
       const Sample& x = samples[next - 1];
       if (x.timestamp_ms < ref - lookback || IsStaleMarker(x.value)) continue;
-      s.v[i] = timestamps ? static_cast<double>(x.timestamp_ms) / 1000 : x.value;
-      s.has[i] = 1;
+      v[i] = timestamps ? static_cast<double>(x.timestamp_ms) / 1000 : x.value;
+      has[i] = 1;
       any = true;
     }
-    if (any) out.vec.push_back(std::move(s));
-    return absl::OkStatus();
+    return any;
   };
   const int64_t r = PickRollup(sel.at, sel.offset_ms, 0, steps);
   if (r == 0) {
-    PROMQL_RETURN_IF_ERROR(ForEachSelectedSeries(sel, min_ref - lookback, max_ref, from_samples));
+    PROMQL_RETURN_IF_ERROR(
+        MapSelectedSeries(sel, min_ref - lookback, max_ref, steps.n, !timestamps, at_steps, &out.vec));
   } else {
     // Every step's time is a window edge: the newest sample at or before
     // it is the first of the window starting there (if at its start), or
@@ -364,7 +404,9 @@ absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, c
       PROMQL_ASSIGN_OR_RETURN(bool usable, ReadWindows(x.id, r, from, max_ref, &windows));
       if (!usable) {
         PROMQL_RETURN_IF_ERROR(ReadRaw(x.id, min_ref - lookback, max_ref, &samples));
-        if (!samples.empty()) PROMQL_RETURN_IF_ERROR(from_samples(x.labels, samples));
+        if (!samples.empty()) {
+          PROMQL_RETURN_IF_ERROR(AddStepSeries(x.labels, !timestamps, samples, steps.n, at_steps, &out.vec));
+        }
         continue;
       }
       VSeries s = NewSeries(timestamps ? WithoutName(x.labels) : x.labels, steps.n);
@@ -513,12 +555,11 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
   std::vector<uint8_t> present(absent ? steps.n : 0, 0);
   const RangeFunction* fn = absent ? nullptr : LookupRangeFunction(name);
   if (!absent && fn == nullptr) return absl::UnimplementedError(fmt::format("function {} is not supported", name));
-  auto from_samples = [&](const Labels& labels, std::span<const Sample> samples) -> absl::Status {
-    VSeries s;
-    if (!absent) {
-      s = NewSeries(fn->keep_name ? labels : WithoutName(labels), steps.n);
-      PROMQL_RETURN_IF_ERROR(Charge(steps.n));
-    }
+  // The function over each step's window of samples (no stale markers).
+  // Pure: it runs on the reader threads. absent_over_time marks the steps
+  // whose window has samples; they are folded into `present` below.
+  const bool keep_name = absent || fn->keep_name;
+  auto range_steps = [&](std::span<const Sample> samples, double* v, uint8_t* has) {
     bool any = false;
     size_t lo = 0, hi = 0;
     for (size_t i = 0; i < steps.n; ++i) {
@@ -526,7 +567,7 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
       while (hi < samples.size() && samples[hi].timestamp_ms <= ref) ++hi;
       while (lo < hi && samples[lo].timestamp_ms < ref - range) ++lo;
       if (absent) {
-        if (hi > lo) present[i] = 1;
+        if (hi > lo) has[i] = 1, any = true;
         continue;
       }
       RangeWindow w;
@@ -537,19 +578,37 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
       w.eval_ms = at.IsSet() ? params_.start_ms : steps.At(i);
       w.arg = arg1[i];
       w.arg2 = arg2[i];
-      if (fn->fn(w, &s.v[i])) {
-        s.has[i] = 1;
+      if (fn->fn(w, &v[i])) {
+        has[i] = 1;
         any = true;
       }
     }
-    if (any) out.vec.push_back(std::move(s));
-    return absl::OkStatus();
+    return any;
+  };
+  auto add_series = [&](const Labels& labels, std::span<const Sample> samples) {
+    return AddStepSeries(labels, keep_name, samples, steps.n, range_steps, &out.vec);
   };
   const RollupFn rollup_fn = RollupFunction(name);
   const int64_t r =
       rollup_fn != RollupFn::kNone && arg.kind == NodeKind::kMatrixSelector ? PickRollup(at, offset, range, steps) : 0;
-  if (r == 0) {
-    PROMQL_RETURN_IF_ERROR(ForEachRangeSeries(arg, steps, from_samples));
+  if (r == 0 && arg.kind == NodeKind::kMatrixSelector) {
+    int64_t min_ref, max_ref;
+    RefRange(at, offset, steps, &min_ref, &max_ref);
+    auto without_stale = [&](std::span<const Sample> samples, double* v, uint8_t* has) {
+      if (std::none_of(samples.begin(), samples.end(), [](const Sample& x) { return IsStaleMarker(x.value); })) {
+        return range_steps(samples, v, has);
+      }
+      thread_local std::vector<Sample> fresh;
+      fresh.clear();
+      for (const Sample& x : samples) {
+        if (!IsStaleMarker(x.value)) fresh.push_back(x);
+      }
+      return !fresh.empty() && range_steps(fresh, v, has);
+    };
+    PROMQL_RETURN_IF_ERROR(MapSelectedSeries(*arg.As<MatrixSelector>().selector, min_ref - range, max_ref, steps.n,
+                                             keep_name, without_stale, &out.vec));
+  } else if (r == 0) {
+    PROMQL_RETURN_IF_ERROR(ForEachRangeSeries(arg, steps, add_series));
   } else {
     // Every window [ref - range, ref] is whole rollup windows, plus the
     // sample exactly at ref when the next window starts with one.
@@ -569,7 +628,7 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
       if (!usable || (counter_fn && !windows.empty() && !windows[0].second.counter)) {
         PROMQL_RETURN_IF_ERROR(ReadRaw(x.id, min_ref - range, max_ref, &samples));
         std::erase_if(samples, [](const Sample& v) { return IsStaleMarker(v.value); });
-        if (!samples.empty()) PROMQL_RETURN_IF_ERROR(from_samples(x.labels, samples));
+        if (!samples.empty()) PROMQL_RETURN_IF_ERROR(add_series(x.labels, samples));
         continue;
       }
       if (windows.empty()) continue;
@@ -638,6 +697,10 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
     }
   }
   if (absent) {
+    for (const VSeries& x : out.vec) {
+      for (size_t i = 0; i < steps.n; ++i) present[i] |= x.has[i];
+    }
+    out.vec.clear();
     VSeries s = NewSeries(AbsentLabels(arg), steps.n);
     bool any = false;
     for (size_t i = 0; i < steps.n; ++i) {

@@ -41,6 +41,22 @@ class Evaluator {
   absl::Status ForEachSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms,
                                      const RangeSeriesFn& fn);
 
+  // One series' values at every step from its samples (time order, stale
+  // markers kept): sets v[i] and has[i] where step i has a value, and
+  // returns whether any has. Runs on the reader threads, several series at
+  // once: it may only read shared state.
+  using StepFn = std::function<bool(std::span<const Sample> samples, double* v, uint8_t* has)>;
+  // The selector's series (label order) that have a value at some step,
+  // with their values computed by `fn` from their samples in [min_ms,
+  // max_ms] on the reader threads — so series-local work (a range function
+  // at every step) runs on every core. Appended to *out, named with or
+  // without __name__.
+  absl::Status MapSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms, size_t steps,
+                                 bool keep_name, const StepFn& fn, std::vector<VSeries>* out);
+  // The same for one series whose samples are at hand, on this thread.
+  absl::Status AddStepSeries(const Labels& labels, bool keep_name, std::span<const Sample> samples, size_t steps,
+                             const StepFn& fn, std::vector<VSeries>* out);
+
   struct Selected {
     Labels labels;
     storage::SeriesId id;

@@ -35,13 +35,14 @@ absl::Status ReadSeriesSamples(storage::SeriesStore* store, storage::SeriesId id
 }
 
 SeriesReader::SeriesReader(storage::SeriesStore* store, std::vector<storage::SeriesId> ids, int64_t min_ms,
-                           int64_t max_ms, size_t threads)
+                           int64_t max_ms, size_t threads, Prepare prepare)
     : store_(store),
       ids_(std::move(ids)),
       min_ms_(min_ms),
       max_ms_(max_ms),
       threads_(ids_.size() >= 2 * kChunk ? std::max<size_t>(threads, 1) : 1),
-      ahead_(2 * threads_) {
+      ahead_(2 * threads_),
+      prepare_(std::move(prepare)) {
   absl::MutexLock lock(&mu_);
   chunks_.resize((ids_.size() + kChunk - 1) / kChunk);
   if (threads_ <= 1) return;
@@ -64,33 +65,49 @@ void SeriesReader::Work(size_t worker) {
       while (!stop_ && k >= consumed_ + ahead_) changed_.Wait(&mu_);
       if (stop_ || k >= chunks_.size()) return;
     }
-    Chunk chunk = ReadChunk(k);
+    Chunk chunk;
+    {
+      absl::MutexLock lock(&mu_);
+      const size_t n = std::min(spare_.size(), kChunk);
+      chunk.samples.reserve(kChunk);
+      for (size_t i = 0; i < n; ++i) {
+        chunk.samples.push_back(std::move(spare_.back()));
+        spare_.pop_back();
+      }
+    }
+    ReadChunk(k, &chunk);
     absl::MutexLock lock(&mu_);
     chunks_[k] = std::move(chunk);
     changed_.SignalAll();
   }
 }
 
-SeriesReader::Chunk SeriesReader::ReadChunk(size_t k) const {
-  Chunk chunk;
+void SeriesReader::ReadChunk(size_t k, Chunk* chunk) const {
   const size_t begin = k * kChunk, end = std::min(ids_.size(), begin + kChunk);
-  chunk.status = store_->ReadMany(std::span(ids_).subspan(begin, end - begin), min_ms_, max_ms_, &chunk.samples);
-  if (!chunk.status.ok()) chunk.samples.clear();
-  for (auto& samples : chunk.samples) SortByTime(samples);
-  chunk.done = true;
-  return chunk;
+  chunk->status = store_->ReadMany(std::span(ids_).subspan(begin, end - begin), min_ms_, max_ms_, &chunk->samples);
+  if (!chunk->status.ok()) chunk->samples.clear();
+  for (size_t j = 0; j < chunk->samples.size(); ++j) {
+    SortByTime(chunk->samples[j]);
+    if (prepare_) prepare_(begin + j, &chunk->samples[j]);
+  }
+  chunk->done = true;
 }
 
 absl::Status SeriesReader::Next(std::vector<model::Sample>* samples) {
   const size_t i = next_++;
   const size_t k = i / kChunk;
   absl::MutexLock lock(&mu_);
-  if (threads_ <= 1 && !chunks_[k].done) chunks_[k] = ReadChunk(k);
+  if (threads_ <= 1 && !chunks_[k].done) ReadChunk(k, &chunks_[k]);
   while (!chunks_[k].done) changed_.Wait(&mu_);
   Chunk& chunk = chunks_[k];
   const size_t j = i - k * kChunk;
   if (j >= chunk.samples.size()) return chunk.status;  // the read failed before this series
-  *samples = std::move(chunk.samples[j]);
+  // The caller's previous vector goes back to the readers.
+  if (samples->capacity() > 0 && spare_.size() < ahead_ * kChunk) {
+    samples->clear();
+    spare_.push_back(std::move(*samples));
+  }
+  std::swap(*samples, chunk.samples[j]);
   if (j + 1 < chunk.samples.size()) return absl::OkStatus();
   // The chunk's last series (or the one whose read failed).
   absl::Status status = chunk.status;

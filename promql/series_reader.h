@@ -1,11 +1,14 @@
 // Private to promql/: reads the raw samples of many series on a few
 // threads and hands them out in order, so that a query over thousands of
 // series decodes on every core while its evaluation stays single-threaded.
+// Work that touches one series only (a range function at every step) can
+// run on the reader threads too, through a Prepare hook.
 #ifndef SHEAF_PROMQL_SERIES_READER_H_
 #define SHEAF_PROMQL_SERIES_READER_H_
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -33,16 +36,24 @@ absl::Status ReadSeriesSamples(storage::SeriesStore* store, storage::SeriesId id
 
 class SeriesReader {
  public:
+  // Called once per series, on whichever thread read it, with the index of
+  // the series in `ids` and its samples (in time order) before Next hands
+  // them out. It must touch only state of that one series (and read-only
+  // shared state); Next's return makes its writes visible to the caller.
+  using Prepare = std::function<void(size_t index, std::vector<model::Sample>* samples)>;
+
   // Reads `ids` (in this order) with up to `threads` threads; 1 or a short
   // list reads on the caller's thread. At most a few chunks of series are
   // read ahead of the caller, so memory stays bounded.
   SeriesReader(storage::SeriesStore* store, std::vector<storage::SeriesId> ids, int64_t min_ms, int64_t max_ms,
-               size_t threads);
+               size_t threads, Prepare prepare = nullptr);
   ~SeriesReader();  // stops the readers and joins them
   SeriesReader(const SeriesReader&) = delete;
   SeriesReader& operator=(const SeriesReader&) = delete;
 
-  // The samples of the next series, in order. REQUIRES: fewer calls than ids.
+  // The samples of the next series, in order. REQUIRES: fewer calls than
+  // ids. *samples' memory is recycled for later reads (so keep passing the
+  // same vector).
   absl::Status Next(std::vector<model::Sample>* samples);
 
  private:
@@ -55,19 +66,25 @@ class SeriesReader {
   };
 
   void Work(size_t worker);
-  Chunk ReadChunk(size_t k) const;  // the samples of chunk k's series
+  // Reads chunk k's series into *chunk (whose vectors' memory is reused).
+  void ReadChunk(size_t k, Chunk* chunk) const;
 
   storage::SeriesStore* const store_;
   const std::vector<storage::SeriesId> ids_;
   const int64_t min_ms_, max_ms_;
   const size_t threads_;
   const size_t ahead_;  // chunks a reader may be ahead of the caller
+  const Prepare prepare_;
   size_t next_ = 0;     // the caller's next series
   absl::Mutex mu_;
   absl::CondVar changed_;  // a chunk was read or consumed, or stop_ set
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   size_t consumed_ ABSL_GUARDED_BY(mu_) = 0;  // chunks the caller is done with
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Sample vectors the caller gave back through Next, for the readers to
+  // decode into again: a query over thousands of series then allocates a
+  // few chunks' worth of memory, not one vector per series.
+  std::vector<std::vector<model::Sample>> spare_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> workers_;
 };
 

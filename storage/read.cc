@@ -406,7 +406,10 @@ std::unique_ptr<SampleIterator> RocksSeriesStore::ReadImpl(SeriesId id, int64_t 
 
 absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t start_ms, int64_t end_ms,
                                         std::vector<std::vector<Sample>>* out) {
-  out->assign(ids.size(), {});
+  // The caller's vectors keep their memory: a reader that passes the same
+  // ones again decodes without allocating.
+  out->resize(ids.size());
+  for (std::vector<Sample>& v : *out) v.clear();
   std::vector<std::vector<Sample>> heads(ids.size());
   std::unique_ptr<rocksdb::Iterator> it;
   {
@@ -462,7 +465,7 @@ absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t s
     std::vector<Sample>& dest = (*out)[i];
     const std::vector<Sample>& head = heads[i];
     if (head.empty()) {
-      dest.swap(blocks);  // blocks is cleared for the next series
+      dest.swap(blocks);  // blocks takes dest's (empty) memory for the next series
       continue;
     }
     dest.reserve(blocks.size() + head.size());

@@ -273,7 +273,8 @@ class SeriesStore {
   // those of ids[i] in [start_ms, end_ms], in time order. One snapshot and
   // one RocksDB iterator for all, decoded straight into the vectors: what a
   // query over thousands of series wants (a Read per series costs an
-  // iterator each). DATA_LOSS on a corrupt block.
+  // iterator each). DATA_LOSS on a corrupt block. *out is resized to
+  // ids.size(); the memory of the vectors already in it is reused.
   virtual absl::Status ReadMany(std::span<const SeriesId> ids, int64_t start_ms, int64_t end_ms,
                                 std::vector<std::vector<Sample>>* out) = 0;
 
