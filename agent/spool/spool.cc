@@ -544,7 +544,7 @@ void Spool::RemoveSegmentLocked(std::map<uint64_t, Segment>::iterator it, const 
     // segment's dropped bytes are prorated.
     const uint64_t bytes = s.records == 0 ? 0 : s.record_bytes / s.records * unacked;
     CountDropLocked(*reason, unacked, bytes);
-    Episode& e = episodes_[static_cast<int>(*reason)];
+    Episode& e = *reason == DropReason::kFull ? full_episode_ : too_old_episode_;
     if (unacked > 0 && !e.active) {
       e.active = true;
       if (*reason == DropReason::kFull) {
@@ -587,17 +587,17 @@ void Spool::RemoveAckedLocked(std::vector<std::string>* removed) {
 }
 
 void Spool::EndEpisodesLocked() {
-  if (!episodes_[0].active && !episodes_[1].active) return;
+  if (!full_episode_.active && !too_old_episode_.active) return;
   for (const auto& [key, seg] : segments_) {
     if (Unacked(seg) > 0) return;
   }
-  static constexpr const char* kWhy[] = {"the spool was full", "they were older than max_age"};
-  for (int i = 0; i < 2; ++i) {
-    Episode& e = episodes_[i];
-    if (!e.active) continue;
+  const std::pair<Episode*, const char*> episodes[] = {{&full_episode_, "the spool was full"},
+                                                       {&too_old_episode_, "they were older than max_age"}};
+  for (auto [e, why] : episodes) {
+    if (!e->active) continue;
     LogInfo("spool {}: backlog delivered; {} unacknowledged records ({} bytes) were dropped before it because {}",
-            options_.dir, e.records, e.bytes, kWhy[i]);
-    e = Episode{};
+            options_.dir, e->records, e->bytes, why);
+    *e = Episode{};
   }
 }
 

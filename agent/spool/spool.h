@@ -209,8 +209,8 @@ class Spool {
   uint64_t FirstUnacked(const Segment& s, uint64_t from) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t FloorLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Removes a segment from the index, counting its unacknowledged records
-  // as dropped for `reason` (none for a fully acked one); the file joins
-  // *removed.
+  // as dropped for `reason` (kFull or kTooOld; none for a fully acked
+  // segment); the file joins *removed.
   void RemoveSegmentLocked(std::map<uint64_t, Segment>::iterator it, const DropReason* reason,
                            std::vector<std::string>* removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropTooOldLocked(int64_t now, std::vector<std::string>* removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -246,7 +246,8 @@ class Spool {
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Stats counters_ ABSL_GUARDED_BY(mu_);  // the drop and torn-tail counters
-  Episode episodes_[3] ABSL_GUARDED_BY(mu_);
+  Episode full_episode_ ABSL_GUARDED_BY(mu_);
+  Episode too_old_episode_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sheaf::agent
