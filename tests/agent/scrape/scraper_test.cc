@@ -313,6 +313,18 @@ TEST(ScraperTest, TargetDownIsUpZeroWithTheReason) {
   EXPECT_EQ(Label(*Find(r.metrics, "up"), "job"), "gone");
 }
 
+TEST(ScraperTest, StaticLabelsMaySetInstanceAndJob) {
+  // As in a Prometheus static_config, the target's labels win over the
+  // instance taken from the URL and the job name.
+  ScrapeTarget target = Target("http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/metrics", "j");
+  target.labels = {{"instance", "db-1"}, {"team", "infra"}};
+  TargetScraper scraper(target, seconds(10));
+  const ScrapeResult r = scraper.Scrape();
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"instance", "db-1"}, {"job", "j"}, {"team", "infra"}};
+  EXPECT_EQ(Find(r.metrics, "up")->labels, want);
+}
+
 TEST(ScraperTest, BodyOverTheLimitFails) {
   TestServer server;
   std::string body;
