@@ -377,7 +377,7 @@ absl::Status Spool::Load() {
     if (cur->second.records == 0 && cur->first != active_) RemoveSegmentLocked(cur, nullptr, &removed);
   }
   RemoveAckedLocked(&removed);
-  done_.ForgetBelow(segments_.empty() ? last_sequence_ + 1 : segments_.begin()->first);
+  ForgetBelowHeldLocked();
   if (auto s = RemoveFiles(removed); !s.ok()) LogError("spool {}: {}", dir, std::string(s.message()));
   uint64_t unacked = 0;
   for (const auto& [key, seg] : segments_) unacked += Unacked(seg);
@@ -570,6 +570,15 @@ void Spool::RemoveSegmentLocked(std::map<uint64_t, Segment>::iterator it, const 
   segments_.erase(it);
 }
 
+void Spool::ForgetBelowHeldLocked() {
+  uint64_t lowest = last_sequence_ + 1;
+  if (!segments_.empty()) {
+    const auto& [key, seg] = *segments_.begin();
+    lowest = seg.present.empty() ? key : std::min(key, seg.present.ranges()[0].first);
+  }
+  done_.ForgetBelow(lowest);
+}
+
 void Spool::DropTooOldLocked(int64_t now, std::vector<std::string>* removed) {
   const int64_t cutoff = now - options_.max_age.count();
   static constexpr DropReason kReason = DropReason::kTooOld;
@@ -684,7 +693,7 @@ absl::Status Spool::Append(uint64_t sequence, std::string_view payload) {
     while (bytes_ + need > options_.max_bytes && !segments_.empty() && segments_.begin()->first != active_) {
       RemoveSegmentLocked(segments_.begin(), &kReason, &removed);
     }
-    done_.ForgetBelow(segments_.empty() ? sequence : segments_.begin()->first);
+    ForgetBelowHeldLocked();
     key = roll ? sequence : active_;
     offset = roll ? kSegmentHeaderBytes : segments_.at(active_).size;
   }
@@ -896,7 +905,7 @@ absl::Status Spool::Ack(const SequenceSet& acked) {
       done_.InsertRange(r.first, std::min(r.last, last_sequence_));
     }
     RemoveAckedLocked(&removed);
-    done_.ForgetBelow(segments_.empty() ? last_sequence_ + 1 : segments_.begin()->first);
+    ForgetBelowHeldLocked();
     EndEpisodesLocked();
   }
   // The acked file first: a crash between the two leaves fully acked
@@ -935,7 +944,7 @@ void Spool::Trim() {
     absl::MutexLock l(&mu_);
     DropTooOldLocked(options_.now_ms(), &removed);
     RemoveAckedLocked(&removed);
-    done_.ForgetBelow(segments_.empty() ? last_sequence_ + 1 : segments_.begin()->first);
+    ForgetBelowHeldLocked();
     active_gone = active_ == 0;
   }
   if (active_gone) CloseActive();

@@ -213,6 +213,9 @@ class Spool {
   // segment); the file joins *removed.
   void RemoveSegmentLocked(std::map<uint64_t, Segment>::iterator it, const DropReason* reason,
                            std::vector<std::string>* removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every sequence below the lowest one held joins done_ (so it stays a few
+  // ranges).
+  void ForgetBelowHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropTooOldLocked(int64_t now, std::vector<std::string>* removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveAckedLocked(std::vector<std::string>* removed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountDropLocked(DropReason reason, uint64_t records, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
