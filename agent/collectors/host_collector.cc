@@ -72,8 +72,9 @@ absl::Status ValidateHostCollectorOptions(const HostCollectorOptions& options) {
   const std::vector<std::string>& known = HostCollectorNames();
   for (const std::string& name : options.disabled) {
     if (std::find(known.begin(), known.end(), name) == known.end()) {
-      return absl::InvalidArgumentError(
-          fmt::format("unknown collector \"{}\"; the collectors are: {}", name, fmt::join(known, ", ")));
+      std::string list;
+      for (const std::string& k : known) list.append(list.empty() ? "" : ", ").append(k);
+      return absl::InvalidArgumentError(fmt::format("unknown collector \"{}\"; the collectors are: {}", name, list));
     }
   }
   return absl::OkStatus();
