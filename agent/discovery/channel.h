@@ -1,6 +1,6 @@
 // The agent's long-lived channel to one daemon, and its keepalive.
 //
-// Keepalive pairing (docs: a daemon that sees pings more often than its
+// Keepalive pairing (a daemon that sees pings more often than its
 // enforcement policy allows answers GOAWAY too_many_pings and drops the
 // connection): the agent pings every keepalive_time (30 s) even when no
 // call is open, so an idle channel notices a dead daemon or a dropped
