@@ -41,7 +41,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/host_collector.h"
+#include "agent/collectors/metric.h"
 #include "model/types.h"
 
 namespace YAML {

@@ -52,7 +52,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/host_collector.h"
+#include "agent/collectors/metric.h"
 #include "agent/relabel/relabel.h"
 #include "model/exposition_parser.h"
 
