@@ -447,7 +447,7 @@ TEST(ScraperTest, ScrapesOnItsOwnThreadsAndCollectNeverWaits) {
         return Find(got, "fast_metric") && Find(got, "up", {{"job", "down"}}) && slow_up && slow_up->value == 0;
       },
       seconds(15)));
-  EXPECT_LT(max_collect_us, 50'000);  // never waited for the slow target
+  EXPECT_LT(max_collect_us, 200'000);  // never waited for the slow target (400 ms per scrape)
   EXPECT_EQ(Find(got, "up", {{"job", "fast"}})->value, 1);
   EXPECT_EQ(Find(got, "up", {{"job", "down"}})->value, 0);
   EXPECT_EQ(Find(got, "slow_metric"), nullptr);
