@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <deque>
 #include <optional>
+
+#include "absl/synchronization/mutex.h"
 
 #include "common/clock.h"
 #include "common/work_queue.h"
@@ -18,6 +21,9 @@ namespace {
 
 constexpr uint32_t kDefaultChunkSamples = 1000;
 constexpr uint32_t kMaxChunkSamples = 10'000;
+// Points of a PromQL answer evaluated but not yet written: past this the
+// evaluation waits for the client to read (one series over it still goes).
+constexpr size_t kMaxQueuedPoints = 4 * kMaxChunkSamples;
 constexpr int64_t kDefaultRangeMs = 3'600'000;
 // Times and steps beyond ~285,000 years are refused: within this bound no
 // step arithmetic can overflow (end=INT64_MAX once answered OK, empty).
@@ -101,6 +107,10 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
   }
 
   void OnWriteDone(bool ok) override {
+    if (promql_mode_) {
+      PromQLWriteDone(ok);
+      return;
+    }
     if (!ok) {  // cancelled by the client or its deadline passed
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
@@ -169,10 +179,17 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
     WriteNext();
   }
 
-  // A PromQL query: evaluated here, on the executor, to a result bounded
-  // by the engine's limits, then streamed in chunks as the client reads.
+  // A PromQL query, evaluated here on the executor. The engine hands the
+  // answer's series over as each completes (a selector or a range
+  // function over one streams; an aggregation completes at the end); they
+  // wait in a queue of at most kMaxQueuedPoints for the client to read,
+  // one write in flight, and the evaluation waits when the queue is full.
   // The evaluation polls the call: a cancelled call, a passed client
   // deadline or the query timeout stop the evaluation itself.
+  //
+  // Lifetime: while the evaluation runs it uses the reactor, so the
+  // reactor is finished only once the evaluation has ended (by the
+  // evaluating thread, or by the write callback after it).
   void StartPromQL() {
     if (request_.matchers_size() > 0 || !request_.selector().empty()) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -222,28 +239,99 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
       }
       return absl::OkStatus();
     };
-    auto result = service_->engine_.Query(request_.expr(), params);
-    service_->running_queries_.fetch_sub(1);
-    if (!result.ok()) {
-      Finish(ToGrpcStatus(result.status()));
-      return;
-    }
-    promql_ = *std::move(result);
     chunk_samples_ = request_.max_samples_per_chunk() == 0
                          ? kDefaultChunkSamples
                          : std::min(request_.max_samples_per_chunk(), kMaxChunkSamples);
-    WriteNextPromQL();
+    promql_mode_ = true;
+    {
+      absl::MutexLock lock(&pq_mu_);
+      pq_evaluating_ = true;
+    }
+    auto result = service_->engine_.Query(
+        request_.expr(), params, [&](promql::ValueType type, promql::ResultSeries&& series) -> absl::Status {
+          Step next;
+          {
+            absl::MutexLock lock(&pq_mu_);
+            while (!pq_gone_ && !pq_queue_.empty() &&
+                   pq_queued_points_ + series.points.size() > kMaxQueuedPoints) {
+              pq_room_.WaitWithTimeout(&pq_mu_, absl::Milliseconds(100));
+              if (auto s = params.check(); !s.ok()) return s;  // the deadline may pass while the client dawdles
+            }
+            if (pq_gone_) return absl::CancelledError("the client went away");
+            pq_type_ = type;
+            pq_queued_points_ += series.points.size();
+            pq_queue_.push_back(std::move(series));
+            if (!pq_writing_) next = NextPromQLStep();
+          }
+          Take(next);
+          return absl::OkStatus();
+        });
+    service_->running_queries_.fetch_sub(1);
+    Step next;
+    {
+      absl::MutexLock lock(&pq_mu_);
+      pq_evaluating_ = false;
+      if (result.ok()) {
+        promql_ = *std::move(result);
+        pq_end_ = grpc::Status::OK;
+      } else {
+        pq_end_ = ToGrpcStatus(result.status());
+      }
+      if (pq_gone_ && !pq_writing_) {
+        next = {Step::kFinish, grpc::Status(grpc::StatusCode::CANCELLED, "the client went away")};
+      } else if (!pq_writing_) {
+        next = NextPromQLStep();
+      }  // else the write's callback goes on
+    }
+    Take(next);
   }
 
-  void WriteNextPromQL() {
+  void PromQLWriteDone(bool ok) {
+    Step next;
+    {
+      absl::MutexLock lock(&pq_mu_);
+      pq_writing_ = false;
+      pq_room_.SignalAll();
+      if (!ok) {  // cancelled by the client or its deadline passed
+        pq_gone_ = true;
+        // While the evaluation runs, it sees the cancelled call, stops and
+        // finishes.
+        if (!pq_evaluating_) next = {Step::kFinish, grpc::Status(grpc::StatusCode::CANCELLED, "the client went away")};
+      } else {
+        next = NextPromQLStep();
+      }
+    }
+    Take(next);
+  }
+
+  // What to do next for a PromQL answer. Decided under pq_mu_, done after
+  // releasing it: gRPC may run this reactor's callbacks (and delete it)
+  // as soon as Finish is called.
+  struct Step {
+    enum { kNothing, kWrite, kFinish } what = kNothing;
+    grpc::Status status;  // for kFinish
+  };
+  void Take(const Step& step) {
+    if (step.what == Step::kWrite) StartWrite(&buffer_);
+    if (step.what == Step::kFinish) Finish(step.status);
+  }
+
+  // The next message of a PromQL answer (into buffer_, and a write is then
+  // in flight), or the end of the call. Cheap — one chunk of at most
+  // chunk_samples_ points — so it runs on whichever thread gets here: the
+  // evaluation's or a write callback. REQUIRES: no write in flight.
+  Step NextPromQLStep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pq_mu_) {
+    if (pq_end_ && !pq_end_->ok()) return {Step::kFinish, *pq_end_};  // an error ends the answer, whatever is queued
+    const bool ended = pq_end_.has_value();
+    if (pq_queue_.empty() && !ended) return {};  // the next series wakes us
     response_.Clear();
     if (first_) {
-      response_.set_result_type(ResultTypeToProto(promql_->type));
-      response_.set_string_result(promql_->string_value);
+      response_.set_result_type(ResultTypeToProto(ended ? promql_->type : pq_type_));
+      if (ended) response_.set_string_result(promql_->string_value);
     }
     uint32_t budget = chunk_samples_;
-    while (budget > 0 && next_ < promql_->series.size()) {
-      const promql::ResultSeries& s = promql_->series[next_];
+    while (budget > 0 && !pq_queue_.empty()) {
+      const promql::ResultSeries& s = pq_queue_.front();
       v1::SeriesChunk* chunk = response_.add_chunks();
       ToProto(s.labels, chunk->mutable_labels());
       for (; point_ < s.points.size() && budget > 0; ++point_, --budget) {
@@ -253,15 +341,14 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
       }
       if (point_ == s.points.size()) {
         chunk->set_last_chunk(true);
-        ++next_;
+        pq_queued_points_ -= s.points.size();
+        pq_queue_.pop_front();
         point_ = 0;
       }
     }
-    if (next_ == promql_->series.size()) {
-      if (done_) {
-        Finish(grpc::Status::OK);
-        return;
-      }
+    pq_room_.SignalAll();
+    if (ended && pq_queue_.empty()) {
+      if (done_) return {Step::kFinish, grpc::Status::OK};
       done_ = true;
       const promql::QueryStats& st = promql_->stats;
       v1::QueryStats* out = response_.mutable_stats();
@@ -275,14 +362,11 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
     }
     first_ = false;
     buffer_ = EncodeMessage(response_);
-    StartWrite(&buffer_);
+    pq_writing_ = true;
+    return {Step::kWrite, grpc::Status::OK};
   }
 
   void WriteNext() {
-    if (promql_) {
-      WriteNextPromQL();
-      return;
-    }
     response_.Clear();
     uint32_t budget = chunk_samples_;
     while (budget > 0 && (iter_ || next_ < ids_.size())) {
@@ -383,10 +467,24 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
   grpc::CallbackServerContext* context_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   v1::QueryRequest request_;
-  std::optional<promql::QueryResult> promql_;  // a PromQL answer being streamed
-  size_t point_ = 0;                           // next point of promql_->series[next_]
-  bool first_ = true;                          // the next message is the first
-  bool done_ = false;                          // the last message (with the stats) went out
+  // A PromQL answer (see StartPromQL). Set before the evaluation starts,
+  // never changed after: OnWriteDone reads it without the lock.
+  bool promql_mode_ = false;
+  absl::Mutex pq_mu_;
+  absl::CondVar pq_room_;  // series left the queue, or the client went away
+  std::deque<promql::ResultSeries> pq_queue_ ABSL_GUARDED_BY(pq_mu_);
+  size_t pq_queued_points_ ABSL_GUARDED_BY(pq_mu_) = 0;
+  promql::ValueType pq_type_ ABSL_GUARDED_BY(pq_mu_) = promql::ValueType::kNone;
+  bool pq_evaluating_ ABSL_GUARDED_BY(pq_mu_) = false;
+  bool pq_writing_ ABSL_GUARDED_BY(pq_mu_) = false;  // a write is in flight
+  bool pq_gone_ ABSL_GUARDED_BY(pq_mu_) = false;     // a write failed: the client is gone
+  // Set when the evaluation ends: OK (promql_ holds type, stats and
+  // warnings) or the error to finish with.
+  std::optional<grpc::Status> pq_end_ ABSL_GUARDED_BY(pq_mu_);
+  std::optional<promql::QueryResult> promql_ ABSL_GUARDED_BY(pq_mu_);
+  size_t point_ = 0;     // next point of the queue's front series
+  bool first_ = true;    // the next message is the first
+  bool done_ = false;    // the last message (with the stats) went out
   int64_t start_ = 0, end_ = 0, step_ = 0;
   int64_t resolution_ = 0;  // rollup read for a step, 0 for raw samples
   uint32_t chunk_samples_ = kDefaultChunkSamples;

@@ -29,6 +29,53 @@ bool OrdersItsAnswer(const Expr& e) {
   return false;
 }
 
+// The evaluation times of a query, or the error a bad range gets.
+absl::StatusOr<internal::Steps> StepsOf(const Expr& expr, const QueryParams& params, const EngineLimits& limits) {
+  internal::Steps steps;
+  steps.start = params.start_ms;
+  steps.end = params.step_ms > 0 ? params.end_ms : params.start_ms;
+  if (params.step_ms > 0) {
+    if (params.end_ms < params.start_ms) {
+      return absl::InvalidArgumentError("end timestamp must not be before start time");
+    }
+    uint64_t n = static_cast<uint64_t>((params.end_ms - params.start_ms) / params.step_ms) + 1;
+    if (n > limits.max_steps) {
+      return absl::InvalidArgumentError(
+          fmt::format("exceeded maximum resolution of {} points per timeseries. Try decreasing the query "
+                      "resolution (a larger step)",
+                      limits.max_steps));
+    }
+    steps.step = params.step_ms;
+    steps.n = static_cast<size_t>(n);
+    if (expr.type() != ValueType::kScalar && expr.type() != ValueType::kVector) {
+      return absl::InvalidArgumentError(
+          fmt::format("invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                      ValueTypeName(expr.type())));
+    }
+  }
+  return steps;
+}
+
+// A series of the answer from its values at the steps (none if it has no point).
+ResultSeries ToResult(internal::VSeries&& v, const internal::Steps& steps) {
+  ResultSeries s;
+  s.labels = std::move(v.labels);
+  for (size_t i = 0; i < steps.n; ++i) {
+    if (v.has[i]) s.points.push_back(model::Sample{steps.At(i), v.v[i]});
+  }
+  return s;
+}
+
+// Adds a streamed series' points to the answer's count; RESOURCE_EXHAUSTED
+// past the limit (the whole answer's count is not known yet).
+absl::Status CountPoints(const ResultSeries& s, const EngineLimits& limits, QueryStats* stats) {
+  stats->points_returned += s.points.size();
+  if (stats->points_returned <= limits.max_points) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      fmt::format("the answer has more than {} points (the query max-points limit); use a larger step or aggregate",
+                  limits.max_points));
+}
+
 }  // namespace
 
 bool IsExecutionError(const absl::Status& status) { return status.GetPayload("sheaf.promql/execution").has_value(); }
@@ -41,29 +88,39 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view query, const QueryPar
   return Query(**expr, params);
 }
 
-absl::StatusOr<QueryResult> Engine::Query(const Expr& expr, const QueryParams& params) const {
-  internal::Steps steps;
-  steps.start = params.start_ms;
-  steps.end = params.step_ms > 0 ? params.end_ms : params.start_ms;
-  if (params.step_ms > 0) {
-    if (params.end_ms < params.start_ms) {
-      return absl::InvalidArgumentError("end timestamp must not be before start time");
+absl::StatusOr<QueryResult> Engine::Query(std::string_view query, const QueryParams& params,
+                                          const SeriesSink& sink) const {
+  auto expr = Parse(query);
+  if (!expr.ok()) return expr.status();
+  const bool instant = params.step_ms <= 0;
+  if (!internal::Evaluator::CanStream(**expr)) {
+    auto result = Query(**expr, params);
+    if (!result.ok()) return result.status();
+    for (ResultSeries& s : result->series) {
+      if (auto st = sink(result->type, std::move(s)); !st.ok()) return st;
     }
-    uint64_t n = static_cast<uint64_t>((params.end_ms - params.start_ms) / params.step_ms) + 1;
-    if (n > options_.limits.max_steps) {
-      return absl::InvalidArgumentError(
-          fmt::format("exceeded maximum resolution of {} points per timeseries. Try decreasing the query "
-                      "resolution (a larger step)",
-                      options_.limits.max_steps));
-    }
-    steps.step = params.step_ms;
-    steps.n = static_cast<size_t>(n);
-    if (expr.type() != ValueType::kScalar && expr.type() != ValueType::kVector) {
-      return absl::InvalidArgumentError(
-          fmt::format("invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                      ValueTypeName(expr.type())));
-    }
+    result->series.clear();
+    return result;
   }
+  auto steps = StepsOf(**expr, params, options_.limits);
+  if (!steps.ok()) return steps.status();
+  QueryResult result;
+  result.type = instant ? ValueType::kVector : ValueType::kMatrix;
+  internal::Evaluator ev(store_, options_, params, &result.stats);
+  absl::Status s = ev.EvalStreaming(**expr, *steps, [&](internal::VSeries&& v) -> absl::Status {
+    ResultSeries out = ToResult(std::move(v), *steps);
+    if (out.points.empty()) return absl::OkStatus();
+    if (auto st = CountPoints(out, options_.limits, &result.stats); !st.ok()) return st;
+    return sink(result.type, std::move(out));
+  });
+  if (!s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<QueryResult> Engine::Query(const Expr& expr, const QueryParams& params) const {
+  auto steps_or = StepsOf(expr, params, options_.limits);
+  if (!steps_or.ok()) return steps_or.status();
+  const internal::Steps& steps = *steps_or;
 
   QueryResult result;
   internal::Evaluator ev(store_, options_, params, &result.stats);
@@ -94,11 +151,7 @@ absl::StatusOr<QueryResult> Engine::Query(const Expr& expr, const QueryParams& p
         result.type = instant ? ValueType::kVector : ValueType::kMatrix;
         if (!instant || !OrdersItsAnswer(expr)) internal::SortByLabels(value->vec);
         for (internal::VSeries& v : value->vec) {
-          ResultSeries s;
-          s.labels = std::move(v.labels);
-          for (size_t i = 0; i < steps.n; ++i) {
-            if (v.has[i]) s.points.push_back(model::Sample{steps.At(i), v.v[i]});
-          }
+          ResultSeries s = ToResult(std::move(v), steps);
           if (!s.points.empty()) result.series.push_back(std::move(s));
         }
         break;

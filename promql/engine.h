@@ -102,6 +102,11 @@ struct QueryResult {
   QueryStats stats;
 };
 
+// Receives an answer's series one at a time, in the answer's order, with
+// the answer's type (the same for every call). An error it returns stops
+// the evaluation, and Query returns that error.
+using SeriesSink = std::function<absl::Status(ValueType type, ResultSeries&& series)>;
+
 class Engine {
  public:
   // `store` must outlive the engine. Thread-safe: queries run in parallel.
@@ -113,6 +118,16 @@ class Engine {
   // params.check returned when it stopped the evaluation.
   absl::StatusOr<QueryResult> Query(std::string_view query, const QueryParams& params) const;
   absl::StatusOr<QueryResult> Query(const Expr& expr, const QueryParams& params) const;
+
+  // The same answer, its series handed to `sink` instead of kept in
+  // result.series (left empty). A selector, or a range function over one
+  // (`rate(x[5m])`), streams: each series goes to the sink as soon as it
+  // is complete, so memory holds a few series however many the answer
+  // has. Other expressions (aggregations, joins: their series complete
+  // only at the end) are evaluated whole, then handed over. The max-points
+  // limit is checked as series go out: an answer over it fails after the
+  // series before the limit were handed over.
+  absl::StatusOr<QueryResult> Query(std::string_view query, const QueryParams& params, const SeriesSink& sink) const;
 
   const EngineOptions& options() const { return options_; }
 

@@ -260,7 +260,7 @@ absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t
   std::vector<storage::SeriesId> ids;
   ids.reserve(series.size());
   for (const Selected& s : series) ids.push_back(s.id);
-  SeriesReader reader(store_, std::move(ids), min_ms, max_ms, options_.read_threads);
+  SeriesReader reader(store_, std::move(ids), min_ms, max_ms, options_.read_threads, nullptr, [this] { return Poll(); });
   std::vector<Sample> samples;
   for (const Selected& s : series) {
     PROMQL_RETURN_IF_ERROR(Poll());
@@ -273,7 +273,8 @@ absl::Status Evaluator::ForEachSelectedSeries(const VectorSelector& sel, int64_t
 }
 
 absl::Status Evaluator::MapSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms, size_t steps,
-                                          bool keep_name, const StepFn& fn, std::vector<VSeries>* out) {
+                                          bool keep_name, const StepFn& fn, std::vector<VSeries>* out,
+                                          const VSeriesSink* sink) {
   PROMQL_ASSIGN_OR_RETURN(auto series, Select(sel));
   std::vector<storage::SeriesId> ids;
   ids.reserve(series.size());
@@ -291,7 +292,8 @@ absl::Status Evaluator::MapSelectedSeries(const VectorSelector& sel, int64_t min
                         s.has.assign(steps, 0);
                         any[i] = fn(*samples, s.v.data(), s.has.data());
                         if (!any[i]) s = VSeries();
-                      });
+                      },
+                      [this] { return Poll(); });
   std::vector<Sample> samples;
   for (size_t i = 0; i < series.size(); ++i) {
     PROMQL_RETURN_IF_ERROR(Poll());
@@ -301,7 +303,12 @@ absl::Status Evaluator::MapSelectedSeries(const VectorSelector& sel, int64_t min
     PROMQL_RETURN_IF_ERROR(Charge(steps));
     VSeries& s = computed[i];
     s.labels = keep_name ? std::move(series[i].labels) : WithoutName(std::move(series[i].labels));
-    out->push_back(std::move(s));
+    if (sink != nullptr) {
+      PROMQL_RETURN_IF_ERROR((*sink)(std::move(s)));
+      s = VSeries();  // its memory back now
+    } else {
+      out->push_back(std::move(s));
+    }
   }
   return absl::OkStatus();
 }
@@ -365,7 +372,8 @@ absl::Status Evaluator::ForEachRangeSeries(const Expr& expr, const Steps& steps,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, const Steps& steps, bool timestamps) {
+absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, const Steps& steps, bool timestamps,
+                                                    const VSeriesSink* sink) {
   int64_t min_ref, max_ref;
   RefRange(sel.at, sel.offset_ms, steps, &min_ref, &max_ref);
   const int64_t lookback = options_.lookback_ms;
@@ -391,7 +399,7 @@ absl::StatusOr<Value> Evaluator::EvalVectorSelector(const VectorSelector& sel, c
   const int64_t r = PickRollup(sel.at, sel.offset_ms, 0, steps);
   if (r == 0) {
     PROMQL_RETURN_IF_ERROR(
-        MapSelectedSeries(sel, min_ref - lookback, max_ref, steps.n, !timestamps, at_steps, &out.vec));
+        MapSelectedSeries(sel, min_ref - lookback, max_ref, steps.n, !timestamps, at_steps, &out.vec, sink));
   } else {
     // Every step's time is a window edge: the newest sample at or before
     // it is the first of the window starting there (if at its start), or
@@ -464,6 +472,40 @@ absl::StatusOr<std::vector<ResultSeries>> Evaluator::EvalRangeAt(const Expr& e, 
   return out;
 }
 
+bool Evaluator::CanStream(const Expr& expr) {
+  const Expr& e = Unwrap(expr);
+  if (e.kind == NodeKind::kVectorSelector) return true;
+  if (e.kind != NodeKind::kCall) return false;
+  const Call& call = e.As<Call>();
+  const RangeFunction* fn = LookupRangeFunction(call.func->name);
+  if (fn == nullptr) return false;  // not a range function, or absent_over_time
+  for (const auto& a : call.args) {
+    if (a->type() != ValueType::kMatrix) continue;
+    const Expr& arg = Unwrap(*a);
+    if (arg.kind != NodeKind::kMatrixSelector) return false;
+    if (fn->keep_name) return true;
+    // Without __name__, series of several metrics could collide or change
+    // order: only one metric's series stream.
+    for (const model::Matcher& m : arg.As<MatrixSelector>().selector->matchers) {
+      if (m.name() == model::kMetricNameLabel && m.op() == model::Matcher::Op::kEqual) return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+absl::Status Evaluator::EvalStreaming(const Expr& expr, const Steps& steps, const VSeriesSink& sink) {
+  const Expr& e = Unwrap(expr);
+  absl::StatusOr<Value> rest =
+      e.kind == NodeKind::kVectorSelector ? EvalVectorSelector(e.As<VectorSelector>(), steps, false, &sink)
+                                          : EvalRangeFunction(e.As<Call>(), steps, &sink);
+  if (!rest.ok()) return rest.status();
+  // What did not stream (read through rollups) is whole now.
+  SortByLabels(rest->vec);
+  for (VSeries& s : rest->vec) PROMQL_RETURN_IF_ERROR(sink(std::move(s)));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Value> Evaluator::Eval(const Expr& e, const Steps& steps) {
   PROMQL_RETURN_IF_ERROR(Poll());
   switch (e.kind) {
@@ -508,7 +550,7 @@ absl::StatusOr<Value> Evaluator::Eval(const Expr& e, const Steps& steps) {
   return absl::InternalError(fmt::format("cannot evaluate a {} here", ValueTypeName(e.type())));
 }
 
-absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps& steps) {
+absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps& steps, const VSeriesSink* sink) {
   const std::string_view name = call.func->name;
   size_t m = 0;
   while (call.args[m]->type() != ValueType::kMatrix) ++m;
@@ -606,7 +648,7 @@ absl::StatusOr<Value> Evaluator::EvalRangeFunction(const Call& call, const Steps
       return !fresh.empty() && range_steps(fresh, v, has);
     };
     PROMQL_RETURN_IF_ERROR(MapSelectedSeries(*arg.As<MatrixSelector>().selector, min_ref - range, max_ref, steps.n,
-                                             keep_name, without_stale, &out.vec));
+                                             keep_name, without_stale, &out.vec, absent ? nullptr : sink));
   } else if (r == 0) {
     PROMQL_RETURN_IF_ERROR(ForEachRangeSeries(arg, steps, add_series));
   } else {

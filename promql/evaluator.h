@@ -22,6 +22,18 @@ class Evaluator {
   // The value of `e` at every step of `steps`.
   absl::StatusOr<Value> Eval(const Expr& e, const Steps& steps);
 
+  // Whether EvalStreaming can hand out `e`'s series one by one, each as
+  // soon as it is complete, in the order of the whole answer (labels):
+  // a vector selector, or a range function of a matrix selector whose
+  // series keep distinct, ordered labels (it keeps __name__, or the
+  // selector names one metric).
+  static bool CanStream(const Expr& e);
+  // Evaluates `e` (CanStream) handing each series with a value to `sink`
+  // as it completes, in label order; an error from the sink stops the
+  // evaluation. Series read through rollups complete together, at the end.
+  using VSeriesSink = std::function<absl::Status(VSeries&& series)>;
+  absl::Status EvalStreaming(const Expr& e, const Steps& steps, const VSeriesSink& sink);
+
   // A range vector at one instant (the answer of an instant query whose
   // expression is `x[5m]` or a subquery): the samples in each window.
   absl::StatusOr<std::vector<ResultSeries>> EvalRangeAt(const Expr& e, int64_t t);
@@ -51,8 +63,10 @@ class Evaluator {
   // max_ms] on the reader threads — so series-local work (a range function
   // at every step) runs on every core. Appended to *out, named with or
   // without __name__.
+  // With a sink, the series go to it instead of *out, as each completes.
   absl::Status MapSelectedSeries(const VectorSelector& sel, int64_t min_ms, int64_t max_ms, size_t steps,
-                                 bool keep_name, const StepFn& fn, std::vector<VSeries>* out);
+                                 bool keep_name, const StepFn& fn, std::vector<VSeries>* out,
+                                 const VSeriesSink* sink = nullptr);
   // The same for one series whose samples are at hand, on this thread.
   absl::Status AddStepSeries(const Labels& labels, bool keep_name, std::span<const Sample> samples, size_t steps,
                              const StepFn& fn, std::vector<VSeries>* out);
@@ -78,9 +92,11 @@ class Evaluator {
   int64_t PickRollup(const AtModifier& at, int64_t offset_ms, int64_t range_ms, const Steps& steps) const;
   void NoteResolution(int64_t resolution);
 
-  absl::StatusOr<Value> EvalVectorSelector(const VectorSelector& sel, const Steps& steps, bool timestamps);
+  // `sink`: see MapSelectedSeries.
+  absl::StatusOr<Value> EvalVectorSelector(const VectorSelector& sel, const Steps& steps, bool timestamps,
+                                           const VSeriesSink* sink = nullptr);
   absl::StatusOr<Value> EvalCall(const Call& call, const Steps& steps);
-  absl::StatusOr<Value> EvalRangeFunction(const Call& call, const Steps& steps);
+  absl::StatusOr<Value> EvalRangeFunction(const Call& call, const Steps& steps, const VSeriesSink* sink = nullptr);
   absl::StatusOr<Value> EvalAggregate(const Aggregate& agg, const Steps& steps);
   absl::StatusOr<Value> EvalBinary(const Binary& bin, const Steps& steps);
   absl::StatusOr<Value> EvalVectorBinary(const Binary& bin, Value lhs, Value rhs, const Steps& steps);

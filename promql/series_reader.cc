@@ -35,14 +35,15 @@ absl::Status ReadSeriesSamples(storage::SeriesStore* store, storage::SeriesId id
 }
 
 SeriesReader::SeriesReader(storage::SeriesStore* store, std::vector<storage::SeriesId> ids, int64_t min_ms,
-                           int64_t max_ms, size_t threads, Prepare prepare)
+                           int64_t max_ms, size_t threads, Prepare prepare, std::function<absl::Status()> check)
     : store_(store),
       ids_(std::move(ids)),
       min_ms_(min_ms),
       max_ms_(max_ms),
       threads_(ids_.size() >= 2 * kChunk ? std::max<size_t>(threads, 1) : 1),
       ahead_(2 * threads_),
-      prepare_(std::move(prepare)) {
+      prepare_(std::move(prepare)),
+      check_(std::move(check)) {
   absl::MutexLock lock(&mu_);
   chunks_.resize((ids_.size() + kChunk - 1) / kChunk);
   if (threads_ <= 1) return;
@@ -50,6 +51,7 @@ SeriesReader::SeriesReader(storage::SeriesStore* store, std::vector<storage::Ser
 }
 
 SeriesReader::~SeriesReader() {
+  abandon_ = true;
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
@@ -75,18 +77,25 @@ void SeriesReader::Work(size_t worker) {
         spare_.pop_back();
       }
     }
-    ReadChunk(k, &chunk);
+    ReadChunk(k, &chunk, /*poll=*/false);
     absl::MutexLock lock(&mu_);
     chunks_[k] = std::move(chunk);
     changed_.SignalAll();
   }
 }
 
-void SeriesReader::ReadChunk(size_t k, Chunk* chunk) const {
+void SeriesReader::ReadChunk(size_t k, Chunk* chunk, bool poll) const {
   const size_t begin = k * kChunk, end = std::min(ids_.size(), begin + kChunk);
   chunk->status = store_->ReadMany(std::span(ids_).subspan(begin, end - begin), min_ms_, max_ms_, &chunk->samples);
   if (!chunk->status.ok()) chunk->samples.clear();
   for (size_t j = 0; j < chunk->samples.size(); ++j) {
+    absl::Status stop = abandon_ ? absl::CancelledError("the query stopped") : absl::OkStatus();
+    if (stop.ok() && poll && check_) stop = check_();
+    if (!stop.ok()) {
+      chunk->status = stop;
+      chunk->samples.resize(j);
+      break;
+    }
     SortByTime(chunk->samples[j]);
     if (prepare_) prepare_(begin + j, &chunk->samples[j]);
   }
@@ -97,8 +106,16 @@ absl::Status SeriesReader::Next(std::vector<model::Sample>* samples) {
   const size_t i = next_++;
   const size_t k = i / kChunk;
   absl::MutexLock lock(&mu_);
-  if (threads_ <= 1 && !chunks_[k].done) ReadChunk(k, &chunks_[k]);
-  while (!chunks_[k].done) changed_.Wait(&mu_);
+  if (threads_ <= 1 && !chunks_[k].done) ReadChunk(k, &chunks_[k], /*poll=*/true);
+  while (!chunks_[k].done) {
+    changed_.WaitWithTimeout(&mu_, absl::Milliseconds(20));
+    if (!chunks_[k].done && check_) {
+      if (absl::Status s = check_(); !s.ok()) {
+        abandon_ = true;
+        return s;
+      }
+    }
+  }
   Chunk& chunk = chunks_[k];
   const size_t j = i - k * kChunk;
   if (j >= chunk.samples.size()) return chunk.status;  // the read failed before this series

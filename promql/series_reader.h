@@ -45,8 +45,12 @@ class SeriesReader {
   // Reads `ids` (in this order) with up to `threads` threads; 1 or a short
   // list reads on the caller's thread. At most a few chunks of series are
   // read ahead of the caller, so memory stays bounded.
+  // `check`, when given, is called (on the caller's thread) while Next
+  // waits for the readers; its error stops them, between two series, and
+  // Next returns it — so a cancelled query stops however much work the
+  // readers have left.
   SeriesReader(storage::SeriesStore* store, std::vector<storage::SeriesId> ids, int64_t min_ms, int64_t max_ms,
-               size_t threads, Prepare prepare = nullptr);
+               size_t threads, Prepare prepare = nullptr, std::function<absl::Status()> check = nullptr);
   ~SeriesReader();  // stops the readers and joins them
   SeriesReader(const SeriesReader&) = delete;
   SeriesReader& operator=(const SeriesReader&) = delete;
@@ -67,7 +71,8 @@ class SeriesReader {
 
   void Work(size_t worker);
   // Reads chunk k's series into *chunk (whose vectors' memory is reused).
-  void ReadChunk(size_t k, Chunk* chunk) const;
+  // On the caller's thread (`poll`), check_ runs between series.
+  void ReadChunk(size_t k, Chunk* chunk, bool poll) const;
 
   storage::SeriesStore* const store_;
   const std::vector<storage::SeriesId> ids_;
@@ -75,6 +80,10 @@ class SeriesReader {
   const size_t threads_;
   const size_t ahead_;  // chunks a reader may be ahead of the caller
   const Prepare prepare_;
+  const std::function<absl::Status()> check_;
+  // Set when the readers are to stop (destruction, or check_ failed); read
+  // by them between two series.
+  std::atomic<bool> abandon_{false};
   size_t next_ = 0;     // the caller's next series
   absl::Mutex mu_;
   absl::CondVar changed_;  // a chunk was read or consumed, or stop_ set

@@ -60,11 +60,16 @@ TEST_F(PromQLQueryTest, InstantAndRangeAnswersStreamWithTypeAndStats) {
   ASSERT_TRUE(a.status.ok()) << a.status.error_message();
   ASSERT_FALSE(a.messages.empty());
   EXPECT_EQ(a.messages.front().result_type(), v1::RESULT_TYPE_VECTOR);
-  ASSERT_EQ(a.messages.front().chunks_size(), 2);
-  EXPECT_EQ(a.messages.front().chunks(0).labels(0).name(), "g");
-  EXPECT_EQ(a.messages.front().chunks(0).labels(0).value(), "even");
-  EXPECT_DOUBLE_EQ(a.messages.front().chunks(0).samples(0).value(), 2.0);  // two series at 1/s each
-  EXPECT_EQ(a.messages.front().chunks(0).samples(0).timestamp_ms(), kNow - 60'000);
+  // Series go out as the engine hands them over: they may be spread over
+  // messages however the writes happen to go.
+  std::vector<v1::SeriesChunk> chunks;
+  for (const auto& m : a.messages) chunks.insert(chunks.end(), m.chunks().begin(), m.chunks().end());
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].labels(0).name(), "g");
+  EXPECT_EQ(chunks[0].labels(0).value(), "even");
+  EXPECT_DOUBLE_EQ(chunks[0].samples(0).value(), 2.0);  // two series at 1/s each
+  EXPECT_EQ(chunks[0].samples(0).timestamp_ms(), kNow - 60'000);
+  EXPECT_EQ(chunks[1].labels(0).value(), "odd");
   const v1::QueryStats& stats = a.messages.back().stats();
   EXPECT_EQ(stats.series_selected(), 4u);
   EXPECT_EQ(stats.points_returned(), 2u);
@@ -100,6 +105,41 @@ TEST_F(PromQLQueryTest, InstantAndRangeAnswersStreamWithTypeAndStats) {
   ASSERT_TRUE(str.status.ok());
   EXPECT_EQ(str.messages.front().result_type(), v1::RESULT_TYPE_STRING);
   EXPECT_EQ(str.messages.front().string_result(), "hi");
+}
+
+// A selector's (or a range function's) series go to the client as each is
+// evaluated: when the answer turns out to be over the max-points limit,
+// the series before the limit have already arrived — evaluated whole, the
+// client would have had nothing but the error.
+TEST_F(PromQLQueryTest, SeriesStreamAsTheyCompleteInBoundedMemory) {
+  DaemonConfig config;
+  config.query.promql.limits.max_points = 100 * 60;  // 100 series of 60 points
+  StartWith(config);
+  Load(300);
+  for (const char* expr : {"c", "rate(c[1m])"}) {
+    v1::QueryRequest req;
+    req.set_expr(expr);
+    req.set_start_ms(kNow - 3'600'000 + 60'000);
+    req.set_end_ms(kNow - 60'000);
+    req.set_step_ms(60'000);  // 59 points a series
+    auto a = Run(req);
+    EXPECT_EQ(a.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << expr;
+    size_t series = 0;
+    for (const auto& m : a.messages) {
+      for (const auto& c : m.chunks()) series += c.last_chunk();
+    }
+    EXPECT_GE(series, 50u) << expr;
+    EXPECT_LE(series, 102u) << expr;
+  }
+  // An aggregation completes at the end: nothing goes out before the error.
+  v1::QueryRequest agg;
+  agg.set_expr("c + 0");
+  agg.set_start_ms(kNow - 3'600'000 + 60'000);
+  agg.set_end_ms(kNow - 60'000);
+  agg.set_step_ms(60'000);
+  auto a = Run(agg);
+  EXPECT_EQ(a.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(a.messages.empty());
 }
 
 TEST_F(PromQLQueryTest, OldClientsWithMatchersStillGetRawSamples) {

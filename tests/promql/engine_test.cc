@@ -417,3 +417,115 @@ TEST_F(EngineTest, ParallelReadsGiveTheSameAnswerInOrder) {
 
 }  // namespace
 }  // namespace sheaf::promql
+
+namespace sheaf::promql {
+namespace {
+
+// A sink gets exactly the series Query returns, in the same order; for a
+// selector or a range function over one, it gets each series while the
+// rest are still being read.
+class EngineStreamingTest : public EngineTest {};
+
+TEST_F(EngineStreamingTest, SinkGetsTheWholeAnswerInOrder) {
+  for (int i = 0; i < 300; ++i) {
+    Load(fmt::format("req_total{{host=\"h{:03}\",code=\"{}\"}}", i, i % 3 == 0 ? 500 : 200), "0+10x30 stale 5+1x10",
+         kMin, model::MetricType::kCounter);
+  }
+  Load("other{host=\"h000\"}", "1 2 3");
+  for (const char* q : {"req_total", "rate(req_total[5m])", "last_over_time(req_total[3m])",
+                        "rate({__name__=~\"req_total|other\"}[5m])", "sum by (code) (rate(req_total[5m]))",
+                        "absent_over_time(nothing[5m])", "req_total * 2", "1 + 1", "{host=\"h001\"}"}) {
+    for (int64_t step : {int64_t{0}, 2 * kMin}) {
+      QueryParams p;
+      p.start_ms = 10 * kMin;
+      p.end_ms = step > 0 ? 40 * kMin : p.start_ms;
+      p.step_ms = step;
+      auto whole = engine_->Query(q, p);
+      ASSERT_TRUE(whole.ok()) << q << ": " << whole.status();
+      std::vector<ResultSeries> got;
+      ValueType type = ValueType::kNone;
+      auto streamed = engine_->Query(q, p, [&](ValueType t, ResultSeries&& s) {
+        type = t;
+        got.push_back(std::move(s));
+        return absl::OkStatus();
+      });
+      ASSERT_TRUE(streamed.ok()) << q << ": " << streamed.status();
+      EXPECT_TRUE(streamed->series.empty()) << q;
+      ASSERT_EQ(got.size(), whole->series.size()) << q << " step " << step;
+      if (!got.empty()) {
+        EXPECT_EQ(type, whole->type) << q;
+      }
+      EXPECT_EQ(streamed->type, whole->type) << q;
+      EXPECT_EQ(streamed->stats.points_returned, whole->stats.points_returned) << q;
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].labels, whole->series[i].labels) << q << " #" << i;
+        ASSERT_EQ(got[i].points.size(), whole->series[i].points.size()) << q << " #" << i;
+        for (size_t j = 0; j < got[i].points.size(); ++j) {
+          EXPECT_EQ(got[i].points[j].timestamp_ms, whole->series[i].points[j].timestamp_ms);
+          EXPECT_EQ(std::bit_cast<uint64_t>(got[i].points[j].value),
+                    std::bit_cast<uint64_t>(whole->series[i].points[j].value))
+              << q << " #" << i << " point " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(EngineStreamingTest, TheFirstSeriesGoesOutBeforeTheRestAreRead) {
+  for (int i = 0; i < 1000; ++i) {
+    Load(fmt::format("req_total{{host=\"h{:04}\"}}", i), "0+10x30", kMin, model::MetricType::kCounter);
+  }
+  for (const char* q : {"rate(req_total[5m])", "req_total"}) {
+    // params.check is polled once per series read: how many polls had
+    // happened when the sink got its first series shows how far the
+    // evaluation had gone.
+    int polls = 0, polls_at_first = -1, series = 0;
+    QueryParams p;
+    p.start_ms = 10 * kMin;
+    p.end_ms = 30 * kMin;
+    p.step_ms = kMin;
+    p.check = [&] {
+      ++polls;
+      return absl::OkStatus();
+    };
+    auto r = engine_->Query(q, p, [&](ValueType, ResultSeries&&) {
+      if (series++ == 0) polls_at_first = polls;
+      return absl::OkStatus();
+    });
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(series, 1000) << q;
+    EXPECT_GE(polls, 1000) << q;
+    EXPECT_LT(polls_at_first, 100) << q << ": the first series waited for " << polls_at_first << " of " << polls;
+    // A sink that refuses stops the evaluation at once, with its error.
+    polls = 0;
+    series = 0;
+    auto stopped = engine_->Query(q, p, [&](ValueType, ResultSeries&&) {
+      return ++series == 3 ? absl::CancelledError("the client went away") : absl::OkStatus();
+    });
+    EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << q;
+    EXPECT_EQ(series, 3);
+    EXPECT_LT(polls, 100) << q;
+  }
+}
+
+TEST_F(EngineStreamingTest, MaxPointsIsCheckedAsSeriesGoOut) {
+  for (int i = 0; i < 50; ++i) Load(fmt::format("g{{i=\"{:02}\"}}", i), "1+1x30");
+  EngineOptions o;
+  o.limits.max_points = 100;
+  Reopen(o);
+  QueryParams p;
+  p.start_ms = 0;
+  p.end_ms = 30 * kMin;
+  p.step_ms = kMin;  // 31 points a series: the fourth is over
+  int series = 0;
+  auto r = engine_->Query("g", p, [&](ValueType, ResultSeries&&) {
+    ++series;
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("max-points"), std::string_view::npos) << r.status();
+  EXPECT_EQ(series, 3);
+}
+
+}  // namespace
+}  // namespace sheaf::promql
