@@ -70,7 +70,7 @@ std::vector<SeriesData> BatchBuilder::Build(const std::vector<HostMetric>& metri
     s.labels.reserve(labels.size());
     for (model::Label& l : labels) s.labels.emplace_back(std::move(l.name), std::move(l.value));  // sorted by name
     s.key = SeriesKey(s.labels);
-    s.type = m.kind == MetricKind::kCounter ? v1::METRIC_TYPE_COUNTER : v1::METRIC_TYPE_GAUGE;
+    s.type = static_cast<v1::MetricType>(m.kind);  // the model's numbering is the wire's
     s.timestamps_ms.push_back(ts);
     s.values.push_back(m.value);
     out.push_back(std::move(s));

@@ -1,24 +1,33 @@
-// sheaf-agent: collects this host's metrics every --interval and ships them
-// to sheafd.
+// sheaf-agent: collects this host's metrics (and local /metrics targets)
+// every --interval, spools them on disk and ships them to sheafd exactly
+// once. SIGHUP reloads the configuration; SIGTERM/SIGINT stop it, leaving
+// whatever the daemon has not acknowledged in the spool for the next start.
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
+#include <memory>
 
+#include "agent/agent_config.h"
 #include "agent/agent_state.h"
 #include "agent/batch_builder.h"
-#include "agent/host_collector.h"
+#include "agent/collectors/host_collector.h"
+#include "agent/discovery/address_source.h"
+#include "agent/discovery/daemon_picker.h"
+#include "agent/discovery/target.h"
+#include "agent/relabel/relabel.h"
+#include "agent/scrape/scraper.h"
 #include "agent/shipper.h"
+#include "agent/spool/spool.h"
 #include "common/clock.h"
-#include "common/flags.h"
 #include "common/log.h"
-#include "model/labels.h"
+#include "model/validation.h"
 #include "sheaf_version.h"
 
 namespace {
 
 using namespace sheaf;
+using namespace sheaf::agent;
 
 std::string HostName() {
   char buf[256] = {};
@@ -26,7 +35,7 @@ std::string HostName() {
   return buf;
 }
 
-std::string DropCounts(const agent::BatchBuilder::Stats& st) {
+std::string DropCounts(const BatchBuilder::Stats& st) {
   std::string out;
   for (const auto& [reason, n] : st.dropped_by_reason) {
     out += fmt::format("{}{}={}", out.empty() ? "" : ", ", model::ReasonName(reason), n);
@@ -34,102 +43,55 @@ std::string DropCounts(const agent::BatchBuilder::Stats& st) {
   return out.empty() ? "none" : out;
 }
 
-void LogSummary(const agent::Shipper::Stats& sh, const agent::BatchBuilder::Stats& b) {
+void LogSummary(const Shipper::Stats& sh, const Spool::Stats& sp, const BatchBuilder::Stats& b) {
   LogInfo(
-      "shipped up to sequence {} ({} streams ok, {} failed, {} batches dropped from a full queue); "
-      "sequence_conflicts={} unexpected_duplicates={} batches_resent={} sequence_errors={}; "
-      "series built {} (label values repaired to UTF-8 in {}), not sent because the daemon would reject them: {}",
-      sh.acked_sequence, sh.streams_ok, sh.streams_failed, sh.dropped, sh.sequence_conflicts, sh.unexpected_duplicates,
-      sh.batches_resent, sh.sequence_errors, b.series_built, b.series_sanitized, DropCounts(b));
+      "acknowledged up to sequence {} ({} batches, {} samples; {} streams ok, {} failed, {} reconnects); spool "
+      "{} bytes, {} batches waiting, dropped full={} too_old={} corrupt={}; refused by the daemon (dropped): {} "
+      "batches; sequence_conflicts={} unexpected_duplicates={} batches_resent={}; series built {} (label values "
+      "repaired to UTF-8 in {}), not sent because the daemon would reject them: {}",
+      sh.acked_sequence, sh.batches_acked, sh.samples_acked, sh.streams_ok, sh.streams_failed, sh.reconnects,
+      sp.bytes, sp.records_unacked, sp.dropped_records_full, sp.dropped_records_too_old, sp.dropped_records_corrupt,
+      sh.batches_dropped_invalid, sh.sequence_conflicts, sh.unexpected_duplicates, sh.batches_resent,
+      b.series_built, b.series_sanitized, DropCounts(b));
 }
+
+// What a reload can replace while the agent runs: the collectors, the
+// scrape targets, the relabel rules and the labels added to every series.
+struct Collection {
+  explicit Collection(const AgentConfig& c)
+      : host(HostPaths{c.proc_root, c.mounts}, c.collectors),
+        builder(c.extra_labels),
+        relabel(c.relabel.empty() ? nullptr : std::make_unique<MetricRelabeler>(c.relabel, "relabel")) {
+    if (!c.scrape.empty()) {
+      scraper = std::make_unique<Scraper>(c.scrape, ScraperOptions{.default_interval = c.interval});
+      scraper->Start();
+    }
+  }
+  HostCollector host;
+  BatchBuilder builder;
+  std::unique_ptr<MetricRelabeler> relabel;
+  std::unique_ptr<Scraper> scraper;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string daemon_address = "127.0.0.1:7470";
-  std::string config_file, log_level = "info", proc_root = "/proc", mounts = "/proc/self/mounts";
-  std::string state_dir = "/var/lib/sheaf-agent";
-  std::vector<std::string> label_flags;
-  std::chrono::milliseconds interval = std::chrono::seconds(10);
-  std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(5);
-  uint64_t max_pending = 8640;
-  int64_t count = 0;
-  agent::ShipperOptions shipper;
   const std::string host_name = HostName();
-
-  FlagSet flags("sheaf-agent", "sheaf-agent [flags]");
-  flags.ConfigFile(&config_file);
-  flags.String("daemon", &daemon_address, "sheafd's gRPC address (host:port)");
-  flags.String("state-dir", &state_dir,
-               "where the agent keeps its identity and batch sequences (created if missing; one per agent)");
-  flags.String("agent-id", &shipper.agent_id,
-               "this agent's identity (default: generated once and kept in --state-dir); must be unique");
-  flags.Duration("interval", &interval, "how often to collect");
-  flags.StringList("label", &label_flags,
-                   "extra label name=value on every series (repeatable); default host=<host name>");
-  flags.String("proc-root", &proc_root, "where /proc is (for containers with the host's /proc mounted elsewhere)");
-  flags.String("mounts-file", &mounts, "mount table read for filesystem metrics");
-  flags.Duration("stream-max-age", &shipper.stream_max_age,
-                 "how long one Push stream stays open before it is acknowledged");
-  flags.Uint("max-pending-batches", &max_pending,
-             "unacknowledged batches kept in memory; the oldest are dropped past it");
-  flags.Duration("backoff-max", &shipper.backoff_max, "longest wait between retries");
-  flags.Bool("gzip", &shipper.gzip, "compress batches with gzip");
-  flags.Int("count", &count, "stop after this many collections (0: run until SIGTERM)");
-  flags.Duration("shutdown-timeout", &shutdown_timeout,
-                 "on SIGTERM, how long to try to get queued batches acknowledged");
-  flags.String("log-level", &log_level, "debug, info, warn or error");
-  if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
+  AgentConfig config;
+  if (auto exit_code = LoadAgentConfigAtStart(argc, argv, host_name, &config)) return *exit_code;
   LogLevel level;
-  if (!ParseLogLevel(log_level, &level)) {
-    std::fprintf(stderr, "sheaf-agent: --log-level: \"%s\" is not debug, info, warn or error\n", log_level.c_str());
-    return 2;
-  }
+  ParseLogLevel(config.log_level, &level);  // checked by the load
   SetLogLevel(level);
-  if (interval.count() <= 0) {
-    std::fprintf(stderr, "sheaf-agent: --interval must be > 0\n");
-    return 2;
-  }
-  // The daemon's rule for agent ids: 1 to 256 bytes of UTF-8.
-  const bool explicit_id = !shipper.agent_id.empty();
-  if (explicit_id && !model::IsValidLabelValue(shipper.agent_id, 256)) {
-    std::fprintf(stderr, "sheaf-agent: --agent-id must be at most 256 bytes of UTF-8\n");
-    return 2;
-  }
-  if (state_dir.empty()) {
-    std::fprintf(stderr, "sheaf-agent: --state-dir must not be empty\n");
-    return 2;
-  }
-  LabelPairs extra;
-  for (const std::string& l : label_flags) {
-    auto eq = l.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::fprintf(stderr, "sheaf-agent: --label \"%s\": expected name=value\n", l.c_str());
-      return 2;
-    }
-    std::string name = l.substr(0, eq);
-    if (!model::IsValidLabelName(name) || name.starts_with("__")) {
-      std::fprintf(stderr,
-                   "sheaf-agent: --label \"%s\": \"%s\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, "
-                   "not starting with __)\n",
-                   l.c_str(), name.c_str());
-      return 2;
-    }
-    extra.emplace_back(std::move(name), l.substr(eq + 1));
-  }
-  // The host name is a label, not the identity: two hosts may share a name.
-  if (std::none_of(extra.begin(), extra.end(), [](const auto& l) { return l.first == "host"; })) {
-    extra.emplace_back("host", host_name);
-  }
-  shipper.max_pending_batches = max_pending;
 
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto state = agent::AgentState::Open({.dir = state_dir, .use_identity_file = !explicit_id});
+  const bool explicit_id = !config.shipper.agent_id.empty();
+  auto state = AgentState::Open({.dir = config.state_dir, .use_identity_file = !explicit_id});
   if (!state.ok()) {
     LogError("cannot start: {}{}", std::string(state.status().message()),
              state.status().code() == absl::StatusCode::kFailedPrecondition
@@ -137,48 +99,126 @@ int main(int argc, char** argv) {
                  : "");
     return 1;
   }
-  if (!explicit_id) shipper.agent_id = (*state)->identity();
+  if (!explicit_id) config.shipper.agent_id = (*state)->identity();
 
-  agent::HostCollector collector(agent::HostPaths{proc_root, mounts});
-  agent::BatchBuilder builder(extra);
-  agent::Shipper sender(shipper, agent::MakeDaemonChannel(daemon_address, {}), state->get());
-  LogInfo("sheaf-agent {} shipping to {} every {} ms as agent \"{}\" ({}), state in {}, next sequence {}",
-          SHEAF_VERSION, daemon_address, interval.count(), shipper.agent_id,
-          explicit_id                    ? "from --agent-id"
-          : (*state)->identity_created() ? "new identity, generated now"
-                                         : "identity file",
-          state_dir, (*state)->PeekNextSequence());
+  SpoolOptions spool_options;
+  spool_options.dir = config.spool_dir;
+  spool_options.max_bytes = config.spool_max_bytes;
+  spool_options.max_age = config.spool_max_age;
+  auto spool = Spool::Open(spool_options);
+  if (!spool.ok()) {
+    LogError("cannot start: the spool: {}", spool.status().ToString());
+    return spool.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  auto target = discovery::ParseTarget(config.daemon);  // checked by the load
+  auto source = discovery::OpenAddressSource(*target);
+  if (!source.ok()) {
+    LogError("cannot start: --daemon {}: {}", config.daemon, source.status().ToString());
+    return 2;
+  }
+  discovery::PickerOptions picker_options;
+  picker_options.identity = config.shipper.agent_id;
+  picker_options.health_interval = config.health_interval;
+  discovery::DaemonPicker picker(source->get(), picker_options);
+  Shipper shipper(config.shipper, &picker, spool->get(), state->get());
+  {
+    const Spool::Stats sp = (*spool)->stats();
+    LogInfo(
+        "sheaf-agent {} shipping to {} every {} ms as agent \"{}\" ({}), state in {}, next sequence {}; spool {} "
+        "with {} batches waiting ({} bytes)",
+        SHEAF_VERSION, config.daemon, config.interval.count(), config.shipper.agent_id,
+        explicit_id                    ? "from --agent-id"
+        : (*state)->identity_created() ? "new identity, generated now"
+                                       : "identity file",
+        config.state_dir, (*state)->PeekNextSequence(), config.spool_dir, sp.records_unacked, sp.bytes);
+  }
 
+  auto collection = std::make_unique<Collection>(config);
+  BatchBuilder::Stats builder_before;  // of builders replaced by reloads
+  uint64_t enqueue_failures = 0;
   int collections = 0;
   bool stop = false;
-  // The counters above also go to the log once an hour, so a long-running
-  // agent shows them without being stopped.
+  // The counters also go to the log once an hour, so a long-running agent
+  // shows them without being stopped.
   constexpr int64_t kSummaryEveryMs = 3600 * 1000;
   int64_t last_summary = MonotonicMs();
+  int64_t last_trim = MonotonicMs();
   while (!stop) {
     std::vector<std::string> errors;
-    auto metrics = collector.Collect(&errors);
+    std::vector<HostMetric> metrics = collection->host.Collect(&errors);
     for (const auto& e : errors) LogDebug("collector: {}", e);
-    sender.Enqueue(builder.Build(metrics, WallClockMs()));
-    LogDebug("collected {} series", metrics.size());
+    if (collection->scraper) {
+      std::vector<HostMetric> scraped = collection->scraper->Collect();
+      metrics.insert(metrics.end(), std::make_move_iterator(scraped.begin()), std::make_move_iterator(scraped.end()));
+    }
+    if (collection->relabel) {
+      std::erase_if(metrics, [&](HostMetric& m) { return !collection->relabel->Apply(&m); });
+    }
+    std::vector<SeriesData> batch = collection->builder.Build(metrics, WallClockMs());
+    if (!batch.empty()) {
+      if (absl::Status s = shipper.Enqueue(batch); !s.ok()) {
+        // Counted by the shipper; logged now and then, not per interval.
+        if (enqueue_failures++ % 60 == 0) {
+          LogError("a collection of {} series is lost: it could not be spooled ({}); {} lost so far", batch.size(),
+                   s.ToString(), enqueue_failures);
+        }
+      }
+    }
+    if (MonotonicMs() - last_trim >= 60'000) {
+      last_trim = MonotonicMs();
+      (*spool)->Trim();
+    }
     if (MonotonicMs() - last_summary >= kSummaryEveryMs) {
       last_summary = MonotonicMs();
-      LogSummary(sender.stats(), builder.stats());
+      LogSummary(shipper.stats(), (*spool)->stats(), collection->builder.stats());
     }
-    if (count > 0 && ++collections >= count) break;
+    if (config.count > 0 && ++collections >= config.count) break;
     // Sleep to the next interval boundary, waking for signals.
-    int64_t now = WallClockMs();
-    int64_t next = (now / interval.count() + 1) * interval.count();
-    struct timespec wait = {static_cast<time_t>((next - now) / 1000), static_cast<long>((next - now) % 1000) * 1000000};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) stop = true;
+    for (;;) {
+      int64_t now = WallClockMs();
+      int64_t next = (now / config.interval.count() + 1) * config.interval.count();
+      struct timespec wait = {static_cast<time_t>((next - now) / 1000),
+                              static_cast<long>((next - now) % 1000) * 1000000};
+      int sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig == SIGTERM || sig == SIGINT) {
+        stop = true;
+        break;
+      }
+      if (sig != SIGHUP) break;  // the interval is over
+      auto reloaded = LoadAgentConfig(argc, argv, host_name);
+      if (!reloaded.ok()) {
+        LogError("SIGHUP: the configuration is not valid, so the running one stays: {}",
+                 std::string(reloaded.status().message()));
+        continue;
+      }
+      for (const std::string& name : SettingsNeedingRestart(config, *reloaded)) {
+        LogWarn("SIGHUP: {} changed; it takes effect at the next restart", name);
+      }
+      ParseLogLevel(reloaded->log_level, &level);
+      SetLogLevel(level);
+      const BatchBuilder::Stats old = collection->builder.stats();
+      builder_before.series_built += old.series_built;
+      builder_before.series_sanitized += old.series_sanitized;
+      collection.reset();  // stops the old scraper before the new one starts
+      config.interval = reloaded->interval;
+      config.count = reloaded->count;
+      config.shutdown_timeout = reloaded->shutdown_timeout;
+      config.extra_labels = reloaded->extra_labels;
+      config.collectors = reloaded->collectors;
+      config.scrape = reloaded->scrape;
+      config.relabel = reloaded->relabel;
+      config.proc_root = reloaded->proc_root;
+      config.mounts = reloaded->mounts;
+      collection = std::make_unique<Collection>(config);
+      LogInfo("SIGHUP: reloaded: every {} ms, {} scrape targets, {} relabel rules", config.interval.count(),
+              config.scrape.size(), config.relabel.size());
+    }
   }
-  LogInfo("stopping: shipping what is queued (at most {} ms)", shutdown_timeout.count());
-  size_t left = sender.Stop(shutdown_timeout);
-  LogSummary(sender.stats(), builder.stats());
-  if (left > 0) {
-    LogWarn("{} batches were not acknowledged by the daemon and are lost", left);
-    return 1;
-  }
+  LogInfo("stopping: waiting at most {} ms for the daemon to acknowledge what was sent",
+          config.shutdown_timeout.count());
+  if (collection->scraper) collection->scraper->Stop();
+  size_t left = shipper.Stop(config.shutdown_timeout);
+  LogSummary(shipper.stats(), (*spool)->stats(), collection->builder.stats());
+  if (left > 0) LogInfo("{} batches wait in the spool {} and are sent at the next start", left, config.spool_dir);
   return 0;
 }

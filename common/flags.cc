@@ -199,6 +199,7 @@ absl::Status FlagSet::ApplyYamlFile(const std::string& path) {
   if (!root.IsMap()) return absl::InvalidArgumentError("config file " + path + ": expected a mapping of settings");
   for (const auto& kv : root) {
     std::string key = kv.first.as<std::string>();
+    if (sections_.contains(key)) continue;
     Flag* flag = Find(key);
     if (flag == nullptr || flag->name == "config") {
       return absl::InvalidArgumentError("config file " + path + ": unknown setting \"" + key + "\" (see " + program_ +

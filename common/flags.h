@@ -39,6 +39,10 @@ class FlagSet {
 
   // Registers --config FILE: a YAML file applied by ParseMain.
   void ConfigFile(std::string* target);
+  // A top-level key of the config file that is not a flag but a structured
+  // section the program reads itself (e.g. the agent's `scrape:` list):
+  // ApplyYamlFile leaves it alone instead of calling it unknown.
+  void ConfigSection(const std::string& key) { sections_.insert(key); }
 
   // What every main() does with its flags: parses (with --help and
   // --version built in) and applies --config. Returns the exit code when the
@@ -68,6 +72,7 @@ class FlagSet {
 
   std::string program_;
   std::string usage_;
+  std::set<std::string> sections_;
   std::vector<Flag> flags_;
   std::set<std::string> set_on_command_line_;
   bool help_requested_ = false;

@@ -13,6 +13,7 @@
 
 #include "agent/shipper.h"
 #include "common/clock.h"
+#include "tests/agent/agent_fixture.h"
 #include "tests/agent/daemon_fixture.h"
 #include "tests/support/temp_dir.h"
 
@@ -118,9 +119,10 @@ TEST(BatchBuilderTest, RepairedSeriesAreStoredByTheDaemon) {
   ShipperOptions o;
   o.agent_id = (*state)->identity();
   o.stream_max_age = std::chrono::milliseconds(200);
-  Shipper shipper(o, MakeDaemonChannel(std::string("127.0.0.1:") + std::to_string(d->grpc_port()), {}), state->get());
+  TestAgent agent(dir.path(), d->grpc_port(), state->get(), o);
+  Shipper& shipper = *agent.shipper;
   BatchBuilder b(LabelPairs{{"host", "h1"}});
-  shipper.Enqueue(b.Build({Gauge("node_filesystem_size_bytes", {{"mountpoint", "/mnt/bad\xff\xfe"}}, 100),
+  (void)shipper.Enqueue(b.Build({Gauge("node_filesystem_size_bytes", {{"mountpoint", "/mnt/bad\xff\xfe"}}, 100),
                            Gauge("node_bad_label", {{"1nvalid", "x"}}), Gauge("node_load1", {}, 0.5)},
                           WallClockMs()));
   ASSERT_TRUE(shipper.WaitAcked(std::chrono::seconds(10)));
@@ -156,8 +158,9 @@ TEST(BatchBuilderTest, HostWithANonUtf8MountPointShipsAllItsMetrics) {
   ShipperOptions o;
   o.agent_id = (*state)->identity();
   o.stream_max_age = std::chrono::milliseconds(200);
-  Shipper shipper(o, MakeDaemonChannel(std::string("127.0.0.1:") + std::to_string(d->grpc_port()), {}), state->get());
-  shipper.Enqueue(std::move(batch));
+  TestAgent agent(dir.path(), d->grpc_port(), state->get(), o);
+  Shipper& shipper = *agent.shipper;
+  ASSERT_TRUE(shipper.Enqueue(batch).ok());
   ASSERT_TRUE(shipper.WaitAcked(std::chrono::seconds(10)));
   EXPECT_EQ(shipper.stats().samples_rejected, 0u);
   EXPECT_EQ(sheaf::testing::StoredSamples(d->grpc_port()), metrics.size());
