@@ -7,8 +7,10 @@
 
 #include <cstdio>
 #include <memory>
+#include <mutex>
 
 #include "agent/agent_config.h"
+#include "agent/agent_metrics.h"
 #include "agent/agent_state.h"
 #include "agent/batch_builder.h"
 #include "agent/collectors/host_collector.h"
@@ -73,6 +75,90 @@ struct Collection {
   std::unique_ptr<Scraper> scraper;
 };
 
+// What the collection loop knows, copied for /metrics (whose requests run
+// on the server's threads) after every collection.
+struct LoopFigures {
+  std::mutex mu;
+  uint64_t collections = 0;
+  uint64_t samples_collected = 0;
+  BatchBuilder::Stats builder;          // this run's builders, reloads included
+  uint64_t relabel_dropped = 0;         // series the agent-wide relabel rules dropped
+  uint64_t enqueue_failures = 0;        // collections that could not be spooled
+  uint64_t enqueue_failed_samples = 0;
+  std::vector<ScrapeTargetFigures> scrape_targets;
+};
+
+void Add(BatchBuilder::Stats* into, const BatchBuilder::Stats& from) {
+  into->series_built += from.series_built;
+  into->series_sanitized += from.series_sanitized;
+  into->labels_sanitized += from.labels_sanitized;
+  into->series_dropped += from.series_dropped;
+  for (const auto& [reason, n] : from.dropped_by_reason) into->dropped_by_reason[reason] += n;
+}
+
+AgentMetricsSnapshot Snapshot(const AgentConfig& config, LoopFigures& loop, const Shipper& shipper,
+                              const Spool& spool, const discovery::DaemonPicker& picker) {
+  AgentMetricsSnapshot s;
+  s.agent_id = config.shipper.agent_id;
+  s.version = SHEAF_VERSION;
+  const Shipper::Stats sh = shipper.stats();
+  const Spool::Stats sp = spool.stats();
+  const discovery::DaemonPicker::Stats pk = picker.stats();
+  {
+    std::lock_guard lock(loop.mu);
+    s.collections = loop.collections;
+    s.samples_collected = loop.samples_collected;
+    s.series_dropped_invalid = loop.builder.series_dropped;
+    for (const auto& [reason, n] : loop.builder.dropped_by_reason) {
+      s.samples_dropped_by_reason[fmt::format("validation:{}", model::ReasonName(reason))] += n;
+    }
+    s.samples_dropped_by_reason["relabel"] = loop.relabel_dropped;
+    s.batches_dropped_by_reason["spool_write_error"] = loop.enqueue_failures;
+    s.samples_dropped_by_reason["spool_write_error"] = loop.enqueue_failed_samples;
+    s.scrape_targets = loop.scrape_targets;
+  }
+  s.current_daemon = pk.current;
+  s.batches_spooled = sh.batches_spooled;
+  s.batches_sent = sh.batches_sent;
+  s.batches_acked = sh.batches_acked;
+  s.samples_acked = sh.samples_acked;
+  s.samples_sent = sh.samples_acked;  // a batch's samples count as sent once acknowledged
+  s.batches_dropped_by_reason["spool_full"] = sp.dropped_records_full;
+  s.batches_dropped_by_reason["spool_too_old"] = sp.dropped_records_too_old;
+  s.batches_dropped_by_reason["spool_corrupt"] = sp.dropped_records_corrupt;
+  s.batches_dropped_by_reason["invalid_argument"] = sh.batches_dropped_invalid;
+  s.samples_dropped_by_reason["invalid_argument"] = sh.samples_dropped_invalid;
+  s.spool_bytes = sp.bytes;
+  s.spool_batches_unacked = sp.records_unacked;
+  s.spool_oldest_age_seconds =
+      sp.records_unacked > 0 && sp.oldest_unacked_ms > 0
+          ? std::max<double>(0, static_cast<double>(WallClockMs() - sp.oldest_unacked_ms) / 1000)
+          : 0;
+  s.streams_ok = sh.streams_ok;
+  s.streams_failed = sh.streams_failed;
+  s.reconnects = sh.reconnects;
+  s.daemon_switches = pk.switches;
+  s.sequence_conflicts = sh.sequence_conflicts;
+  s.acked_sequence = sh.acked_sequence;
+  s.ack_latency = sh.ack_latency;
+  return s;
+}
+
+std::vector<ScrapeTargetFigures> TargetFigures(const Scraper& scraper) {
+  std::vector<ScrapeTargetFigures> out;
+  for (const Scraper::TargetStatus& t : scraper.Targets()) {
+    out.push_back({.job = t.job,
+                   .instance = t.instance,
+                   .url = t.url,
+                   .up = t.up,
+                   .last_duration_seconds = t.last_duration_seconds,
+                   .last_samples = t.last_samples,
+                   .scrapes = t.scrapes,
+                   .failures = t.failures});
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,6 +221,20 @@ int main(int argc, char** argv) {
 
   auto collection = std::make_unique<Collection>(config);
   BatchBuilder::Stats builder_before;  // of builders replaced by reloads
+  uint64_t relabel_before = 0;
+  LoopFigures figures;
+  std::unique_ptr<AgentMetricsServer> metrics_server;
+  if (!config.metrics_listen.empty()) {
+    auto server = AgentMetricsServer::Start(config.metrics_listen, [&] {
+      return Snapshot(config, figures, shipper, **spool, picker);
+    });
+    if (!server.ok()) {
+      LogError("cannot start: --metrics-listen {}: {}", config.metrics_listen, server.status().ToString());
+      return 2;
+    }
+    metrics_server = *std::move(server);
+    LogInfo("serving the agent's own metrics on http://{}/metrics", metrics_server->address());
+  }
   uint64_t enqueue_failures = 0;
   int collections = 0;
   bool stop = false;
@@ -155,14 +255,31 @@ int main(int argc, char** argv) {
       std::erase_if(metrics, [&](HostMetric& m) { return !collection->relabel->Apply(&m); });
     }
     std::vector<SeriesData> batch = collection->builder.Build(metrics, WallClockMs());
+    size_t samples = 0;
+    for (const SeriesData& s : batch) samples += s.values.size();
+    bool lost = false;
     if (!batch.empty()) {
       if (absl::Status s = shipper.Enqueue(batch); !s.ok()) {
+        lost = true;
         // Counted by the shipper; logged now and then, not per interval.
         if (enqueue_failures++ % 60 == 0) {
           LogError("a collection of {} series is lost: it could not be spooled ({}); {} lost so far", batch.size(),
                    s.ToString(), enqueue_failures);
         }
       }
+    }
+    {
+      std::lock_guard lock(figures.mu);
+      ++figures.collections;
+      figures.samples_collected += samples;
+      figures.builder = builder_before;
+      Add(&figures.builder, collection->builder.stats());
+      figures.relabel_dropped = relabel_before + (collection->relabel ? collection->relabel->stats().dropped_total() : 0);
+      if (lost) {
+        ++figures.enqueue_failures;
+        figures.enqueue_failed_samples += samples;
+      }
+      if (collection->scraper) figures.scrape_targets = TargetFigures(*collection->scraper);
     }
     if (MonotonicMs() - last_trim >= 60'000) {
       last_trim = MonotonicMs();
@@ -196,9 +313,8 @@ int main(int argc, char** argv) {
       }
       ParseLogLevel(reloaded->log_level, &level);
       SetLogLevel(level);
-      const BatchBuilder::Stats old = collection->builder.stats();
-      builder_before.series_built += old.series_built;
-      builder_before.series_sanitized += old.series_sanitized;
+      Add(&builder_before, collection->builder.stats());
+      if (collection->relabel) relabel_before += collection->relabel->stats().dropped_total();
       collection.reset();  // stops the old scraper before the new one starts
       config.interval = reloaded->interval;
       config.count = reloaded->count;
@@ -218,7 +334,9 @@ int main(int argc, char** argv) {
           config.shutdown_timeout.count());
   if (collection->scraper) collection->scraper->Stop();
   size_t left = shipper.Stop(config.shutdown_timeout);
-  LogSummary(shipper.stats(), (*spool)->stats(), collection->builder.stats());
+  metrics_server.reset();
+  Add(&builder_before, collection->builder.stats());
+  LogSummary(shipper.stats(), (*spool)->stats(), builder_before);
   if (left > 0) LogInfo("{} batches wait in the spool {} and are sent at the next start", left, config.spool_dir);
   return 0;
 }

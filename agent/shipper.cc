@@ -372,10 +372,7 @@ bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* 
       if (!suspects.empty()) suspects_.erase(s.sequence);
       ++stats_.batches_acked;
       stats_.samples_acked += s.samples;
-      const double latency = Seconds(now - s.first_sent);
-      stats_.ack_latency_seconds_sum += latency;
-      ++stats_.ack_latency_count;
-      stats_.ack_latency_seconds_max = std::max(stats_.ack_latency_seconds_max, latency);
+      stats_.ack_latency.Observe(Seconds(now - s.first_sent));
     }
   }
   HandleAck(ack, sent, retried);

@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/agent_metrics.h"
 #include "agent/agent_state.h"
 #include "agent/batch_builder.h"
 #include "agent/discovery/daemon_picker.h"
@@ -122,9 +123,7 @@ class Shipper {
     uint64_t sequence_errors = 0;  // the state could not advance past a conflict
     std::string daemon;            // the daemon of the open (or last) stream
     // Time from a batch's first write to the ack that covered it.
-    double ack_latency_seconds_sum = 0;
-    uint64_t ack_latency_count = 0;
-    double ack_latency_seconds_max = 0;
+    LatencyHistogram ack_latency;
   };
   Stats stats() const;
 

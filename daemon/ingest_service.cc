@@ -311,6 +311,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     LogLimited(service_->reject_log_, LogLevel::kWarn, "Push stream from {} (agent \"{}\") ended: {}: {}",
                context_->peer(), agent_id_, GrpcCodeName(status.error_code()), status.error_message());
     service_->metrics_->StreamFailed(status.error_code());
+    // A hint for the client's backoff (sheaf-agent waits at least this
+    // long): the daemon is busy (a queue or limit) or cannot store now.
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      context_->AddTrailingMetadata("sheaf-retry-after-ms", "1000");
+    } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      context_->AddTrailingMetadata("sheaf-retry-after-ms", "2000");
+    }
     Finish(status);
   }
 
