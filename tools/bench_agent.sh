@@ -128,33 +128,32 @@ agent_pid=$!
 agent_start_ms=$(($(date +%s%N) / 1000000))
 metric() { curl -sf "http://127.0.0.1:$mp/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
 
+# Samples phase $1 for $2 seconds; sets phase_s (seconds it took) and
+# phase_cpu (% of one core) and prints the CPU and RSS lines.
+measure() {
+  local t0 c0 c1 t1
+  t0=$(date +%s.%N)
+  c0=$(cpu_ticks)
+  sample_for "$2" "$1"
+  c1=$(cpu_ticks)
+  t1=$(date +%s.%N)
+  phase_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
+  echo "  CPU: $(cpu_percent "$c0" "$c1" "$phase_s") % of one core on average ($((c1 - c0)) ticks in ${phase_s%.*} s)"
+  echo "  RSS min / median / max: $(spread_mib "$work/rss.$1") MiB ($(wc -l <"$work/rss.$1") samples);" \
+    "first $(head -1 "$work/rss.$1" | mib), last $(tail -1 "$work/rss.$1" | mib) MiB"
+}
+
 # Phase 1: the steady state with the daemon up.
 sleep "$WARMUP"
 alive
-t0=$(date +%s.%N)
-c0=$(cpu_ticks)
-sample_for "$DURATION" up
-c1=$(cpu_ticks)
-t1=$(date +%s.%N)
-up_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
 echo "phase 1, daemon up, ${DURATION} s after ${WARMUP} s of warm-up:"
-echo "  CPU: $(cpu_percent "$c0" "$c1" "$up_s") % of one core on average ($(( c1 - c0 )) ticks in ${up_s%.*} s)"
-echo "  RSS min / median / max: $(spread_mib "$work/rss.up") MiB" \
-  "($(wc -l <"$work/rss.up") samples)"
+measure up "$DURATION"
 
 # Phase 2: the daemon away.
 stop_daemon
-away_start_ms=$(($(date +%s%N) / 1000000))
-c2=$(cpu_ticks)
-t2=$(date +%s.%N)
-sample_for "$AWAY" away
-c3=$(cpu_ticks)
-t3=$(date +%s.%N)
-away_s=$(awk -v a="$t2" -v b="$t3" 'BEGIN {print b - a}')
 echo "phase 2, daemon away for ${AWAY} s:"
-echo "  CPU: $(cpu_percent "$c2" "$c3" "$away_s") % of one core on average"
-echo "  RSS min / median / max: $(spread_mib "$work/rss.away") MiB;" \
-  "first $(head -1 "$work/rss.away" | mib), last $(tail -1 "$work/rss.away" | mib) MiB"
+measure away "$AWAY"
+away_s=$phase_s
 spool_first=$(head -1 "$work/spool.away")
 spool_last=$(tail -1 "$work/spool.away")
 echo "  spool: $spool_first bytes at the start, $spool_last at the end," \
