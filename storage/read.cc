@@ -408,19 +408,24 @@ absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t s
                                         std::vector<std::vector<Sample>>* out) {
   // The caller's vectors keep their memory: a reader that passes the same
   // ones again decodes without allocating.
+  // Each series' head part goes straight into its output vector; blocks,
+  // read after, are merged in only where a series has both.
   out->resize(ids.size());
-  for (std::vector<Sample>& v : *out) v.clear();
-  std::vector<std::vector<Sample>> heads(ids.size());
   std::unique_ptr<rocksdb::Iterator> it;
   {
     absl::ReaderMutexLock lock(&mu_);
     // Heads and the blocks' snapshot together, as in ReadImpl.
     absl::MutexLock head_lock(&head_mu_);
     for (size_t i = 0; i < ids.size(); ++i) {
+      std::vector<Sample>& dest = (*out)[i];
+      dest.clear();
       if (ids[i] < 1 || ids[i] > entries_.size()) continue;
-      for (const Sample& x : entries_[ids[i] - 1].head) {
-        if (x.timestamp_ms >= start_ms && x.timestamp_ms <= end_ms) heads[i].push_back(x);
-      }
+      const std::vector<Sample>& head = entries_[ids[i] - 1].head;  // in time order
+      auto lo = std::lower_bound(head.begin(), head.end(), start_ms,
+                                 [](const Sample& x, int64_t t) { return x.timestamp_ms < t; });
+      auto hi = std::upper_bound(lo, head.end(), end_ms,
+                                 [](int64_t t, const Sample& x) { return t < x.timestamp_ms; });
+      dest.assign(lo, hi);
     }
     it.reset(db_->NewIterator(rocksdb::ReadOptions(), samples_));
   }
@@ -431,7 +436,7 @@ absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t s
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
   constexpr int kMaxSteps = 16;
   SeriesId previous = 0;
-  std::vector<Sample> blocks;
+  std::vector<Sample> blocks, merged;
   for (size_t i : order) {
     const SeriesId id = ids[i];
     const std::string from = keys::SeriesTimeKey(id, keys::WindowStart(start_ms, options_.block_window_ms));
@@ -463,21 +468,24 @@ absl::Status RocksSeriesStore::ReadMany(std::span<const SeriesId> ids, int64_t s
     // Blocks are in time order, and so is the head; a timestamp in both
     // takes the head's value (the newer write).
     std::vector<Sample>& dest = (*out)[i];
-    const std::vector<Sample>& head = heads[i];
-    if (head.empty()) {
+    if (blocks.empty()) continue;  // dest holds the head's part, if any
+    if (dest.empty()) {
       dest.swap(blocks);  // blocks takes dest's (empty) memory for the next series
       continue;
     }
-    dest.reserve(blocks.size() + head.size());
+    const std::vector<Sample>& head = dest;
+    merged.clear();
+    merged.reserve(blocks.size() + head.size());
     size_t b = 0, h = 0;
     while (b < blocks.size() || h < head.size()) {
       if (h < head.size() && (b == blocks.size() || head[h].timestamp_ms <= blocks[b].timestamp_ms)) {
         if (b < blocks.size() && blocks[b].timestamp_ms == head[h].timestamp_ms) ++b;
-        dest.push_back(head[h++]);
+        merged.push_back(head[h++]);
       } else {
-        dest.push_back(blocks[b++]);
+        merged.push_back(blocks[b++]);
       }
     }
+    dest.swap(merged);
   }
   return absl::OkStatus();
 }

@@ -73,8 +73,10 @@ double ProcessCpuSeconds() {
 }
 
 void RunQuery(benchmark::State& state, storage::SeriesStore* store, const std::string& q, int64_t start, int64_t end,
-              int64_t step) {
-  Engine engine(store, EngineOptions{});
+              int64_t step, size_t read_threads = EngineOptions{}.read_threads) {
+  EngineOptions options;
+  options.read_threads = read_threads;
+  Engine engine(store, options);
   QueryParams p;
   p.start_ms = start;
   p.end_ms = end;
@@ -109,6 +111,15 @@ void BM_FleetCpuRate(benchmark::State& state) {
            60'000);
 }
 BENCHMARK(BM_FleetCpuRate)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+// The same from blocks with 1, 2 and 3 reader threads (the engine's
+// default is 2): how the work spreads over this machine's cores.
+void BM_FleetCpuRateReaders(benchmark::State& state) {
+  static LoadedFleet* blocks = new LoadedFleet(1000, 360, 10'000, kStart + kHour, true);
+  RunQuery(state, blocks->store.get(), "sum by (region) (rate(node_cpu_seconds_total[1m]))", kStart, kStart + kHour,
+           60'000, static_cast<size_t>(state.range(0)));
+}
+BENCHMARK(BM_FleetCpuRateReaders)->ArgName("readers")->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kMillisecond);
 
 // The same series and samples read, almost nothing computed: what reading costs.
 void BM_FleetReadOnly(benchmark::State& state) {
