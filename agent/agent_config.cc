@@ -49,6 +49,10 @@ void RegisterFlags(FlagSet& flags, AgentConfig* c) {
   flags.String("metrics-listen", &c->metrics_listen,
                "serve the agent's own /metrics here (host:port, e.g. 127.0.0.1:9475); off when empty");
   flags.Int("count", &c->count, "stop after this many collections (0: run until SIGTERM)");
+  flags.Uint("batch-max-samples", &c->batch_max_samples,
+             "a batch holds at most this many samples; a larger collection is split");
+  flags.Duration("batch-max-delay", &c->batch_max_delay,
+                 "collections are gathered into one batch for at most this long (0: a batch per collection)");
   flags.Duration("shutdown-timeout", &c->shutdown_timeout,
                  "on SIGTERM, how long to wait for the daemon to acknowledge what was sent");
   flags.String("log-level", &c->log_level, "debug, info, warn or error");
@@ -93,6 +97,8 @@ absl::Status Finish(const std::string& host_name, AgentConfig* c) {
     return absl::InvalidArgumentError(fmt::format("--daemon: {}", std::string(t.status().message())));
   }
   if (!(c->shipper.replay_rate > 0)) return absl::InvalidArgumentError("--replay-rate must be > 0");
+  if (c->batch_max_samples == 0) return absl::InvalidArgumentError("--batch-max-samples must be > 0");
+  if (c->batch_max_delay.count() < 0) return absl::InvalidArgumentError("--batch-max-delay must be >= 0");
   c->extra_labels.clear();
   for (const std::string& l : c->label_flags) {
     auto eq = l.find('=');

@@ -44,6 +44,11 @@ struct AgentConfig {
   bool cpu_per_cpu = true;
   std::string metrics_listen;  // "": no /metrics
   int64_t count = 0;           // stop after this many collections (0: never)
+  // A batch closes when it has this many samples (a larger collection is
+  // split) or its first collection is this old (0: every collection is
+  // a batch).
+  uint64_t batch_max_samples = 20000;
+  std::chrono::milliseconds batch_max_delay{0};
   ShipperOptions shipper;      // agent_id comes from --agent-id or the state
 
   // From the file's sections.

@@ -236,6 +236,39 @@ int main(int argc, char** argv) {
     LogInfo("serving the agent's own metrics on http://{}/metrics", metrics_server->address());
   }
   uint64_t enqueue_failures = 0;
+  // Collections gathered into the next batch (--batch-max-delay), and a
+  // batch's split by size (--batch-max-samples).
+  std::vector<SeriesData> pending;
+  size_t pending_samples = 0;
+  int64_t pending_since = 0;
+  auto spool_batch = [&](const std::vector<SeriesData>& b, size_t samples) {
+    absl::Status s = shipper.Enqueue(b);
+    if (s.ok()) return;
+    // Counted by the shipper; logged now and then, not per interval.
+    if (enqueue_failures++ % 60 == 0) {
+      LogError("a batch of {} series is lost: it could not be spooled ({}); {} lost so far", b.size(), s.ToString(),
+               enqueue_failures);
+    }
+    std::lock_guard lock(figures.mu);
+    ++figures.enqueue_failures;
+    figures.enqueue_failed_samples += samples;
+  };
+  auto flush = [&] {
+    std::vector<SeriesData> part;
+    size_t part_samples = 0;
+    for (SeriesData& s : pending) {
+      if (!part.empty() && part_samples + s.values.size() > config.batch_max_samples) {
+        spool_batch(part, part_samples);
+        part.clear();
+        part_samples = 0;
+      }
+      part_samples += s.values.size();
+      part.push_back(std::move(s));
+    }
+    if (!part.empty()) spool_batch(part, part_samples);
+    pending.clear();
+    pending_samples = 0;
+  };
   int collections = 0;
   bool stop = false;
   // The counters also go to the log once an hour, so a long-running agent
@@ -257,16 +290,11 @@ int main(int argc, char** argv) {
     std::vector<SeriesData> batch = collection->builder.Build(metrics, WallClockMs());
     size_t samples = 0;
     for (const SeriesData& s : batch) samples += s.values.size();
-    bool lost = false;
-    if (!batch.empty()) {
-      if (absl::Status s = shipper.Enqueue(batch); !s.ok()) {
-        lost = true;
-        // Counted by the shipper; logged now and then, not per interval.
-        if (enqueue_failures++ % 60 == 0) {
-          LogError("a collection of {} series is lost: it could not be spooled ({}); {} lost so far", batch.size(),
-                   s.ToString(), enqueue_failures);
-        }
-      }
+    if (pending.empty()) pending_since = MonotonicMs();
+    pending.insert(pending.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+    pending_samples += samples;
+    if (pending_samples >= config.batch_max_samples || MonotonicMs() - pending_since >= config.batch_max_delay.count()) {
+      flush();
     }
     {
       std::lock_guard lock(figures.mu);
@@ -275,10 +303,6 @@ int main(int argc, char** argv) {
       figures.builder = builder_before;
       Add(&figures.builder, collection->builder.stats());
       figures.relabel_dropped = relabel_before + (collection->relabel ? collection->relabel->stats().dropped_total() : 0);
-      if (lost) {
-        ++figures.enqueue_failures;
-        figures.enqueue_failed_samples += samples;
-      }
       if (collection->scraper) figures.scrape_targets = TargetFigures(*collection->scraper);
     }
     if (MonotonicMs() - last_trim >= 60'000) {
@@ -317,6 +341,8 @@ int main(int argc, char** argv) {
       if (collection->relabel) relabel_before += collection->relabel->stats().dropped_total();
       collection.reset();  // stops the old scraper before the new one starts
       config.interval = reloaded->interval;
+      config.batch_max_samples = reloaded->batch_max_samples;
+      config.batch_max_delay = reloaded->batch_max_delay;
       config.count = reloaded->count;
       config.shutdown_timeout = reloaded->shutdown_timeout;
       config.extra_labels = reloaded->extra_labels;
@@ -333,6 +359,7 @@ int main(int argc, char** argv) {
   LogInfo("stopping: waiting at most {} ms for the daemon to acknowledge what was sent",
           config.shutdown_timeout.count());
   if (collection->scraper) collection->scraper->Stop();
+  flush();
   size_t left = shipper.Stop(config.shutdown_timeout);
   metrics_server.reset();
   Add(&builder_before, collection->builder.stats());

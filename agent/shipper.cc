@@ -340,8 +340,13 @@ bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* 
       sent_before_.erase(bad.sequence);
       ++stats_.batches_dropped_invalid;
       stats_.samples_dropped_invalid += bad.samples;
-      LogError("the daemon refuses batch {} ({} samples) with INVALID_ARGUMENT, so it is dropped, not retried: {}",
-               bad.sequence, bad.samples, status.error_message());
+      // Logged for the first and then every 100th: counted always.
+      if (stats_.batches_dropped_invalid % 100 == 1) {
+        LogError(
+            "the daemon refuses batch {} ({} samples) with INVALID_ARGUMENT, so it is dropped, not retried ({} so "
+            "far): {}",
+            bad.sequence, bad.samples, stats_.batches_dropped_invalid, status.error_message());
+      }
       (void)spool_->Ack(bad.sequence);
       cv_.notify_all();
       return true;
