@@ -47,16 +47,38 @@ HttpResponse HttpGet(int port, const std::string& path) {
   return out;
 }
 
-CountingRelay::CountingRelay(int target_port) : target_port_(target_port) {
-  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+namespace {
+
+// A listening socket on 127.0.0.1 at a port the kernel chooses (*port).
+int ListenLoopback(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  listen(listen_fd_, 16);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  listen(fd, 16);
   socklen_t len = sizeof(addr);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// The next connection accepted on `listen_fd`, or -1 once `stop` is set
+// (looked at every 100 ms).
+int AcceptUntil(int listen_fd, const std::atomic<bool>& stop) {
+  while (!stop) {
+    pollfd p{listen_fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    int client = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client >= 0) return client;
+  }
+  return -1;
+}
+
+}  // namespace
+
+CountingRelay::CountingRelay(int target_port) : target_port_(target_port) {
+  listen_fd_ = ListenLoopback(&port_);
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
@@ -69,11 +91,7 @@ CountingRelay::~CountingRelay() {
 }
 
 void CountingRelay::AcceptLoop() {
-  while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
+  for (int client; (client = AcceptUntil(listen_fd_, stop_)) >= 0;) {
     int server = ConnectLoopback(target_port_);
     if (server < 0) {
       close(client);
@@ -107,6 +125,46 @@ void CountingRelay::AcceptLoop() {
       close(client);
       close(server);
     });
+  }
+}
+
+StaticHttpServer::StaticHttpServer(std::string body)
+    : response_("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body) {
+  listen_fd_ = ListenLoopback(&port_);
+  server_ = std::thread([this] { Serve(); });
+}
+
+StaticHttpServer::~StaticHttpServer() {
+  stop_ = true;
+  shutdown(listen_fd_, SHUT_RDWR);
+  server_.join();
+  close(listen_fd_);
+}
+
+void StaticHttpServer::Serve() {
+  for (int client; (client = AcceptUntil(listen_fd_, stop_)) >= 0;) {
+    timeval send_bound{5, 0};  // a client that stops reading cannot hold the server
+    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &send_bound, sizeof(send_bound));
+    // The request is read up to its blank line (a GET has no body), so
+    // closing after the answer does not reset the connection under it.
+    std::string request;
+    char buf[4096];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (request.find("\r\n\r\n") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd c{client, POLLIN, 0};
+      if (poll(&c, 1, 100) <= 0) continue;
+      ssize_t n = read(client, buf, sizeof(buf));
+      if (n <= 0) break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    for (size_t off = 0; off < response_.size() && !stop_;) {
+      ssize_t n = send(client, response_.data() + off, response_.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ++requests_;
+    close(client);
   }
 }
 

@@ -1,5 +1,6 @@
-// Small network helpers for tests: an HTTP GET over loopback and a TCP relay
-// that counts the bytes it forwards (to see what really crosses the wire).
+// Small network helpers for tests: an HTTP GET over loopback, a TCP relay
+// that counts the bytes it forwards (to see what really crosses the wire)
+// and an HTTP server answering every request with one fixed body.
 #ifndef SHEAF_TESTS_SUPPORT_NET_H_
 #define SHEAF_TESTS_SUPPORT_NET_H_
 
@@ -40,6 +41,27 @@ class CountingRelay {
   std::atomic<uint64_t> up_{0};
   std::thread acceptor_;
   std::vector<std::thread> pumps_;
+};
+
+// Listens on 127.0.0.1 (a port the kernel chooses) and answers every HTTP
+// request with `body` (200, text/plain 0.0.4), one connection at a time,
+// closing each after the answer: a scrape target of any size without a
+// process. A client gets at most 5 s to send its request.
+class StaticHttpServer {
+ public:
+  explicit StaticHttpServer(std::string body);
+  ~StaticHttpServer();
+  int port() const { return port_; }
+  uint64_t requests() const { return requests_; }
+
+ private:
+  void Serve();
+  const std::string response_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> requests_{0};
+  std::thread server_;
 };
 
 }  // namespace sheaf::testing
