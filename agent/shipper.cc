@@ -254,10 +254,9 @@ bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* 
     std::lock_guard lock(mu_);
     active_ = &context;
     stats_.daemon = pick.address;
-    if (last_daemon_ != pick.address) {
-      if (!last_daemon_.empty()) ++stats_.reconnects;
-      last_daemon_ = pick.address;
-    }
+    // A stream after a failed one, or to another daemon, is a reconnection.
+    if (!last_daemon_.empty() && (new_episode_ || last_daemon_ != pick.address)) ++stats_.reconnects;
+    last_daemon_ = pick.address;
     suspects = suspects_;
   }
   v1::PushAck ack;

@@ -110,7 +110,7 @@ class Shipper {
     uint64_t batches_replayed = 0;  // of the sent ones, through the backlog lane
     uint64_t streams_ok = 0;
     uint64_t streams_failed = 0;
-    uint64_t reconnects = 0;        // streams opened to a daemon other than the last one
+    uint64_t reconnects = 0;        // streams opened after a failed one, or to another daemon
     uint64_t samples_rejected = 0;  // by the daemon's validation (in acks)
     uint64_t batches_dropped_invalid = 0;  // refused alone with INVALID_ARGUMENT
     uint64_t samples_dropped_invalid = 0;
