@@ -10,6 +10,8 @@
 #include "agent/shipper.h"
 
 #include <grpcpp/grpcpp.h>
+
+#include <mutex>
 #include <gtest/gtest.h>
 
 #include "common/clock.h"
@@ -294,6 +296,52 @@ TEST(ShipperTest, ABatchRefusedAsInvalidIsFoundDroppedAndCounted) {
   auto st = agent.shipper->stats();
   EXPECT_EQ(st.batches_dropped_invalid, 1u);
   EXPECT_EQ(st.samples_dropped_invalid, 1u);
+}
+
+// A daemon that is busy answers RESOURCE_EXHAUSTED with a retry hint in
+// the trailing metadata: the agent waits at least that long before the
+// next attempt (its own backoff here is far shorter), then delivers.
+class BusyIngest final : public v1::IngestService::Service {
+ public:
+  grpc::Status Push(grpc::ServerContext* context, grpc::ServerReader<v1::MetricBatch>* reader,
+                    v1::PushAck* ack) override {
+    v1::MetricBatch batch;
+    uint64_t n = 0;
+    while (reader->Read(&batch)) ++n;
+    std::lock_guard lock(mu);
+    attempts.push_back(std::chrono::steady_clock::now());
+    if (attempts.size() == 1) {
+      context->AddTrailingMetadata("sheaf-retry-after-ms", "1500");
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry later");
+    }
+    ack->set_durable_sequence(batch.sequence());
+    ack->set_batches_applied(n);
+    return grpc::Status::OK;
+  }
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> attempts;
+};
+
+TEST(ShipperTest, TheDaemonsRetryHintIsHonoured) {
+  BusyIngest busy;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&busy);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  testing::TempDir dir;
+  auto state = OpenState(dir.Sub("state"));
+  ASSERT_NE(state, nullptr);
+  TestAgent agent(dir.path(), port, state.get(), FastOptions());  // backoff 50-300 ms
+  ASSERT_TRUE(agent.shipper->Enqueue(OneSample("m", 1)).ok());
+  ASSERT_TRUE(agent.shipper->WaitAcked(std::chrono::seconds(20)));
+  std::lock_guard lock(busy.mu);
+  ASSERT_GE(busy.attempts.size(), 2u);
+  EXPECT_GE(busy.attempts[1] - busy.attempts[0], std::chrono::milliseconds(1500));
+  agent.shipper->Stop(std::chrono::seconds(1));
+  server->Shutdown();
 }
 
 // The state cannot hand out sequences: the batch is not kept, and the
