@@ -24,7 +24,8 @@ void RegisterFlags(FlagSet& flags, AgentConfig* c) {
                "where the agent keeps its identity and batch sequences (created if missing; one per agent)");
   flags.String("spool-dir", &c->spool_dir,
                "where batches wait until a daemon acknowledges them (default: <state-dir>/spool)");
-  flags.Uint("spool-max-bytes", &c->spool_max_bytes, "bound of the spool on disk; past it the oldest batches go");
+  flags.Uint("spool-max-bytes", &c->spool_max_bytes,
+             "bound of the spool on disk (at least 256 KiB); past it the oldest batches go");
   flags.Duration("spool-max-age", &c->spool_max_age, "batches older than this are dropped from the spool");
   flags.String("agent-id", &c->shipper.agent_id,
                "this agent's identity (default: generated once and kept in --state-dir); must be unique");
@@ -97,6 +98,10 @@ absl::Status Finish(const std::string& host_name, AgentConfig* c) {
     return absl::InvalidArgumentError(fmt::format("--daemon: {}", std::string(t.status().message())));
   }
   if (!(c->shipper.replay_rate > 0)) return absl::InvalidArgumentError("--replay-rate must be > 0");
+  if (c->spool_max_bytes < (256u << 10)) {
+    return absl::InvalidArgumentError(
+        fmt::format("--spool-max-bytes {} is too small: at least 262144 (256 KiB)", c->spool_max_bytes));
+  }
   if (c->batch_max_samples == 0) return absl::InvalidArgumentError("--batch-max-samples must be > 0");
   if (c->batch_max_delay.count() < 0) return absl::InvalidArgumentError("--batch-max-delay must be >= 0");
   c->extra_labels.clear();

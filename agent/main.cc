@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -191,6 +192,9 @@ int main(int argc, char** argv) {
   spool_options.dir = config.spool_dir;
   spool_options.max_bytes = config.spool_max_bytes;
   spool_options.max_age = config.spool_max_age;
+  // Whole segments are dropped at the bound: a quarter of it each, at most
+  // 8 MiB, so a small bound still holds several.
+  spool_options.segment_bytes = std::clamp<uint64_t>(config.spool_max_bytes / 4, 64 << 10, 8 << 20);
   auto spool = Spool::Open(spool_options);
   if (!spool.ok()) {
     LogError("cannot start: the spool: {}", spool.status().ToString());
@@ -233,7 +237,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     metrics_server = *std::move(server);
-    LogInfo("serving the agent's own metrics on http://{}/metrics", metrics_server->address());
+    const size_t colon = config.metrics_listen.rfind(':');
+    const std::string host =
+        colon == std::string::npos || colon == 0 ? "127.0.0.1" : config.metrics_listen.substr(0, colon);
+    LogInfo("serving the agent's own metrics on http://{}:{}/metrics", host, metrics_server->port());
   }
   uint64_t enqueue_failures = 0;
   // Collections gathered into the next batch (--batch-max-delay), and a

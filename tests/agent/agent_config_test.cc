@@ -77,6 +77,7 @@ TEST(AgentConfigTest, BadSettingsSayWhatIsWrong) {
            {"", {"--disable-collector", "cpux"}, "cpux"},
            {"", {"--interval", "0s"}, "--interval must be > 0"},
            {"", {"--log-level", "loud"}, "--log-level"},
+           {"", {"--spool-max-bytes", "1000"}, "at least 262144"},
            {"scrape: [\n", {}, "a.yaml"},
        }) {
     Write(dir.Sub("a.yaml"), c.yaml);
