@@ -7,7 +7,9 @@
 #  2. build-tsan   ThreadSanitizer: the storage and promql suites
 #                  (store_concurrency_test and the engine's parallel reads
 #                  are the multi-threaded ones); only those are built.
-#  3. build-clang  only if clang++-14 is installed: the store compiled with
+#  3. build-clang  only if clang++-14 is installed: the store, the query
+#                  engine and the agent's spool and relabeling (the parts
+#                  without gRPC that lock) compiled with
 #                  clang's -Wthread-safety, which checks the absl::Mutex
 #                  annotations of storage/store.h (a warning fails the build).
 #
@@ -92,11 +94,12 @@ ninja -C build-tsan -j "$jobs" "${tsan_targets[@]}"
 run_tests build-tsan "${tsan_tests[@]}"
 
 if command -v clang++-14 >/dev/null; then
-  phase "3/3 clang -Wthread-safety: build-clang (the store and the query engine)"
+  phase "3/3 clang -Wthread-safety: build-clang (the store, the query engine, the agent's spool and relabeling)"
   if [ ! -f build-clang/build.ninja ]; then
     CXX=clang++-14 meson setup build-clang -Dcpp_args=-Wthread-safety -Dtests=false -Dbenchmarks=false >/dev/null
   fi
-  if ninja -C build-clang -j "$jobs" -k 0 storage/libsheaf_storage.a promql/libsheaf_promql.a; then
+  if ninja -C build-clang -j "$jobs" -k 0 storage/libsheaf_storage.a promql/libsheaf_promql.a \
+    agent/spool/libsheaf_spool.a agent/relabel/libsheaf_agent_relabel.a; then
     echo "clang -Wthread-safety: no warnings"
     passed=$((passed + 1))
   else
