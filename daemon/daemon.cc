@@ -21,6 +21,7 @@
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
+#include "daemon/remote_write.h"
 #include "daemon/rpc_interceptor.h"
 #include "daemon/rpc_metrics.h"
 #include "daemon/store_collector.h"
@@ -195,6 +196,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->http->Handle("/metrics", {"GET"},
                    [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
   st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate));
+  st->http->Handle("/api/v1/write", {"POST"}, RemoteWriteHandler(st->ingest.get(), {}, st->registry.get()));
   if (auto s = st->http->Start(); !s.ok()) return s;
   st->http_port = st->http->port();
 

@@ -413,10 +413,11 @@ absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::Appen
 absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     const std::string& agent_id, uint64_t sequence, model::MetricType type,
     std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series) {
-  if (!model::IsValidLabelValue(agent_id, kMaxAgentIdBytes) || agent_id.empty() || sequence == 0 ||
-      sequence >= kMaxSequence) {
-    return absl::InvalidArgumentError(
-        fmt::format("agent_id must be 1 to {} bytes of UTF-8 and 0 < sequence < 2^63", kMaxAgentIdBytes));
+  const bool unsequenced = agent_id.empty() && sequence == 0;  // remote write: no exactly-once
+  if (!unsequenced && (!model::IsValidLabelValue(agent_id, kMaxAgentIdBytes) || agent_id.empty() || sequence == 0 ||
+                       sequence >= kMaxSequence)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "agent_id must be 1 to {} bytes of UTF-8 and 0 < sequence < 2^63 (or both empty)", kMaxAgentIdBytes));
   }
   WriteResult out;
   const auto duplicate = [&] {
@@ -424,7 +425,7 @@ absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     metrics_->BatchDuplicate(/*unexpected=*/false);
     return out;
   };
-  if (store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id, sequence, 0)) {
+  if (!unsequenced && store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id, sequence, 0)) {
     return duplicate();  // before any work, as Push
   }
   const auto reject = [&](const model::Rejection& r, size_t samples) {

@@ -76,7 +76,9 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   // (labels with __name__, samples) of `type` from `agent_id` with
   // `sequence`, on the caller's thread, through the steps a Push batch of
   // inline series takes: the same validation, series creation, append
-  // (idempotent by sequence), live tail and ingest metrics. UNAVAILABLE
+  // (idempotent by sequence), live tail and ingest metrics. An empty
+  // `agent_id` with `sequence` 0 writes without a sequence (remote write:
+  // not idempotent; a repeated sample is stored once anyway). UNAVAILABLE
   // when the store cannot write.
   absl::StatusOr<WriteResult> Write(const std::string& agent_id, uint64_t sequence, model::MetricType type,
                                     std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series);

@@ -127,7 +127,7 @@ std::optional<Rejection> ValidateSamples(const Labels& labels, MetricType type, 
                                 "(now {} ms; check the sender's clock)",
                                 FormatLabelsShort(labels), s.timestamp_ms, earliest, latest, now_ms));
     }
-    if (!std::isfinite(s.value)) {
+    if (!std::isfinite(s.value) && !IsStaleMarker(s.value)) {
       return Reject(RejectReason::kInvalidValue, fmt::format("{} has a non-finite value ({}) at {}",
                                                              FormatLabelsShort(labels), s.value, s.timestamp_ms));
     }

@@ -3,7 +3,9 @@
 #ifndef SHEAF_MODEL_VALIDATION_H_
 #define SHEAF_MODEL_VALIDATION_H_
 
+#include <bit>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -61,6 +63,12 @@ struct Rejection {
 // values (Prometheus treats them as absent), sorts, and checks names,
 // values and the metric name (including histogram suffix rules).
 std::optional<Rejection> ValidateLabels(Labels& labels, MetricType type, const ValidationLimits& limits);
+
+// Prometheus' staleness marker: the NaN with this bit pattern, written
+// when a series disappears (remote write carries it). Accepted for every
+// metric type; every other NaN or Inf is refused.
+inline constexpr uint64_t kStaleMarkerBits = 0x7ff0000000000002ull;
+inline bool IsStaleMarker(double value) { return std::bit_cast<uint64_t>(value) == kStaleMarkerBits; }
 
 // Checks samples against the type's value rules and the window around
 // `now_ms`: [now - accept_past, now + accept_future], or, for a backfill,

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -103,6 +104,19 @@ TEST(ValidationTest, ValueRulesPerType) {
             RejectReason::kInvalidValue);
   // A histogram's sum may be negative.
   EXPECT_FALSE(Samples({{kNow, -1}}, MetricType::kHistogram, {{"__name__", "h_sum"}}).has_value());
+}
+
+TEST(ValidationTest, StaleMarkerIsTheOnlyNaNAccepted) {
+  const double stale = std::bit_cast<double>(kStaleMarkerBits);
+  ASSERT_TRUE(std::isnan(stale));
+  for (MetricType type : {MetricType::kUnspecified, MetricType::kGauge, MetricType::kCounter, MetricType::kHistogram}) {
+    EXPECT_FALSE(Samples({{kNow, 1}, {kNow + 1, stale}}, type, {{"__name__", "m_count"}}).has_value())
+        << static_cast<int>(type);
+    // Any other NaN (another payload, the quiet NaN) is still refused.
+    EXPECT_EQ(Samples({{kNow, std::bit_cast<double>(kStaleMarkerBits + 1)}}, type, {{"__name__", "m_count"}})->reason,
+              RejectReason::kInvalidValue);
+    EXPECT_EQ(Samples({{kNow, std::nan("")}}, type, {{"__name__", "m_count"}})->reason, RejectReason::kInvalidValue);
+  }
 }
 
 TEST(ValidationTest, EmptyOrOversizedSeriesIsMalformed) {
