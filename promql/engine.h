@@ -10,7 +10,6 @@
 #ifndef SHEAF_PROMQL_ENGINE_H_
 #define SHEAF_PROMQL_ENGINE_H_
 
-#include <bit>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -20,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/types.h"
+#include "model/validation.h"
 #include "promql/ast.h"
 #include "storage/types.h"
 
@@ -140,9 +140,9 @@ class Engine {
 // "execution" errors: HTTP 422 rather than 400).
 bool IsExecutionError(const absl::Status& status);
 
-// The stale marker Prometheus writes when a series disappears: a NaN with
-// this exact bit pattern. Other NaNs are values.
-inline bool IsStaleMarker(double value) { return std::bit_cast<uint64_t>(value) == 0x7ff0000000000002ull; }
+// The stale marker Prometheus writes when a series disappears (a NaN with
+// one exact bit pattern; other NaNs are values): the model's definition.
+using model::IsStaleMarker;
 
 }  // namespace sheaf::promql
 
