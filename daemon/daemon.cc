@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
+#include "daemon/http_api.h"
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
@@ -197,6 +198,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
                    [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
   st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate));
   st->http->Handle("/api/v1/write", {"POST"}, RemoteWriteHandler(st->ingest.get(), {}, st->registry.get()));
+  // The Prometheus HTTP query API, on the gRPC Query's engine, limits and executor.
+  RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), {});
   if (auto s = st->http->Start(); !s.ok()) return s;
   st->http_port = st->http->port();
 

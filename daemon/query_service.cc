@@ -207,13 +207,8 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "step_ms must be >= 0"));
       return;
     }
-    const size_t limit = service_->limits_.max_concurrent_queries;
-    if (service_->running_queries_.fetch_add(1) >= limit) {
-      service_->running_queries_.fetch_sub(1);
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          fmt::format("{} PromQL queries are already running (the --query-max-concurrent limit); "
-                                      "retry with backoff",
-                                      limit)));
+    if (auto s = service_->AcquireQuerySlot(); !s.ok()) {
+      Finish(ToGrpcStatus(s));
       return;
     }
     promql::QueryParams params;
@@ -266,7 +261,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
           Take(next);
           return absl::OkStatus();
         });
-    service_->running_queries_.fetch_sub(1);
+    service_->ReleaseQuerySlot();
     Step next;
     {
       absl::MutexLock lock(&pq_mu_);
@@ -506,6 +501,16 @@ QueryService::QueryService(storage::SeriesStore* store, WorkQueue* executor, Que
       limits_(limits),
       engine_(store, limits_.promql),
       started_(std::chrono::steady_clock::now()) {}
+
+absl::Status QueryService::AcquireQuerySlot() {
+  const size_t limit = limits_.max_concurrent_queries;
+  if (running_queries_.fetch_add(1) >= limit) {
+    running_queries_.fetch_sub(1);
+    return absl::ResourceExhaustedError(fmt::format(
+        "{} PromQL queries are already running (the --query-max-concurrent limit); retry with backoff", limit));
+  }
+  return absl::OkStatus();
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryService::Query(grpc::CallbackServerContext* context,
                                                                 const grpc::ByteBuffer* request) {

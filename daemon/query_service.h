@@ -67,6 +67,17 @@ class QueryService final : public QueryServiceBase {
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Tail(grpc::CallbackServerContext* context) override;
   void set_tail_hub(TailHub* hub) { tail_hub_ = hub; }
 
+  // What the Prometheus HTTP API (http_api.h) shares with Query: the same
+  // engine, limits and executor, and the same --query-max-concurrent slots.
+  const promql::Engine& engine() const { return engine_; }
+  const QueryLimits& limits() const { return limits_; }
+  WorkQueue* executor() const { return executor_; }
+  // Takes one of the max_concurrent_queries slots for a PromQL evaluation:
+  // RESOURCE_EXHAUSTED naming the limit when all are taken. Each OK is
+  // paired with one ReleaseQuerySlot().
+  absl::Status AcquireQuerySlot();
+  void ReleaseQuerySlot() { running_queries_.fetch_sub(1); }
+
  private:
   class QueryReactor;
   class TailReactor;

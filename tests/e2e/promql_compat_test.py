@@ -340,6 +340,49 @@ def compare(prom, sheaf, ordered):
     return ""
 
 
+def start_prometheus(data, tmp, procs, check):
+    """Prometheus over `data` (promtool-built blocks in tmp/prom) on a free
+    loopback port, its process added to `procs`; the port once it is ready,
+    None (and a failed check) if not. Shared with http_api_compat_test.py."""
+    blocks = os.path.join(tmp, "prom")
+    p = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", data, blocks],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    check("promtool creates blocks", p.returncode == 0, p.stdout[-2000:])
+    if p.returncode != 0:
+        return None
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
+    port = free_port()
+    prom_log = open(os.path.join(tmp, "prometheus.log"), "w")
+    procs.append(subprocess.Popen([PROMETHEUS, "--config.file", cfg, "--storage.tsdb.path", blocks,
+                                   "--web.listen-address", "127.0.0.1:%d" % port,
+                                   "--storage.tsdb.retention.time", "30d"],
+                                  stdout=prom_log, stderr=subprocess.STDOUT))
+    ready = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % port,
+                                                    timeout=2).status == 200, 60)
+    check("prometheus ready", ready)
+    return port if ready else None
+
+
+def stop(procs, tmp, results):
+    """Ends the processes (SIGTERM, SIGKILL after 20 s), removes `tmp` if
+    every check passed (else keeps it for inspection), prints the tally.
+    Shared with http_api_compat_test.py."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if results and all(results):
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print("kept %s for inspection" % tmp)
+    print("%d passed, %d failed" % (sum(results), len(results) - sum(results)))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="sheaf-promql-compat-")
     procs = []
@@ -351,25 +394,9 @@ def main():
         n = generate(data, t0, t1)
         print("generated %d samples" % n, flush=True)
 
-        # Prometheus: blocks from the file, then a server over them.
-        blocks = os.path.join(tmp, "prom")
-        p = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", data, blocks],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-        check("promtool creates blocks", p.returncode == 0, p.stdout[-2000:])
-        if p.returncode != 0:
+        prom_port = start_prometheus(data, tmp, procs, check)
+        if prom_port is None:
             return
-        cfg = os.path.join(tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-        prom_port = free_port()
-        prom_log = open(os.path.join(tmp, "prometheus.log"), "w")
-        procs.append(subprocess.Popen([PROMETHEUS, "--config.file", cfg, "--storage.tsdb.path", blocks,
-                                       "--web.listen-address", "127.0.0.1:%d" % prom_port,
-                                       "--storage.tsdb.retention.time", "30d"],
-                                      stdout=prom_log, stderr=subprocess.STDOUT))
-        ready = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % prom_port,
-                                                        timeout=2).status == 200, 60)
-        check("prometheus ready", ready)
 
         # sheafd, loaded through sheafctl import.
         ready_file = os.path.join(tmp, "sheafd.ready")
@@ -389,7 +416,7 @@ def main():
         p = subprocess.run([SHEAFCTL, "--addr", addr, "import", data], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=300)
         check("sheafctl import", p.returncode == 0, p.stdout[-2000:])
-        if not ready or p.returncode != 0:
+        if p.returncode != 0:
             return
 
         mid = (t0 + 61 * 60000 + 13250) / 1000.0
@@ -428,18 +455,7 @@ def main():
             check("error: " + q, prom.get("status") == "error" and sheaf is None,
                   "prometheus: %s; sheaf: %s" % (prom.get("error"), err or "succeeded"))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if all(results):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("kept %s for inspection" % tmp)
-    print("%d passed, %d failed" % (sum(results), len(results) - sum(results)))
+        stop(procs, tmp, results)
 
 
 if __name__ == "__main__":
