@@ -129,12 +129,12 @@ TEST(EndToEndTest, AgentIdentityAndSequencesSurviveRestarts) {
   const std::string id = testing::ReadFile(state + "/identity");
   ASSERT_TRUE(std::regex_match(id, std::regex("agent-[0-9a-f]{32}\n"))) << id;
   EXPECT_NE(first.find("as agent \"" + id.substr(0, id.size() - 1) + "\" (new identity"), std::string::npos) << first;
-  EXPECT_NE(first.find("next sequence 1\n"), std::string::npos) << first;
+  EXPECT_NE(first.find("next sequence 1;"), std::string::npos) << first;
 
   const std::string second = run_agent("agent2.log");
   EXPECT_NE(second.find("as agent \"" + id.substr(0, id.size() - 1) + "\" (identity file)"), std::string::npos)
       << second;
-  EXPECT_EQ(second.find("next sequence 1\n"), std::string::npos) << second;  // continues, never restarts
+  EXPECT_EQ(second.find("next sequence 1;"), std::string::npos) << second;  // continues, never restarts
   EXPECT_EQ(testing::ReadFile(state + "/identity"), id);
   for (const std::string* log : {&first, &second}) {
     EXPECT_EQ(log->find("sequence conflict"), std::string::npos) << *log;

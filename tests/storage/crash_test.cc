@@ -4,6 +4,7 @@
 // every acknowledged sample is there exactly once. Many rounds on the same
 // store, so crashes land in appends, head cuts and compactions alike.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,7 +69,10 @@ TEST(CrashTest, AcknowledgedSamplesSurviveSigkillExactlyOnce) {
       Writer(path, fds[1]);
     }
     close(fds[1]);
-    // Let it run 20-150 ms, reading acknowledgements as they come.
+    // Once it has appended (opening the store and creating the series can
+    // take long on a loaded machine), let it run 20-150 ms more, then kill.
+    pollfd first{fds[0], POLLIN, 0};
+    ASSERT_EQ(poll(&first, 1, 30'000), 1) << "round " << round << ": the writer appended nothing in 30 s";
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 150)(rng)));
     kill(pid, SIGKILL);
     int status = 0;
