@@ -8,7 +8,7 @@
 # answer's stats), then the medians. Then the engine alone
 # (tests/bench/promql_bench: the same query from the head and from blocks,
 # and a 30-day range at a 1h step over rollups).
-#   bash tools/bench_query.sh          # RUNS=21 bash tools/bench_query.sh
+#   bash tools/bench_query.sh          # RUNS=21 WARMUP=10 bash tools/bench_query.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
@@ -40,8 +40,14 @@ for _ in $(seq 60); do
   [ "$quiet" -ge 2 ] && break
 done
 echo "sheafd idle after the load (its background work done): $([ "$quiet" -ge 2 ] && echo yes || echo 'no, timed anyway')"
-
 query='sum by (region) (rate(node_cpu_seconds_total[1m]))'
+# Untimed warm-up queries (WARMUP, default 5): the store's block cache,
+# the page cache and the allocator reach their steady state, as for a
+# dashboard that refreshes.
+for _ in $(seq "${WARMUP:-5}"); do
+  $B/tools/sheafctl --addr "127.0.0.1:$gp" query "$query" --step 60s --since 1h >/dev/null 2>&1
+done
+
 walls=()
 evals=()
 for i in $(seq "$RUNS"); do
