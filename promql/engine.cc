@@ -38,8 +38,10 @@ absl::StatusOr<internal::Steps> StepsOf(const Expr& expr, const QueryParams& par
     if (params.end_ms < params.start_ms) {
       return absl::InvalidArgumentError("end timestamp must not be before start time");
     }
+    // As Prometheus: (end - start) / step may be at most the limit (so a
+    // series has at most limit + 1 points).
     uint64_t n = static_cast<uint64_t>((params.end_ms - params.start_ms) / params.step_ms) + 1;
-    if (n > limits.max_steps) {
+    if (n - 1 > limits.max_steps) {
       return absl::InvalidArgumentError(
           fmt::format("exceeded maximum resolution of {} points per timeseries. Try decreasing the query "
                       "resolution (a larger step)",

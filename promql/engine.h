@@ -38,8 +38,8 @@ struct EngineLimits {
   uint64_t max_samples = 50'000'000;
   // Points in the answer.
   uint64_t max_points = 5'000'000;
-  // Points per series of a range query ((end - start) / step + 1), as
-  // Prometheus' 11,000.
+  // Steps of a range query, (end - start) / step, as Prometheus' 11,000
+  // (a series has at most one point more).
   uint64_t max_steps = 11'000;
 };
 

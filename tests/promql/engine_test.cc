@@ -356,6 +356,12 @@ TEST_F(EngineTest, LimitsNameThemselves) {
   r = Range("s", 0, 1'000'000'000, 1);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("maximum resolution"), std::string::npos) << r.status();
+  // Prometheus' bound exactly: (end - start) / step up to 11,000 is fine.
+  Reopen({});
+  EXPECT_TRUE(Range("s", 0, 11'000'000, 1'000).ok());
+  r = Range("s", 0, 11'001'000, 1'000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("maximum resolution of 11000"), std::string::npos) << r.status();
 }
 
 TEST_F(EngineTest, CheckStopsTheEvaluationItself) {
