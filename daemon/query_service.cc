@@ -316,8 +316,16 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
   // chunk_samples_ points — so it runs on whichever thread gets here: the
   // evaluation's or a write callback. REQUIRES: no write in flight.
   Step NextPromQLStep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pq_mu_) {
-    if (pq_end_ && !pq_end_->ok()) return {Step::kFinish, *pq_end_};  // an error ends the answer, whatever is queued
-    const bool ended = pq_end_.has_value();
+    if (pq_end_ && !pq_end_->ok()) {
+      // An error ends the answer. The series the engine handed over before
+      // it (e.g. up to the max-points limit) still go out first, unless the
+      // client is gone or out of time.
+      const auto code = pq_end_->error_code();
+      if (pq_queue_.empty() || code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        return {Step::kFinish, *pq_end_};
+      }
+    }
+    const bool ended = pq_end_.has_value() && pq_end_->ok();  // promql_ holds the answer's type and stats
     if (pq_queue_.empty() && !ended) return {};  // the next series wakes us
     response_.Clear();
     if (first_) {
