@@ -202,6 +202,7 @@ std::string RenderAgentMetrics(const AgentMetricsSnapshot& s) {
   w.Single("sheaf_agent_batches_sent_total", "counter", "Batches written to a daemon's stream (retries included).",
            s.batches_sent);
   w.Single("sheaf_agent_batches_acked_total", "counter", "Batches a daemon acknowledged as durable.", s.batches_acked);
+  w.Single("sheaf_agent_samples_spooled_total", "counter", "Samples written to the spool.", s.samples_spooled);
   w.Single("sheaf_agent_samples_sent_total", "counter", "Samples written to a daemon's stream (retries included).",
            s.samples_sent);
   w.Single("sheaf_agent_samples_acked_total", "counter", "Samples a daemon acknowledged as durable.", s.samples_acked);

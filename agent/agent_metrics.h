@@ -75,7 +75,7 @@ struct AgentMetricsSnapshot {
   std::map<std::string, uint64_t> batches_dropped_by_reason;
 
   uint64_t batches_spooled = 0, batches_sent = 0, batches_acked = 0;
-  uint64_t samples_sent = 0, samples_acked = 0;
+  uint64_t samples_spooled = 0, samples_sent = 0, samples_acked = 0;
 
   uint64_t spool_bytes = 0;             // segment files on disk
   uint64_t spool_batches_unacked = 0;   // batches waiting for an ack

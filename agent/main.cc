@@ -123,7 +123,8 @@ AgentMetricsSnapshot Snapshot(const AgentConfig& config, LoopFigures& loop, cons
   s.batches_sent = sh.batches_sent;
   s.batches_acked = sh.batches_acked;
   s.samples_acked = sh.samples_acked;
-  s.samples_sent = sh.samples_acked;  // a batch's samples count as sent once acknowledged
+  s.samples_spooled = sh.samples_spooled;
+  s.samples_sent = sh.samples_sent;
   s.batches_dropped_by_reason["spool_full"] = sp.dropped_records_full;
   s.batches_dropped_by_reason["spool_too_old"] = sp.dropped_records_too_old;
   s.batches_dropped_by_reason["spool_corrupt"] = sp.dropped_records_corrupt;

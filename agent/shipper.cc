@@ -311,6 +311,7 @@ bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* 
       std::lock_guard lock(mu_);
       if (record.sequence < first_own_sequence_ || !sent_before_.insert(record.sequence).second) ++retried;
       ++stats_.batches_sent;
+      stats_.samples_sent += SampleCount(series);
       if (record.sequence < stream_start) ++stats_.batches_replayed;
     }
     if (!writer->Write(batch)) break;  // the call failed; Finish says why

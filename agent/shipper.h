@@ -105,6 +105,7 @@ class Shipper {
     uint64_t batches_spooled = 0;
     uint64_t samples_spooled = 0;
     uint64_t batches_sent = 0;  // writes to a stream, retries included
+    uint64_t samples_sent = 0;
     uint64_t batches_acked = 0;
     uint64_t samples_acked = 0;
     uint64_t batches_replayed = 0;  // of the sent ones, through the backlog lane

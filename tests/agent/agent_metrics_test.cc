@@ -41,6 +41,7 @@ AgentMetricsSnapshot FullSnapshot() {
   s.batches_spooled = 40;
   s.batches_sent = 361;
   s.batches_acked = 359;
+  s.samples_spooled = 724000;
   s.samples_sent = 722000;
   s.samples_acked = 718000;
   s.spool_bytes = 1048576;
@@ -96,6 +97,7 @@ TEST(AgentMetricsTest, RendersExactLines) {
            "sheaf_agent_batches_spooled_total 40",
            "sheaf_agent_batches_sent_total 361",
            "sheaf_agent_batches_acked_total 359",
+           "sheaf_agent_samples_spooled_total 724000",
            "sheaf_agent_samples_sent_total 722000",
            "sheaf_agent_samples_acked_total 718000",
            "# TYPE sheaf_agent_spool_bytes gauge",
