@@ -512,7 +512,14 @@ TEST(AgentEndToEndTest, LongOutageAgainstASmallSpoolDropsTheOldestAndKeepsMemory
   std::this_thread::sleep_until(started + seconds(20));
   const int64_t rss_20s = agent.RssKiB();
   ASSERT_GT(rss_5s, 0);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Under a sanitizer (this tree's agent is built like this test) freed
+  // memory is held in quarantine and RSS says nothing about the agent's
+  // own: measured in the plain tree only.
+  std::printf("RSS not checked under a sanitizer\n");
+#else
   EXPECT_LT(rss_20s - rss_5s, 5 * 1024) << "VmRSS " << rss_5s << " KiB at 5 s, " << rss_20s << " KiB at 20 s";
+#endif
   std::printf("agent VmRSS %lld KiB at 5 s of the outage, %lld KiB at 20 s\n", static_cast<long long>(rss_5s),
               static_cast<long long>(rss_20s));
   EXPECT_GT(target.requests(), 50u);
