@@ -30,13 +30,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import promql_compat_test as compat  # noqa: E402  (the generator, queries and helpers)
 
-results = []
+check, results = compat.check, compat.results  # one tally for this run
 nonempty = []  # successful query answers with at least one series or a scalar
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print("%s: %s%s" % ("ok" if ok else "FAIL", name, (" -- " + detail) if detail and not ok else ""), flush=True)
 
 
 def call(port, path, params, post=False):

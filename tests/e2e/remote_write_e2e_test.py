@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,30 +25,9 @@ SHEAFD = os.environ["SHEAFD"]
 SHEAFCTL = os.environ["SHEAFCTL"]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print("%s: %s%s" % ("ok" if ok else "FAIL", name, (" -- " + detail) if detail and not ok else ""), flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if cond():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.2)
-    return False
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shared helpers; `results` is that module's list, which `check` fills.
+from promql_compat_test import check, free_port, results, stop, wait_for  # noqa: E402
 
 
 def metric_values(port, name):
@@ -151,18 +128,8 @@ remote_write:
         check("sheafd answered every remote write 204", list(codes) == ["204"] and float(codes["204"]) > 0, str(codes))
         print("sheafd refused series: %s" % [l for l in re.findall(r"^sheaf_ingest_rejected_series_total\{.*$", sheaf_metrics, re.M) if not l.endswith(" 0")])
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if results and all(results):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("kept %s for inspection" % tmp)
-    print("%d passed, %d failed in %.1f s" % (sum(results), len(results) - sum(results), time.time() - started))
+        stop(procs, tmp, results)
+    print("%.1f s" % (time.time() - started))
 
 
 if __name__ == "__main__":
