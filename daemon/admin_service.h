@@ -1,9 +1,10 @@
 // AdminService: Compact (one at a time, on a thread of its own, cancelled at
-// shutdown) and DeleteSeries (on the query executor). Raw methods, decoded
-// with bounded decompression like every other request.
+// shutdown), DeleteSeries and Snapshot (on the query executor). Raw
+// methods, decoded with bounded decompression like every other request.
 #ifndef SHEAF_DAEMON_ADMIN_SERVICE_H_
 #define SHEAF_DAEMON_ADMIN_SERVICE_H_
 
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -20,18 +21,22 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
-using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Compact<
-    v1::AdminService::WithRawCallbackMethod_DeleteSeries<v1::AdminService::Service>>;
+using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Compact<v1::AdminService::WithRawCallbackMethod_DeleteSeries<
+    v1::AdminService::WithRawCallbackMethod_Snapshot<v1::AdminService::Service>>>;
 
 class AdminService final : public AdminServiceBase {
  public:
-  AdminService(storage::SeriesStore* store, WorkQueue* executor) : store_(store), executor_(executor) {}
+  // Snapshots go into `snapshot_dir` (created when the first is taken).
+  AdminService(storage::SeriesStore* store, WorkQueue* executor, std::string snapshot_dir)
+      : store_(store), executor_(executor), snapshot_dir_(std::move(snapshot_dir)) {}
   ~AdminService() override { Stop(); }
 
   grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* DeleteSeries(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
 
   // Cancels a running compaction and waits for it to return (it answers
   // CANCELLED). Call before closing the store.
@@ -40,6 +45,8 @@ class AdminService final : public AdminServiceBase {
  private:
   storage::SeriesStore* store_;
   WorkQueue* executor_;
+  const std::string snapshot_dir_;
+  absl::Mutex snapshot_mu_;  // one snapshot at a time
   absl::Mutex mu_;
   std::thread worker_ ABSL_GUARDED_BY(mu_);
   bool running_ ABSL_GUARDED_BY(mu_) = false;

@@ -164,7 +164,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get(), config.query);
   st->query->set_tail_hub(st->tail_hub.get());
-  st->admin = std::make_unique<AdminService>(st->store.get(), st->query_executor.get());
+  st->admin = std::make_unique<AdminService>(
+      st->store.get(), st->query_executor.get(),
+      config.snapshot_dir.empty() ? config.store.path + "/snapshots" : config.snapshot_dir);
 
   // Recording rules write through the ingest service, as a Push batch of
   // inline series would be written. A bad rule file stops the start.

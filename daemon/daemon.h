@@ -52,6 +52,10 @@ struct DaemonConfig {
   // agent/discovery/channel.h).
   std::chrono::milliseconds keepalive_min_ping_interval = std::chrono::seconds(10);
   int keepalive_max_ping_strikes = 2;
+  // Where AdminService.Snapshot writes (sheafctl snapshot); empty:
+  // "<data-dir>/snapshots", on the store's filesystem so a snapshot is
+  // hard links.
+  std::string snapshot_dir;
 };
 
 class Daemon {

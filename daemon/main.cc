@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
   storage::StoreOptions& store = config.store;
   std::string rollups = RollupsText(store.rollups);
   flags.String("data-dir", &store.path, "directory of the RocksDB store");
+  flags.String("snapshot-dir", &config.snapshot_dir,
+               "where `sheafctl snapshot` writes snapshots (default: DATA-DIR/snapshots; keep it on the same "
+               "filesystem, so a snapshot is hard links)");
   flags.Bool("wal-sync", &store.sync, "fsync the write-ahead log before acknowledging a batch");
   flags.Uint("max-series", &store.max_series, "series limit; new series past it are rejected");
   flags.Duration("raw-retention", &store.raw_retention_ms, "how long raw samples are kept");

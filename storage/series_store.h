@@ -312,6 +312,13 @@ class SeriesStore {
   virtual absl::Status Compact() = 0;
   // Makes a running Compact() return soon (for shutdown). Later ones run.
   virtual void CancelCompaction() = 0;
+  // Writes a consistent copy of the whole store (samples, heads, series,
+  // agent sequences) to `dir`, which must not exist; its parent must. Files
+  // are hard-linked where `dir` is on the store's filesystem, so a snapshot
+  // costs little space until compaction rewrites the originals. Opening
+  // `dir` as a store gives the data as of the call: that is the restore.
+  // ALREADY_EXISTS if `dir` exists.
+  virtual absl::Status Checkpoint(const std::string& dir) = 0;
 };
 
 }  // namespace sheaf::storage

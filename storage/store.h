@@ -148,6 +148,7 @@ class RocksSeriesStore final : public SeriesStore {
   absl::Status Flush() override;
   absl::Status Compact() override;
   void CancelCompaction() override;
+  absl::Status Checkpoint(const std::string& dir) override;
 
  private:
   struct Entry {

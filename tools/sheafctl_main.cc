@@ -37,6 +37,8 @@ commands:
   compact          cut heads into blocks and fully compact the store (slow)
   delete-series SELECTOR
                    delete the matching series for good (index, samples, rollups)
+  snapshot [NAME]  a consistent copy of the store under sheafd's --snapshot-dir
+                   (hard links), for backups; restore with sheafd --data-dir on it
   health           the daemon's gRPC health status (exit 0 if SERVING)
   import FILE|-    Prometheus text (ms timestamps) or OpenMetrics into sheafd,
                    e.g. sheafctl import history.prom --backfill (docs/IMPORT.md)
@@ -210,6 +212,20 @@ int main(int argc, char** argv) {
     grpc::Status status = v1::AdminService::NewStub(channel)->DeleteSeries(&context, req, &resp);
     if (!status.ok()) return Fail("delete-series", status);
     std::printf("deleted %llu series\n", static_cast<unsigned long long>(resp.deleted()));
+    return 0;
+  }
+  if (command == "snapshot") {
+    if (args.size() > 2) {
+      std::fprintf(stderr, "sheafctl: usage: sheafctl snapshot [NAME]\n");
+      return 2;
+    }
+    v1::SnapshotRequest req;
+    if (args.size() == 2) req.set_name(args[1]);
+    v1::SnapshotResponse resp;
+    grpc::Status status = v1::AdminService::NewStub(channel)->Snapshot(&context, req, &resp);
+    if (!status.ok()) return Fail("snapshot", status);
+    std::printf("%s\nfiles %u, %llu bytes, %.2f s\n", resp.path().c_str(), resp.files(),
+                static_cast<unsigned long long>(resp.bytes()), resp.seconds());
     return 0;
   }
   if (command == "health") {

@@ -51,11 +51,12 @@ class DaemonTest : public ::testing::Test {
   void SetUp() override { Start(DaemonConfig{}); }
 
   // Starts the daemon on loopback ports picked by the kernel, with `config`
-  // for everything else.
+  // for everything else; the data directory is the test's own unless
+  // `config` names one.
   void Start(DaemonConfig config) {
     config.grpc_listen = "127.0.0.1:0";
     config.http_listen = "127.0.0.1:0";
-    config.store.path = dir_.Sub("data");
+    if (config.store.path == DaemonConfig().store.path) config.store.path = dir_.Sub("data");
     config.store.sync = false;
     config.grace_period = std::chrono::seconds(1);
     config.ingest.now_ms = [] { return kNow; };
