@@ -21,11 +21,11 @@
 #include "agent/relabel/relabel.h"
 #include "agent/scrape/scraper.h"
 #include "agent/shipper.h"
-#include "agent/spool/spool.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "model/validation.h"
 #include "sheaf_version.h"
+#include "spool/spool.h"
 
 namespace {
 

@@ -54,7 +54,7 @@
 #include "agent/agent_state.h"
 #include "agent/batch_builder.h"
 #include "agent/discovery/daemon_picker.h"
-#include "agent/spool/spool.h"
+#include "spool/spool.h"
 
 namespace sheaf::v1 {
 class PushAck;
@@ -65,6 +65,11 @@ class ClientContext;
 }
 
 namespace sheaf::agent {
+
+// The spool lives in spool/ (sheafd's remote-write queues use it too).
+using spool::Spool;
+using spool::SpoolOptions;
+using spool::SpoolRecord;
 
 struct ShipperOptions {
   std::string agent_id;

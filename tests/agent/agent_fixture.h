@@ -13,7 +13,7 @@
 #include "agent/discovery/daemon_picker.h"
 #include "agent/discovery/target.h"
 #include "agent/shipper.h"
-#include "agent/spool/spool.h"
+#include "spool/spool.h"
 
 namespace sheaf::agent {
 

@@ -1,4 +1,4 @@
-#include "agent/spool/spool.h"
+#include "spool/spool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +20,7 @@
 #include "common/coding.h"
 #include "common/log.h"
 
-namespace sheaf::agent {
+namespace sheaf::spool {
 namespace {
 
 constexpr char kSegmentMagic[] = "SHEAFSP1";  // 8 bytes, no terminator written
@@ -299,8 +299,8 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(SpoolOptions options) {
     close(fd);
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(fmt::format(
-          "the spool directory {} is in use by another process (it holds {}); give every agent its own spool "
-          "directory",
+          "the spool directory {} is in use by another process (it holds {}); give every agent and every "
+          "remote-write queue its own spool directory",
           options.dir, lock_path));
     }
     return absl::FailedPreconditionError(fmt::format("cannot lock {}: {}", lock_path, Errno(err)));
@@ -746,7 +746,7 @@ absl::Status Spool::Append(uint64_t sequence, std::string_view payload) {
     if (ftruncate(active_fd_, static_cast<off_t>(offset)) != 0) {
       broken_ = absl::FailedPreconditionError(fmt::format(
           "spool segment {} could not be written nor truncated back ({}); the spool takes no more records until "
-          "sheaf-agent restarts",
+          "the process restarts",
           path, Errno(errno)));
       LogError("{}", std::string(broken_.message()));
     }
@@ -987,4 +987,4 @@ Spool::Stats Spool::stats() const {
   return st;
 }
 
-}  // namespace sheaf::agent
+}  // namespace sheaf::spool

@@ -2,7 +2,7 @@
 // rolling and removal, the byte and age bounds, torn tails, corruption found
 // at Open and at Read, kill -9 of an appending process, a large spool's
 // index, and an appender and a reader/acker on two threads.
-#include "agent/spool/spool.h"
+#include "spool/spool.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -21,7 +21,7 @@
 #include "common/clock.h"
 #include "tests/support/temp_dir.h"
 
-namespace sheaf::agent {
+namespace sheaf::spool {
 namespace {
 
 using sheaf::testing::TempDir;
@@ -561,4 +561,4 @@ TEST(SpoolTest, AppenderAndReaderOnTwoThreads) {
 }
 
 }  // namespace
-}  // namespace sheaf::agent
+}  // namespace sheaf::spool

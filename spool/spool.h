@@ -1,9 +1,11 @@
-// The agent's durable spool: every batch is written here (write-ahead)
-// before it is sent, and stays until the daemon acknowledges it, so neither
-// an outage of the daemons nor kill -9 / power loss of the agent loses data.
+// A durable, bounded spool of records: every record is written here
+// (write-ahead) before it is sent, and stays until the receiver
+// acknowledges it, so neither an outage of the receiver nor kill -9 / power
+// loss of the sender loses data. Two users: the agent's batches on their
+// way to sheafd (agent/shipper.h), and sheafd's remote-write queues
+// (daemon/remote_write_sender.h); hence its own folder, below both.
 // Bounded in bytes and in age; when a bound is hit the oldest data goes,
-// counted and logged. Payloads are opaque bytes (the shipper stores a
-// serialized batch); no gRPC, no protobuf.
+// counted and logged. Payloads are opaque bytes; no gRPC, no protobuf.
 //
 // On-disk format (all integers big-endian). The directory holds:
 //
@@ -53,8 +55,8 @@
 // Thread-safe. Meant for one appending thread (Append, Trim) and readers /
 // ackers on other threads; Append does its disk writes and fdatasync
 // outside the lock that Read and Ack take.
-#ifndef SHEAF_AGENT_SPOOL_SPOOL_H_
-#define SHEAF_AGENT_SPOOL_SPOOL_H_
+#ifndef SHEAF_SPOOL_SPOOL_H_
+#define SHEAF_SPOOL_SPOOL_H_
 
 #include <chrono>
 #include <cstdint>
@@ -71,7 +73,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/sequence_set.h"
 
-namespace sheaf::agent {
+namespace sheaf::spool {
 
 struct SpoolOptions {
   std::string dir;  // created if missing
@@ -253,6 +255,6 @@ class Spool {
   Episode too_old_episode_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace sheaf::agent
+}  // namespace sheaf::spool
 
-#endif  // SHEAF_AGENT_SPOOL_SPOOL_H_
+#endif  // SHEAF_SPOOL_SPOOL_H_
