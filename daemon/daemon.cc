@@ -22,6 +22,7 @@
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
+#include "daemon/remote_read.h"
 #include "daemon/remote_write.h"
 #include "daemon/rpc_interceptor.h"
 #include "daemon/rpc_metrics.h"
@@ -200,6 +201,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
                    [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
   st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate));
   st->http->Handle("/api/v1/write", {"POST"}, RemoteWriteHandler(st->ingest.get(), {}, st->registry.get()));
+  // Remote read, on the query API's limits, executor and slots.
+  st->http->Handle("/api/v1/read", {"POST"},
+                   RemoteReadHandler(st->query.get(), st->store.get(), {}, st->registry.get()));
   // The Prometheus HTTP query API, on the gRPC Query's engine, limits and executor.
   RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), {});
   if (auto s = st->http->Start(); !s.ok()) return s;

@@ -363,8 +363,13 @@ int HttpServer::Serve(mg_connection* conn) {
 
 void HttpServer::Send(mg_connection* conn, const HttpRequest& request, HttpResponse response) {
   std::string gzipped;
-  const bool gzip = response.body.size() >= options_.gzip_min_bytes && AcceptsGzip(request.Header("Accept-Encoding")) &&
-                    Gzip(response.body, &gzipped);
+  // Not over an encoding of the handler's own (remote read's snappy).
+  const bool encoded = std::any_of(response.headers.begin(), response.headers.end(), [](const auto& h) {
+    return h.first.size() == std::string_view("Content-Encoding").size() &&
+           StartsWithIgnoreCase(h.first, "Content-Encoding");
+  });
+  const bool gzip = !encoded && response.body.size() >= options_.gzip_min_bytes &&
+                    AcceptsGzip(request.Header("Accept-Encoding")) && Gzip(response.body, &gzipped);
   const std::string& body = gzip ? gzipped : response.body;
   mg_response_header_start(conn, response.status);
   mg_response_header_add(conn, "Content-Type", response.content_type.c_str(), -1);

@@ -10,17 +10,15 @@
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "daemon/http_metrics.h"
 #include "daemon/ingest_service.h"
 #include "prometheus/types.pb.h"
 
@@ -96,12 +94,11 @@ std::string MediaType(std::string_view content_type) {
 class Receiver {
  public:
   Receiver(IngestService* ingest, RemoteWriteOptions options, prometheus::Registry* registry)
-      : ingest_(ingest), options_(options) {
+      : ingest_(ingest),
+        options_(options),
+        requests_(registry, "sheaf_remote_write_requests_total",
+                  "POST /api/v1/write requests, by HTTP status code of the answer.") {
     if (registry == nullptr) return;
-    requests_ = &prometheus::BuildCounter()
-                     .Name("sheaf_remote_write_requests_total")
-                     .Help("POST /api/v1/write requests, by HTTP status code of the answer.")
-                     .Register(*registry);
     samples_received_ = &prometheus::BuildCounter()
                               .Name("sheaf_remote_write_samples_received_total")
                               .Help("Samples received by remote write, valid or not (stored ones are in "
@@ -112,12 +109,7 @@ class Receiver {
 
   HttpResponse Serve(const HttpRequest& request) {
     HttpResponse response = Decode(request);
-    if (requests_ != nullptr) {
-      absl::MutexLock lock(&counters_mu_);
-      auto [it, added] = by_code_.try_emplace(response.status, nullptr);
-      if (added) it->second = &requests_->Add({{"code", std::to_string(response.status)}});
-      it->second->Increment();
-    }
+    requests_.Count(response.status);
     return response;
   }
 
@@ -270,10 +262,8 @@ class Receiver {
   IngestService* const ingest_;
   const RemoteWriteOptions options_;
   std::atomic<size_t> in_flight_ = 0;
-  prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  RequestsByCode requests_;
   prometheus::Counter* samples_received_ = nullptr;
-  absl::Mutex counters_mu_;
-  std::map<int, prometheus::Counter*> by_code_ ABSL_GUARDED_BY(counters_mu_);
   LogRateLimiter reject_log_{20, std::chrono::minutes(1)};
   LogRateLimiter store_log_{20, std::chrono::minutes(1)};
 };
