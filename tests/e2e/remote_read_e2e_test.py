@@ -14,7 +14,9 @@ Through Prometheus' /api/v1/query and /api/v1/query_range:
 - `sum by (region) (rate(req_total[5m]))` equals the two sheafd's answers
   added (within 1e-9 relative);
 - no answer carries a warning (a failed remote read would), and both
-  sheafd counted their remote reads as 200.
+  sheafd counted their remote reads as 200;
+- past the second sheafd's --query-max-series (10), Prometheus still
+  answers the first one's series, with sheafd's 400 message as a warning.
 
 Prints 'N passed, N failed'; exit 1 on any failure.
 """
@@ -137,12 +139,12 @@ def close(a, b):
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def start_sheafd(tmp, name, procs):
+def start_sheafd(tmp, name, procs, flags):
     ready_file = os.path.join(tmp, name + ".ready")
     log = open(os.path.join(tmp, name + ".log"), "w")
     procs.append(subprocess.Popen([SHEAFD, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                                    "--data-dir", os.path.join(tmp, name), "--ready-file", ready_file,
-                                   "--wal-sync=false"], stdout=log, stderr=subprocess.STDOUT))
+                                   "--wal-sync=false"] + flags, stdout=log, stderr=subprocess.STDOUT))
     if not wait_for(lambda: os.path.exists(ready_file) and os.path.getsize(ready_file) > 0, 30):
         check("%s ready" % name, False)
         return None
@@ -158,10 +160,12 @@ def main():
         t1 = now - 120000 - now % STEP_MS
         t0 = t1 - (POINTS - 1) * STEP_MS
         sheafd = []
-        for name, hosts in (("a", range(0, 10)), ("b", range(10, 20))):
+        # b holds 20 series and reads at most 10 per request: its limit is
+        # met by the queries above, and passed by the last one.
+        for name, hosts, flags in (("a", range(0, 10), []), ("b", range(10, 20), ["--query-max-series", "10"])):
             data = os.path.join(tmp, name + ".om")
             generate(data, hosts, t0)
-            ports = start_sheafd(tmp, name, procs)
+            ports = start_sheafd(tmp, name, procs, flags)
             if ports is None:
                 return
             p = subprocess.run([SHEAFCTL, "--addr", "127.0.0.1:%s" % ports["grpc_port"], "import", data],
@@ -239,12 +243,25 @@ def main():
             check("range %s equals the two sheafd added" % expr, close(got, added(*parts)) and len(got) == 3,
                   "got %s parts %s" % (got, parts))
 
+        codes = []
         for name, port in zip("ab", sheafd):
             with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
                 text = r.read().decode()
-            codes = dict(re.findall(r'^sheaf_remote_read_requests_total\{code="(\d+)"\} (\S+)$', text, re.M))
+            codes.append(dict(re.findall(r'^sheaf_remote_read_requests_total\{code="(\d+)"\} (\S+)$', text, re.M)))
             check("sheafd %s answered every remote read 200" % name,
-                  list(codes) == ["200"] and float(codes["200"]) >= 5, str(codes))
+                  list(codes[-1]) == ["200"] and float(codes[-1]["200"]) >= 5, str(codes[-1]))
+
+        # Over b's --query-max-series: Prometheus treats remote storage as
+        # secondary, so the answer holds a's data and a warning with b's message.
+        expr = 'count({__name__=~"cpu_busy|req_total"})'
+        prom = api(prom_port, "query", dict(instant, query=expr))
+        print("over the limit: %s" % json.dumps(prom)[:600], flush=True)
+        check("over b's limit, prometheus warns with sheafd's message",
+              prom.get("status") == "success" and
+              any("--query-max-series" in w for w in prom.get("warnings", [])), json.dumps(prom)[:1000])
+        check("over b's limit, a's series are still answered",
+              prom.get("status") == "success" and [s["value"][1] for s in prom["data"]["result"]] == ["20"],
+              json.dumps(prom)[:1000])
     finally:
         stop(procs, tmp, results)
     print("%.1f s" % (time.time() - started))
