@@ -7,6 +7,7 @@
 #include <snappy.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -119,8 +120,7 @@ class Server {
     return busy;
   }
 
-  // Checks the sizes, decompresses and parses; then answers on the query
-  // executor, as the query API does.
+  // Checks the sizes and the remote reads in flight; Parse does the rest.
   HttpResponse Decode(const HttpRequest& request) {
     if (request.body.size() > options_.max_compressed_bytes) {
       return HttpResponse::Text(413, fmt::format("remote-read body of {} bytes is over the limit of {} bytes; send "
@@ -140,8 +140,23 @@ class Server {
                                                  "{} bytes; send fewer queries per request",
                                                  length, options_.max_uncompressed_bytes));
     }
+    // Bounded memory: a few requests decoded and answered at once.
+    if (in_flight_.fetch_add(1) >= options_.max_concurrent) {
+      in_flight_.fetch_sub(1);
+      return Busy(fmt::format("{} remote reads are being answered already (the limit of sheafd's remote read); "
+                              "retry with backoff",
+                              options_.max_concurrent));
+    }
+    HttpResponse response = Parse(request.body, length);
+    in_flight_.fetch_sub(1);
+    return response;
+  }
+
+  // Decompresses and parses; then answers on the query executor, as the
+  // query API does.
+  HttpResponse Parse(const std::string& body, size_t length) {
     std::string message(length, '\0');
-    if (!snappy::RawUncompress(request.body.data(), request.body.size(), message.data())) {
+    if (!snappy::RawUncompress(body.data(), body.size(), message.data())) {
       return HttpResponse::Text(400, "body is not valid snappy (block format, not framed): it does not decompress");
     }
     prompb::ReadRequest read;
@@ -153,6 +168,13 @@ class Server {
                      [](int type) { return type == prompb::ReadRequest::SAMPLES; })) {
       return HttpResponse::Text(400, "none of the accepted response types is served: sheafd answers SAMPLES "
                                      "(0) only; accept it too");
+    }
+    size_t count = 0;
+    for (const prompb::Query& q : read.queries()) count += static_cast<size_t>(q.matchers_size());
+    if (count > options_.max_matchers) {
+      return HttpResponse::Text(400, fmt::format("the request has {} matchers; at most {} are answered in one "
+                                                 "request (send fewer queries, or fewer matchers per query)",
+                                                 count, options_.max_matchers));
     }
     // Matchers first: a bad regex is 400 without taking a slot.
     std::vector<std::vector<model::Matcher>> matchers;
@@ -289,6 +311,7 @@ class Server {
   QueryService* const query_;
   storage::SeriesStore* const store_;
   RemoteReadOptions options_;
+  std::atomic<size_t> in_flight_ = 0;
   RequestsByCode requests_;
   prometheus::Counter* queries_ = nullptr;
   prometheus::Counter* series_ = nullptr;

@@ -23,17 +23,21 @@
 // samples at most --query-max-samples (past either: 400 naming the flag,
 // as Prometheus answers its --storage.remote.read-sample-limit); the work
 // runs on the query executor in one of the --query-max-concurrent slots
-// (all taken, or the executor full: 503 with Retry-After) and stops after
-// --query-timeout (503). The body is at most max_compressed_bytes and
-// decompresses to at most max_uncompressed_bytes (413; the size is read
-// from the snappy header before anything is allocated). Not snappy, not a
-// ReadRequest, an unknown matcher type or a regex that does not compile:
-// 400 with the reason. A store error: 500.
+// (all taken, the executor full, or more than max_concurrent remote reads
+// at once: 503 with Retry-After) and stops after --query-timeout (503).
+// The body is at most max_compressed_bytes and decompresses to at most
+// max_uncompressed_bytes (413; the size is read from the snappy header
+// before anything is allocated). Not snappy, not a ReadRequest, more than
+// max_matchers matchers, an unknown matcher type or a regex that does not
+// compile: 400 with the reason. A store error: 500.
 //
-// Memory: the answer is built serialized, one series' message at a time
-// (the samples of at most `read_batch_series` series are read at once), so
-// it costs about its wire size (~18 bytes a sample, bounded by the sample
-// limit) plus its snappy copy.
+// Memory: a request costs its parsed message (at worst ~30 times its
+// decompressed size, for a body of nothing but empty matchers: ~8 MB) and
+// its matchers; at most max_concurrent are held at once. The answer is built
+// serialized, one series' message at a time (the samples of at most
+// `read_batch_series` series are read at once), so it costs about its
+// wire size (~18 bytes a sample, bounded by the sample limit) plus its
+// snappy copy.
 //
 // No gRPC here: QueryService is used only for what it shares.
 #ifndef SHEAF_DAEMON_REMOTE_READ_H_
@@ -56,9 +60,20 @@ namespace sheaf::daemon {
 class QueryService;
 
 struct RemoteReadOptions {
-  // A ReadRequest holds matchers and times: small. Past these: 413.
-  size_t max_compressed_bytes = 1 << 20;
-  size_t max_uncompressed_bytes = 4 << 20;
+  // A ReadRequest holds matchers and times: small (Prometheus sends one
+  // query; a regex of 8,000 host names of 30 bytes is 240 KB). Past these:
+  // 413. Parsed, a request costs up to ~30 times its decompressed size
+  // (measured: 1 MB of empty matchers took 25 to 50 MB), so this bounds a
+  // request's memory to ~8 MB.
+  size_t max_compressed_bytes = 256 << 10;
+  size_t max_uncompressed_bytes = 256 << 10;
+  // Matchers of all queries of a request; past it 400. Checked after the
+  // protobuf is parsed, before the matchers (and their regexes) are built.
+  size_t max_matchers = 10'000;
+  // Requests decoded or answered at once (Prometheus'
+  // --storage.remote.read-concurrent-limit); past it 503 with Retry-After.
+  // Each also takes a --query-max-concurrent slot while it reads.
+  size_t max_concurrent = 10;
   // Series whose samples are read from the store at once.
   size_t read_batch_series = 256;
 };

@@ -20,7 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "common/work_queue.h"
+#include "daemon/query_service.h"
 #include "prometheus/remote.pb.h"
+#include "storage/series_store.h"
 #include "tests/daemon/daemon_fixture.h"
 #include "tests/support/net.h"
 
@@ -294,8 +297,8 @@ TEST_F(RemoteReadTest, MalformedRequestsAre400WithTheReason) {
   // Sizes: refused from the body's length and the snappy header alone.
   std::string bomb("\x80\x80\x80\x80\x0f", 5);  // claims 3.75 GiB
   bomb += std::string(10, '\0');
-  expect(bomb, 413, "would decompress to 4026531840 bytes, over the limit of 4194304");
-  expect(std::string(2 << 20, 'x'), 413, "body of 2097152 bytes is over the limit of 1048576");
+  expect(bomb, 413, "would decompress to 4026531840 bytes, over the limit of 262144");
+  expect(std::string(300'000, 'x'), 413, "body of 300000 bytes is over the limit of 262144");
   EXPECT_EQ(testing::HttpGet(port, "/api/v1/read").status, 405);
 
   const std::string m = Metrics();
@@ -351,6 +354,41 @@ TEST_F(RemoteReadTimeoutTest, PastQueryTimeoutIs503) {
   Reply r = Read({{0, kNow, {{LM::EQ, "__name__", "cpu"}}}});
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(r.body.find("remote read ran longer than the --query-timeout (0 ms)"), std::string::npos) << r.body;
+}
+
+// The handler's own bounds, on a handler built with them.
+TEST(RemoteReadOptionsTest, MatchersAndConcurrencyAreBounded) {
+  testing::TempDir dir;
+  storage::StoreOptions o;
+  o.path = dir.Sub("db");
+  o.sync = false;
+  auto store = storage::SeriesStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  WorkQueue executor(1, 4);
+  QueryService query(store->get(), &executor);
+  auto request = [](std::string body) {
+    HttpRequest r;
+    r.method = "POST";
+    r.path = "/api/v1/read";
+    r.body = std::move(body);
+    return r;
+  };
+  const std::string three = Compress(
+      Encode({{0, kNow, {{LM::EQ, "a", "1"}, {LM::EQ, "b", "2"}}}, {0, kNow, {{LM::EQ, "c", "3"}}}}));
+
+  RemoteReadOptions options;
+  options.max_matchers = 2;
+  HttpResponse r = RemoteReadHandler(&query, store->get(), options)(request(three));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("the request has 3 matchers; at most 2"), std::string::npos) << r.body;
+  options.max_matchers = 3;
+  EXPECT_EQ(RemoteReadHandler(&query, store->get(), options)(request(three)).status, 200);
+
+  options.max_concurrent = 0;
+  r = RemoteReadHandler(&query, store->get(), options)(request(three));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("0 remote reads are being answered already"), std::string::npos) << r.body;
+  executor.Stop();
 }
 
 }  // namespace
