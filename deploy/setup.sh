@@ -11,6 +11,7 @@ PACKAGES=(
   prometheus-cpp-dev librocksdb-dev libfmt-dev libyaml-cpp-dev libre2-dev libabsl-dev zlib1g-dev
   libcivetweb-dev   # sheafd's HTTP server (also under prometheus-cpp-dev)
   libsnappy-dev     # Prometheus remote write: snappy-compressed bodies
+  ccache            # rebuilds of unchanged files come from its cache (deploy/build.sh sets it up)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
   python3-h2   # a raw HTTP/2 client for the hostile-input tests

@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh --sanitizers
 jobs="${SHEAF_BUILD_JOBS:-2}"
+source deploy/ccache.sh  # as in deploy/build.sh
 san="$PWD/tests/sanitizers"
 
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1"
