@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "common/duration.h"
 #include "common/log.h"
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
@@ -124,6 +125,7 @@ struct Daemon::State {
   std::unique_ptr<RpcMetrics> rpc_metrics;
   std::unique_ptr<WorkQueue> query_executor;
   std::unique_ptr<TailHub> tail_hub;  // outlives the services that use it
+  std::unique_ptr<RemoteWriteFanout> remote_write;  // outlives the ingest service that feeds it
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
@@ -159,8 +161,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->tail_hub =
       std::make_unique<TailHub>([store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); },
                                 config.tail, st->registry.get());
+  // Remote write out: each remote's queue is opened (a queue_dir in use
+  // or unwritable stops the start) and its threads start.
+  std::vector<std::unique_ptr<RemoteWriteSender>> senders;
+  for (const RemoteWriteConfig& rw : config.remote_write) {
+    auto sender = RemoteWriteSender::Start(rw, st->registry.get());
+    if (!sender.ok()) return sender.status();
+    senders.push_back(*std::move(sender));
+  }
+  st->remote_write = std::make_unique<RemoteWriteFanout>(
+      [store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); }, std::move(senders));
   IngestOptions ingest_options = config.ingest;
   ingest_options.tail_hub = st->tail_hub.get();
+  ingest_options.remote_write = st->remote_write.get();
   ingest_options.limits.backfill_accept_past = std::chrono::milliseconds(LongestRetentionMs(config.store));
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get(), config.query);
@@ -205,7 +218,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   st->http->Handle("/api/v1/read", {"POST"},
                    RemoteReadHandler(st->query.get(), st->store.get(), {}, st->registry.get()));
   // The Prometheus HTTP query API, on the gRPC Query's engine, limits and executor.
-  RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), {});
+  HttpApiOptions api;
+  api.storage_retention = FormatDuration(std::chrono::milliseconds(config.store.raw_retention_ms));
+  RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), std::move(api));
   if (auto s = st->http->Start(); !s.ok()) return s;
   st->http_port = st->http->port();
 
@@ -245,8 +260,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
                                          " (is the port taken or the address wrong? set --grpc-listen)");
   }
   st->rules->Start();
-  LogInfo("sheafd serving gRPC on port {} and HTTP (/metrics, /federate) on port {}; data in {}", st->grpc_port,
-          st->http_port, config.store.path);
+  LogInfo("sheafd serving gRPC on port {} and HTTP (/metrics, /federate, /api/v1/: query API, write, read) on port {}; "
+          "data in {}",
+          st->grpc_port, st->http_port, config.store.path);
   return std::unique_ptr<Daemon>(new Daemon(std::move(st)));
 }
 
@@ -262,6 +278,12 @@ std::shared_ptr<grpc::Channel> Daemon::InProcessChannel() {
 }
 
 TailStats Daemon::tail_stats() const { return state_->tail_hub->Stats(); }
+
+std::vector<RemoteWriteSender::Stats> Daemon::remote_write_stats() const {
+  std::vector<RemoteWriteSender::Stats> out;
+  for (const auto& s : state_->remote_write->senders()) out.push_back(s->stats());
+  return out;
+}
 
 absl::Status Daemon::ReloadRules() { return state_->rules->Reload(); }
 
@@ -289,6 +311,10 @@ void Daemon::Shutdown() {
     };
     LogDebug("gRPC server stopped after {} ms", since());
     st.ingest->Stop();          // writes whatever is still queued
+    // Nothing is ingested any more: what remote write buffered goes to its
+    // queues on disk, a request in flight is aborted (it stays queued).
+    st.remote_write->Stop();
+    LogDebug("remote write stopped after {} ms", since());
     st.query_executor->Stop();  // the calls are finished; nothing is left to run
     if (auto s = st.store->Flush(); !s.ok()) LogError("flushing the store: {}", s.ToString());
     LogDebug("store flushed after {} ms", since());

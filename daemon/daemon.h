@@ -7,11 +7,13 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "daemon/federate.h"
 #include "daemon/ingest_service.h"
 #include "daemon/query_service.h"
+#include "daemon/remote_write_sender.h"
 #include "daemon/rules.h"
 #include "daemon/tail_hub.h"
 #include "storage/series_store.h"
@@ -56,6 +58,9 @@ struct DaemonConfig {
   // "<data-dir>/snapshots", on the store's filesystem so a snapshot is
   // hard links.
   std::string snapshot_dir;
+  // Remote write out (the config file's `remote_write:` list;
+  // docs/REMOTE_WRITE.md). Empty: nothing is forwarded.
+  std::vector<RemoteWriteConfig> remote_write;
 };
 
 class Daemon {
@@ -71,6 +76,8 @@ class Daemon {
   std::shared_ptr<grpc::Channel> InProcessChannel();
   // The live tail's figures (tests).
   TailStats tail_stats() const;
+  // The remote-write senders' figures, in config order (tests).
+  std::vector<RemoteWriteSender::Stats> remote_write_stats() const;
 
   // Reads the rule files again (SIGHUP). On error the rules loaded before
   // keep running, and the error (FILE:LINE: reason) is returned.

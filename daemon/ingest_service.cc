@@ -9,6 +9,7 @@
 #include "daemon/convert.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/ingest_metrics.h"
+#include "daemon/remote_write_sender.h"
 #include "daemon/tail_hub.h"
 #include "model/labels.h"
 #include "sheaf/v1/ingest_decode.pb.h"
@@ -388,6 +389,8 @@ absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::Appen
   if (!result.ok() || result->duplicate) return result;
   // Live tails see what was stored (not history being backfilled).
   if (options_.tail_hub != nullptr && !append.backfill) options_.tail_hub->Publish(append, *result);
+  // So does remote write (buffered: never waits for its disk or network).
+  if (options_.remote_write != nullptr && !append.backfill) options_.remote_write->Publish(append, *result);
   // Samples the store did not keep, by series.
   auto dropped = [&](const std::vector<std::pair<storage::SeriesId, uint64_t>>& series, model::RejectReason reason,
                      std::string_view why) {

@@ -30,6 +30,7 @@ struct AppendResult;
 namespace sheaf::daemon {
 
 class IngestMetrics;
+class RemoteWriteFanout;
 class TailHub;
 
 struct IngestOptions {
@@ -45,6 +46,7 @@ struct IngestOptions {
   size_t queue_capacity = 256;      // batches waiting for a worker
   std::function<int64_t()> now_ms;  // clock; wall clock when empty (tests inject one)
   TailHub* tail_hub = nullptr;      // live tail: what the store accepted is published here
+  RemoteWriteFanout* remote_write = nullptr;  // remote write out: the same, for the selected series
 };
 
 // Batches are decoded by hand (a raw method): an undecodable message ends

@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
 
   sheaf::FlagSet flags("sheafd", "sheafd [flags]");
   flags.ConfigFile(&config_file);
+  // The file's `remote_write:` list (docs/REMOTE_WRITE.md), read below.
+  flags.ConfigSection("remote_write");
   flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
   flags.String("http-listen", &config.http_listen, "address for HTTP (/metrics, /federate); port 0 picks one");
   uint64_t http_threads = config.http_threads;
@@ -162,6 +164,12 @@ int main(int argc, char** argv) {
   flags.Duration("etcd-lease-ttl", &etcd.lease_ttl,
                  "TTL of the etcd lease: a daemon that dies without deregistering leaves etcd this long after");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
+  if (auto remote_write = sheaf::daemon::LoadRemoteWriteConfig(config_file, store.path); remote_write.ok()) {
+    config.remote_write = *std::move(remote_write);
+  } else {
+    std::fprintf(stderr, "sheafd: %s\n", std::string(remote_write.status().message()).c_str());
+    return 2;
+  }
   if (!ParseRollups(rollups, &store.rollups)) {
     std::fprintf(stderr,
                  "sheafd: --rollups \"%s\": expected RESOLUTION:RETENTION,... with each resolution once, "
@@ -262,7 +270,7 @@ int main(int argc, char** argv) {
     if (sig == SIGHUP) {
       // Only the rule files are read again; other settings need a restart.
       // A bad file is logged and the rules loaded before keep running.
-      sheaf::LogInfo("SIGHUP: reloading the rule files (other settings need a restart)");
+      sheaf::LogInfo("SIGHUP: reloading the rule files (other settings, remote_write included, need a restart)");
       (void)(*daemon)->ReloadRules();
       continue;
     }
