@@ -225,6 +225,7 @@ TEST_F(HttpApiTest, StatusMetadataAndFormatQuery) {
   EXPECT_TRUE(r.body.starts_with(R"({"status":"success","data":{"version":")")) << r.body;
   r = Get("/api/v1/status/runtimeinfo", {});
   EXPECT_NE(r.body.find(R"("reloadConfigSuccess":true)"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("storageRetention":"15d")"), std::string::npos) << r.body;  // --raw-retention
   r = Get("/api/v1/format_query", {{"query", "sum by(job)(rate(up[5m]))"}});
   EXPECT_EQ(r.body, R"j({"status":"success","data":"sum by (job) (rate(up[5m]))"})j");
 }
