@@ -18,7 +18,10 @@ PACKAGES=(
   prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
   prometheus-node-exporter   # the agent's collectors are compared with it, and scraped
   etcd-server  # discovery of daemons through etcd, tested against the real one
+  victoria-metrics  # a remote-write receiver that sheafd's sender is tested against
   libcurl4-openssl-dev   # the agent scrapes local /metrics endpoints
+  python3-yaml   # tests/deploy: parses everything under deploy/
+  systemd        # tests/deploy: systemd-analyze verify/security on deploy/systemd/
 )
 # Only with --sanitizers (deploy/test.sh --sanitizers): clang for the
 # -Wthread-safety build of the store. GCC's ASan, UBSan and TSan runtimes
