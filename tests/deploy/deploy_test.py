@@ -707,8 +707,21 @@ def main():
         for path in sorted(glob.glob(os.path.join(DEPLOY, "grafana", "*.json"))):
             try:
                 d = json.load(open(path))
-                expect("dashboard %s: JSON with a datasource variable" % rel(path),
-                       any(v.get("type") == "datasource" for v in d["templating"]["list"]))
+                variables = {v["name"]: v for v in d["templating"]["list"]}
+                expect("dashboard %s: JSON with a Prometheus datasource variable" % rel(path),
+                       variables.get("datasource", {}).get("type") == "datasource"
+                       and variables["datasource"].get("query") == "prometheus")
+                # Grafana keys panels by id and places them by gridPos; every
+                # query goes to the chosen data source.
+                panels = [p for top in d["panels"] for p in [top] + top.get("panels", [])]
+                ids = [p["id"] for p in panels]
+                expect("dashboard %s: panel ids unique, every panel placed" % rel(path),
+                       len(ids) == len(set(ids)) and all({"x", "y", "w", "h"} <= p["gridPos"].keys()
+                                                         for p in panels))
+                sources = [t.get("datasource", p.get("datasource")) for p in panels for t in p.get("targets", [])]
+                sources += [v["datasource"] for v in variables.values() if v.get("type") == "query"]
+                expect("dashboard %s: every query uses ${datasource}" % rel(path),
+                       sources and all(s == {"type": "prometheus", "uid": "${datasource}"} for s in sources))
             except ValueError as e:
                 expect("dashboard %s is JSON" % rel(path), False, str(e))
         check_prometheus()
