@@ -109,6 +109,13 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
+def quantity(text):
+    """A Kubernetes quantity ("500m", "2", "512Mi", "2Gi") as a number."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(text))
+    return float(m.group(1)) * units.get(m.group(2), 1)
+
+
 # ---- PromQL names ----------------------------------------------------------
 
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset",
@@ -303,6 +310,12 @@ def check_kubernetes():
             args = c.get("args", [])
             unknown = [f for f in flags_of(args) if f not in known]
             expect("%s %s: args' flags are in %s --help" % (kind, name, binary), not unknown, "unknown: %s" % unknown)
+            resources = c.get("resources", {})
+            expect("%s %s: cpu and memory requests at most their limits" % (kind, name),
+                   all(quantity(resources["requests"][r]) <= quantity(resources["limits"][r])
+                       for r in ("cpu", "memory")) if {"requests", "limits"} <= resources.keys() else False,
+                   str(resources))
+            expect("%s %s: a liveness probe" % (kind, name), "livenessProbe" in c)
             ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
             # Listen flags and the ConfigMap's listen settings use the container ports.
             listen = {f: args[i + 1] for i, f in enumerate(args[:-1]) if f.endswith("-listen")}
