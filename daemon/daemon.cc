@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
+#include "daemon/console.h"
 #include "daemon/http_api.h"
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
@@ -221,6 +222,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   HttpApiOptions api;
   api.storage_retention = FormatDuration(std::chrono::milliseconds(config.store.raw_retention_ms));
   RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), std::move(api));
+  // The web console (/graph, /series, /agents, /status, /tail), on that API.
+  RegisterConsole(st->http.get());
   if (auto s = st->http->Start(); !s.ok()) return s;
   st->http_port = st->http->port();
 

@@ -11,6 +11,7 @@ PACKAGES=(
   prometheus-cpp-dev librocksdb-dev libfmt-dev libyaml-cpp-dev libre2-dev libabsl-dev zlib1g-dev
   libcivetweb-dev   # sheafd's HTTP server (also under prometheus-cpp-dev)
   libsnappy-dev     # Prometheus remote write: snappy-compressed bodies
+  libjs-chart.js    # the web console's chart, embedded into sheafd at build time (before meson configures)
   ccache            # rebuilds of unchanged files come from its cache (deploy/build.sh sets it up)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
@@ -22,6 +23,7 @@ PACKAGES=(
   libcurl4-openssl-dev   # the agent scrapes local /metrics endpoints
   python3-yaml   # tests/deploy: parses everything under deploy/
   systemd        # tests/deploy: systemd-analyze verify/security on deploy/systemd/
+  chromium python3-websocket   # the web console tested in a headless browser over the DevTools protocol
 )
 # Only with --sanitizers (deploy/test.sh --sanitizers): clang for the
 # -Wthread-safety build of the store. GCC's ASan, UBSan and TSan runtimes
