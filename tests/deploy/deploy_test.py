@@ -33,8 +33,13 @@ a metric disappears. This test does, in one pass:
   one pointing at an unused loopback port), taken as given until then;
 - every dashboard expression, with Grafana's variables substituted, parses
   with sheaf's engine (/api/v1/format_query) and evaluates without an error
-  (/api/v1/query) on a sheafd holding a real agent's data; the alerts'
-  expressions parse too.
+  (/api/v1/query) on a sheafd holding a real agent's data, and every host
+  panel has data; the alerts' expressions parse too;
+- Debian's Prometheus with deploy/prometheus/prometheus.yml (targets moved
+  to the test's processes, intervals to 1 s) scrapes every job, gets the
+  agents' filesystem series through sheafd's /federate, evaluates every
+  alert without an error, and every panel of the health dashboard has data
+  (where empty is not a healthy answer).
 
 Prints 'N passed, N failed'; exit 1 on any failure.
 """
