@@ -883,13 +883,14 @@ void RemoteWriteSender::Finish(uint64_t sequence, uint64_t samples, const char* 
   }
   if (dropped_reason != nullptr) {
     CountDropped(dropped_reason, samples);
-    return;
+  } else {
+    {
+      absl::MutexLock lock(&stats_mu_);
+      stats_.samples_sent += samples;
+    }
+    if (metrics_) metrics_->sent.Increment(static_cast<double>(samples));
   }
-  {
-    absl::MutexLock lock(&stats_mu_);
-    stats_.samples_sent += samples;
-  }
-  if (metrics_) metrics_->sent.Increment(static_cast<double>(samples));
+  UpdateGauges();  // pending and lag fall as soon as a request is done
 }
 
 void RemoteWriteSender::CountDropped(const std::string& reason, uint64_t samples) {
