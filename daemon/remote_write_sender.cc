@@ -182,7 +182,10 @@ absl::Status ValidateRemoteWriteConfig(RemoteWriteConfig* c, const std::string& 
   if (c->max_samples_per_send < 1 || c->max_samples_per_send > 1'000'000) {
     return bad("max_samples_per_send", std::to_string(c->max_samples_per_send), "must be 1 to 1000000");
   }
-  if (c->buffer_max_samples < c->max_samples_per_send) c->buffer_max_samples = c->max_samples_per_send;
+  if (c->buffer_max_samples < c->max_samples_per_send || c->buffer_max_samples > 100'000'000) {
+    return bad("buffer_max_samples", std::to_string(c->buffer_max_samples),
+               fmt::format("must be from max_samples_per_send ({}) to 100000000", c->max_samples_per_send));
+  }
   for (const auto& [name, value] : c->headers) {
     if (!HeaderToken(name)) return bad("headers", fmt::format("\"{}\"", name), "is not an HTTP header name");
     if (ReservedHeader(name)) {
@@ -281,6 +284,18 @@ absl::StatusOr<std::vector<RemoteWriteConfig>> LoadRemoteWriteConfig(const std::
           }
         } else if (key == "queue_max_bytes") {
           s = number(&c.queue_max_bytes);
+        } else if (key == "buffer_max_samples") {
+          uint64_t n = 0;
+          s = number(&n);
+          c.buffer_max_samples = static_cast<size_t>(n);
+        } else if (key == "queue_sync") {
+          auto text = scalar();
+          if (!text.ok()) return text.status();
+          if (*text != "true" && *text != "false") {
+            return absl::InvalidArgumentError(
+                fmt::format("{}: queue_sync: \"{}\" is not true or false", where, *text));
+          }
+          c.queue_sync = *text == "true";
         } else if (key == "max_samples_per_send") {
           uint64_t n = 0;
           s = number(&n);
@@ -316,9 +331,9 @@ absl::StatusOr<std::vector<RemoteWriteConfig>> LoadRemoteWriteConfig(const std::
           }
         } else {
           return absl::InvalidArgumentError(fmt::format(
-              "{}: unknown key \"{}\" (url, name, match, queue_dir, queue_max_bytes, queue_max_age, "
-              "max_samples_per_send, batch_send_deadline, remote_timeout, min_backoff, max_backoff, headers, "
-              "bearer_token_file, basic_auth)",
+              "{}: unknown key \"{}\" (url, name, match, queue_dir, queue_max_bytes, queue_max_age, queue_sync, "
+              "buffer_max_samples, max_samples_per_send, batch_send_deadline, remote_timeout, min_backoff, "
+              "max_backoff, headers, bearer_token_file, basic_auth)",
               where, key));
         }
         if (!s.ok()) return s;
@@ -439,7 +454,7 @@ absl::StatusOr<std::unique_ptr<RemoteWriteSender>> RemoteWriteSender::Start(Remo
   so.max_bytes = config.queue_max_bytes;
   so.max_age = config.queue_max_age;
   so.segment_bytes = SegmentBytes(config.queue_max_bytes);
-  so.sync = config.sync;
+  so.sync = config.queue_sync;
   auto spool = spool::Spool::Open(std::move(so));
   if (!spool.ok()) {
     return absl::FailedPreconditionError(fmt::format("remote_write {}: queue_dir {}: {}", config.name,

@@ -154,7 +154,7 @@ RemoteWriteConfig Config(const std::string& url, const std::string& dir) {
   RemoteWriteConfig c;
   c.url = url;
   c.queue_dir = dir;
-  c.sync = false;  // tmpfs or not, the tests need no fsync
+  c.queue_sync = false;  // the tests need no fsync
   c.batch_send_deadline = 50ms;
   c.min_backoff = 10ms;
   c.max_backoff = 100ms;
@@ -457,6 +457,8 @@ remote_write:
     queue_dir: /q
     queue_max_bytes: 1048576
     queue_max_age: 2h
+    queue_sync: false
+    buffer_max_samples: 10000
     max_samples_per_send: 500
     batch_send_deadline: 1s
     remote_timeout: 10s
@@ -484,6 +486,10 @@ remote_write:
   EXPECT_EQ(m.queue_dir, "/q");
   EXPECT_EQ(m.queue_max_bytes, 1u << 20);
   EXPECT_EQ(m.queue_max_age, 2h);
+  EXPECT_FALSE(m.queue_sync);
+  EXPECT_EQ(m.buffer_max_samples, 10000u);
+  EXPECT_TRUE(d.queue_sync);
+  EXPECT_EQ(d.buffer_max_samples, 200000u);
   EXPECT_EQ(m.max_samples_per_send, 500u);
   EXPECT_EQ(m.batch_send_deadline, 1s);
   EXPECT_EQ(m.remote_timeout, 10s);
@@ -504,6 +510,8 @@ TEST_F(RemoteWriteConfigTest, ErrorsNameTheEntryTheKeyAndTheValue) {
       {"- url: http://a/\n  - url: http://b/\n    min_backoff: soon",
        "remote_write[1]: min_backoff: \"soon\" is not a duration"},
       {"- url: http://a/\n    max_samples_per_send: 0", "max_samples_per_send: 0 must be"},
+      {"- url: http://a/\n    buffer_max_samples: 10", "buffer_max_samples: 10 must be from max_samples_per_send"},
+      {"- url: http://a/\n    queue_sync: maybe", "queue_sync: \"maybe\" is not true or false"},
       {"- url: http://a/\n    match: ['{a=']", "match: \"{a=\" is not a series"},
       {"- url: http://a/\n    headers: {Content-Type: text/plain}", "headers: Content-Type is set by sheafd"},
       {"- url: http://a/\n    qeue_dir: /x", "unknown key \"qeue_dir\""},
