@@ -34,6 +34,9 @@ void RegisterFlags(FlagSet& flags, AgentConfig* c) {
                    "extra label name=value on every series (repeatable); default host=<host name>");
   flags.String("proc-root", &c->proc_root, "where /proc is (for containers with the host's /proc mounted elsewhere)");
   flags.String("mounts-file", &c->mounts, "mount table read for filesystem metrics");
+  flags.String("rootfs", &c->rootfs,
+               "where the host's root filesystem is mounted (e.g. /host/root in a container): filesystem sizes are "
+               "read there, mount points reported as the host sees them");
   flags.StringList("disable-collector", &c->disable_collectors,
                    "a host collector not to run (repeatable): cpu, stat, meminfo, vmstat, loadavg, pressure, "
                    "diskstats, netdev, filesystem, time, filefd, process");

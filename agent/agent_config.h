@@ -40,6 +40,7 @@ struct AgentConfig {
   std::vector<std::string> label_flags;  // name=value
   std::string proc_root = "/proc";
   std::string mounts = "/proc/self/mounts";
+  std::string rootfs;  // "": "/"
   std::vector<std::string> disable_collectors;
   bool cpu_per_cpu = true;
   std::string metrics_listen;  // "": no /metrics

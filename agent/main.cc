@@ -62,7 +62,7 @@ void LogSummary(const Shipper::Stats& sh, const Spool::Stats& sp, const BatchBui
 // scrape targets, the relabel rules and the labels added to every series.
 struct Collection {
   explicit Collection(const AgentConfig& c)
-      : host(HostPaths{c.proc_root, c.mounts}, c.collectors),
+      : host(HostPaths{c.proc_root, c.mounts, c.rootfs}, c.collectors),
         builder(c.extra_labels),
         relabel(c.relabel.empty() ? nullptr : std::make_unique<MetricRelabeler>(c.relabel, "relabel")) {
     if (!c.scrape.empty()) {
@@ -359,6 +359,7 @@ int main(int argc, char** argv) {
       config.relabel = reloaded->relabel;
       config.proc_root = reloaded->proc_root;
       config.mounts = reloaded->mounts;
+      config.rootfs = reloaded->rootfs;
       collection = std::make_unique<Collection>(config);
       LogInfo("SIGHUP: reloaded: every {} ms, {} scrape targets, {} relabel rules", config.interval.count(),
               config.scrape.size(), config.relabel.size());

@@ -133,6 +133,7 @@ struct Daemon::State {
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<RuleManager> rules;  // before the HTTP server: /metrics shows its series
   std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  std::unique_ptr<HttpServerMetrics> http_metrics;  // outlives the server that feeds it
   std::unique_ptr<HttpServer> http;
   int grpc_port = 0;
   int http_port = 0;

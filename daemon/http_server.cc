@@ -166,11 +166,13 @@ HttpServer::HttpServer(HttpServerOptions options) : options_(std::move(options))
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Handle(std::string path, std::vector<std::string> methods, HttpHandler handler) {
-  exact_[std::move(path)] = Route{std::move(methods), std::move(handler)};
+  Route route{std::move(methods), std::move(handler), path};
+  exact_[std::move(path)] = std::move(route);
 }
 
 void HttpServer::HandlePrefix(std::string prefix, std::vector<std::string> methods, HttpHandler handler) {
-  prefixes_[std::move(prefix)] = Route{std::move(methods), std::move(handler)};
+  Route route{std::move(methods), std::move(handler), prefix};
+  prefixes_[std::move(prefix)] = std::move(route);
 }
 
 absl::Status HttpServer::Start() {
@@ -288,15 +290,23 @@ int HttpServer::Serve(mg_connection* conn) {
   for (int i = 0; i < info->num_headers; ++i) {
     request.headers.emplace_back(info->http_headers[i].name, info->http_headers[i].value);
   }
+  const auto started = std::chrono::steady_clock::now();
+  static const std::string kNoRoute;
+  const std::string* route_name = &kNoRoute;
   auto reply = [&](HttpResponse response) {
     const int status = response.status;
     Send(conn, request, std::move(response));
+    if (options_.on_answer) {
+      options_.on_answer(*route_name, status,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
     return status;
   };
   if (info->local_uri == nullptr) return reply(HttpResponse::Text(400, "bad request target"));
   request.path = info->local_uri;
 
   const Route* route = Find(request.path);
+  if (route != nullptr) route_name = &route->name;
   if (route == nullptr) {
     std::string paths;
     for (const auto& [path, r] : exact_) paths += (paths.empty() ? "" : ", ") + path;

@@ -100,6 +100,12 @@ std::vector<prometheus::MetricFamily> StoreCollector::Collect() const {
   out.push_back(Gauge("sheaf_storage_writable",
                       "1 while the store accepts writes, 0 while the disk refuses them (full, I/O error).",
                       st.writable ? 1 : 0));
+  out.push_back(Gauge("sheaf_storage_disk_free_bytes",
+                      "Space available on the data directory's filesystem; ingestion pauses below "
+                      "--min-free-disk-bytes.",
+                      static_cast<double>(st.disk_free_bytes)));
+  out.push_back(Gauge("sheaf_storage_disk_size_bytes", "Size of the data directory's filesystem.",
+                      static_cast<double>(st.disk_total_bytes)));
   AddProcess(out);
   return out;
 }

@@ -220,6 +220,10 @@ struct StoreStats {
   std::string last_maintenance_error;  // empty once maintenance succeeds again
   bool writable = true;                // false while RocksDB refuses writes (disk full, I/O error)
   std::string write_error;             // why, when not writable
+  // The data directory's filesystem (statvfs, at most 500 ms old): space
+  // available to sheafd, and its size.
+  uint64_t disk_free_bytes = 0;
+  uint64_t disk_total_bytes = 0;
 };
 
 class SeriesStore {

@@ -193,6 +193,7 @@ absl::Status RocksSeriesStore::CheckDiskSpace() {
     struct statvfs fs;
     if (statvfs(options_.path.c_str(), &fs) == 0) {
       free_disk_bytes_ = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+      total_disk_bytes_ = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
     }
     disk_checked_ms_ = now;
   }
@@ -281,6 +282,8 @@ StoreStats RocksSeriesStore::Stats() {
     st.writable = false;
     st.write_error = std::string(disk.message());
   }
+  st.disk_free_bytes = free_disk_bytes_ == UINT64_MAX ? 0 : free_disk_bytes_.load();
+  st.disk_total_bytes = total_disk_bytes_;
   absl::MutexLock lock(&bg_mu_);
   st.cuts = cuts_;
   st.rollups = rollup_runs_;

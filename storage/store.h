@@ -318,6 +318,7 @@ class RocksSeriesStore final : public SeriesStore {
   static constexpr int64_t kNeverChecked = INT64_MIN;
   std::atomic<int64_t> disk_checked_ms_ = kNeverChecked;
   std::atomic<uint64_t> free_disk_bytes_ = UINT64_MAX;
+  std::atomic<uint64_t> total_disk_bytes_ = 0;
 
   // The last write's error if it failed for a reason outside the request
   // (disk full, I/O error): reported in Stats until a write succeeds.

@@ -28,6 +28,12 @@ struct HostPaths {
   std::string proc = "/proc";
   // Read by the filesystem collector; format of /proc/self/mounts.
   std::string mounts = "/proc/self/mounts";
+  // Where the host's root filesystem is, for the filesystem collector's
+  // statvfs of each mount point ("" is "/"): in a container with the
+  // host's / mounted at /host/root, the host's mount points are reached
+  // there, and still reported by their host paths (node_exporter's
+  // --path.rootfs).
+  std::string rootfs;
 };
 
 // Reads whole files for the collectors of one HostCollector.

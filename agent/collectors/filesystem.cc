@@ -21,29 +21,33 @@ namespace {
 
 class FilesystemCollector : public Collector {
  public:
-  explicit FilesystemCollector(std::string mounts) : mounts_(std::move(mounts)) {}
+  FilesystemCollector(std::string mounts, std::string rootfs) : mounts_(std::move(mounts)), rootfs_(std::move(rootfs)) {
+    while (!rootfs_.empty() && rootfs_.back() == '/') rootfs_.pop_back();  // "/" and "" are the same
+  }
 
   std::string_view name() const override { return "filesystem"; }
 
   bool Collect(SourceReader& reader, std::vector<HostMetric>* out, std::vector<std::string>* errors) override {
     const std::string* text = proc_text::ReadOrReport(reader, mounts_, errors);
     if (text == nullptr) return false;
-    for (const MountEntry& m : SelectMounts(ParseMounts(*text, mounts_, errors))) Export(m, out, errors);
+    for (const MountEntry& m : SelectMounts(ParseMounts(*text, mounts_, errors))) Export(m, rootfs_, out, errors);
     return true;
   }
 
  private:
-  static void Export(const MountEntry& m, std::vector<HostMetric>* out, std::vector<std::string>* errors) {
+  static void Export(const MountEntry& m, const std::string& rootfs, std::vector<HostMetric>* out,
+                     std::vector<std::string>* errors) {
     auto add = [&](std::string_view name, double value) {
       proc_text::Emit(out, name, {{"device", m.device}, {"fstype", m.fstype}, {"mountpoint", m.mount_point}},
                       MetricKind::kGauge, value);
     };
     add("node_filesystem_readonly", m.read_only ? 1 : 0);
     struct statvfs st {};
-    if (::statvfs(m.mount_point.c_str(), &st) != 0) {
+    const std::string path = rootfs + m.mount_point;
+    if (::statvfs(path.c_str(), &st) != 0) {
       // As node_exporter: the mount point stays visible, flagged, without
       // sizes that would be made up.
-      proc_text::AddError(errors, fmt::format("statvfs({}) for {} ({}): {}", m.mount_point, m.device, m.fstype,
+      proc_text::AddError(errors, fmt::format("statvfs({}) for {} ({}): {}", path, m.device, m.fstype,
                                               proc_text::ErrnoText(errno)));
       add("node_filesystem_device_error", 1);
       return;
@@ -60,6 +64,7 @@ class FilesystemCollector : public Collector {
   }
 
   const std::string mounts_;
+  std::string rootfs_;  // without a trailing '/'
 };
 
 bool HasOption(std::string_view options, std::string_view option) {
@@ -165,7 +170,7 @@ std::vector<MountEntry> SelectMounts(std::vector<MountEntry> mounts) {
 }
 
 std::unique_ptr<Collector> NewFilesystemCollector(const HostPaths& paths) {
-  return std::make_unique<FilesystemCollector>(paths.mounts);
+  return std::make_unique<FilesystemCollector>(paths.mounts, paths.rootfs);
 }
 
 }  // namespace sheaf::agent

@@ -142,7 +142,7 @@ TEST(BatchBuilderTest, HostWithANonUtf8MountPointShipsAllItsMetrics) {
   const std::string bad_mount = dir.Sub("disk\xff");
   std::filesystem::create_directories(bad_mount);
   std::ofstream(dir.Sub("mounts")) << "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 " << bad_mount << " ext4 rw 0 0\n";
-  HostCollector collector(HostPaths{"/proc", dir.Sub("mounts")});
+  HostCollector collector(HostPaths{"/proc", dir.Sub("mounts"), ""});
   std::vector<std::string> errors;
   auto metrics = collector.Collect(&errors);
   BatchBuilder b(LabelPairs{{"host", "h1"}});

@@ -472,6 +472,20 @@ TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
   EXPECT_NE(body.find("sheaf_grpc_server_handling_seconds_bucket{grpc_method=\"Push\""), std::string::npos);
   EXPECT_NE(body.find("sheaf_storage_samples 1\n"), std::string::npos);
   EXPECT_NE(body.find("sheaf_storage_disk_bytes "), std::string::npos);
+  // The data disk's free space and size, as statvfs gives them.
+  auto gauge = [&](const std::string& name) {
+    size_t at = body.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::strtod(body.c_str() + at + name.size() + 2, nullptr);
+  };
+  const double free = gauge("sheaf_storage_disk_free_bytes"), size = gauge("sheaf_storage_disk_size_bytes");
+  EXPECT_GT(free, 0);
+  EXPECT_GE(size, free);
+  // Every answer of the HTTP server is counted by route and code.
+  EXPECT_EQ(testing::HttpGet(daemon_->http_port(), "/no/such/page").status, 404);
+  const std::string again = testing::HttpGet(daemon_->http_port(), "/metrics").body;
+  EXPECT_NE(again.find("sheaf_http_requests_total{code=\"200\",handler=\"/metrics\"} 1\n"), std::string::npos) << again;
+  EXPECT_NE(again.find("sheaf_http_requests_total{code=\"404\",handler=\"\"} 1\n"), std::string::npos);
+  EXPECT_NE(again.find("sheaf_http_request_duration_seconds_count{handler=\"/metrics\"} 1\n"), std::string::npos);
   // promtool is the reference linter of the exposition format.
   testing::TempDir tmp;
   std::string file = tmp.Sub("metrics.txt");

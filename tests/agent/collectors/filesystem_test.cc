@@ -178,6 +178,27 @@ TEST_F(FilesystemCollectorTest, StatvfsFailureIsFlaggedNotAStop) {
       nullptr);
 }
 
+// In a container: the host's / is mounted at rootfs; its mount points are
+// measured there and reported by their host paths.
+TEST_F(FilesystemCollectorTest, MountPointsAreMeasuredUnderTheRootfs) {
+  std::filesystem::create_directories(root_ + "/host/srv/data");
+  Write("mounts", "/dev/vdc /srv/data ext4 rw,relatime 0 0\n");
+  paths_.rootfs = root_ + "/host/";
+  Errors errors;
+  const Metrics metrics = Collect(&errors);
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+  const Labels labels = {{"device", "/dev/vdc"}, {"fstype", "ext4"}, {"mountpoint", "/srv/data"}};
+  EXPECT_TRUE(HasMetric(metrics, "node_filesystem_device_error", labels, MetricKind::kGauge, 0));
+  EXPECT_NE(Find(metrics, "node_filesystem_size_bytes", labels), nullptr);
+  // Without it, /srv/data is looked up in this process' own filesystem.
+  paths_.rootfs = "";
+  errors.clear();
+  const Metrics outside = Collect(&errors);
+  EXPECT_TRUE(HasMetric(outside, "node_filesystem_device_error", labels, MetricKind::kGauge, 1));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("statvfs(/srv/data)"), std::string::npos) << errors[0];
+}
+
 TEST_F(FilesystemCollectorTest, DuplicateMountPointKeepsLastEntry) {
   Write("mounts",
         "/dev/vda1 " + root_ + " ext4 rw 0 0\n" + "/dev/vda1 / ext4 rw 0 0\n" + "tmpfs " + root_ + " tmpfs rw 0 0\n");
