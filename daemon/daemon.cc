@@ -21,6 +21,7 @@
 #include "daemon/admin_service.h"
 #include "daemon/console.h"
 #include "daemon/http_api.h"
+#include "daemon/http_metrics.h"
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
 #include "daemon/query_service.h"
