@@ -1,9 +1,18 @@
 #include "daemon/console.h"
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "common/clock.h"
+#include "common/json_writer.h"
+#include "daemon/agent_registry.h"
 #include "daemon/console_assets.h"
+#include "daemon/rules.h"
+#include "model/matcher.h"
+#include "sheaf_version.h"
+#include "storage/series_store.h"
 
 namespace sheaf::daemon {
 namespace {
@@ -40,9 +49,239 @@ HttpResponse ServeAsset(const HttpRequest& request, const ConsoleAsset& asset) {
   return response;
 }
 
+// {"status":"success","data":<data>} as the public API answers.
+HttpResponse Success(const std::string& data) {
+  HttpResponse response;
+  response.content_type = "application/json";
+  response.body = R"({"status":"success","data":)" + data + "}";
+  return response;
+}
+
+HttpResponse Failure(int status, std::string_view type, std::string_view message) {
+  HttpResponse response;
+  response.status = status;
+  response.content_type = "application/json";
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("status");
+  json.String("error");
+  json.Key("errorType");
+  json.String(type);
+  json.Key("error");
+  json.String(message);
+  json.EndObject();
+  response.body = json.Take();
+  return response;
+}
+
+void Number(JsonWriter& json, std::string_view key, uint64_t value) {
+  json.Key(key);
+  json.Uint(value);
+}
+
+// A time in ms as the API writes times: float seconds.
+void Seconds(JsonWriter& json, std::string_view key, int64_t ms) {
+  json.Key(key);
+  json.Double(static_cast<double>(ms) / 1000.0);
+}
+
+class ConsoleApi {
+ public:
+  explicit ConsoleApi(ConsoleSources sources)
+      : sources_(std::move(sources)), started_ms_(Now()) {}
+
+  HttpResponse Status() {
+    const storage::StoreStats stats = sources_.store->Stats();
+    const int64_t now = Now();
+    JsonWriter json;
+    json.BeginObject();
+    json.Key("version");
+    json.String(SHEAF_VERSION);
+    Seconds(json, "startTime", started_ms_);
+    Seconds(json, "uptimeSeconds", now - started_ms_);
+    json.Key("settings");
+    json.BeginArray();
+    for (const auto& [name, value] : sources_.settings) {
+      json.BeginArray();
+      json.String(name);
+      json.String(value);
+      json.EndArray();
+    }
+    json.EndArray();
+    json.Key("ingest");
+    json.BeginObject();
+    json.Key("samplesPerSecond");
+    json.Double(sources_.agents->SamplesPerSecond());
+    Number(json, "agentsSinceStart", sources_.agents->Agents().size());
+    json.EndObject();
+    json.Key("storage");
+    json.BeginObject();
+    Number(json, "series", stats.series);
+    Number(json, "samples", stats.samples);
+    Number(json, "diskBytes", stats.disk_bytes);
+    Number(json, "walBytes", stats.wal_bytes);
+    json.Key("bytesPerSample");
+    json.Double(stats.samples > 0 ? static_cast<double>(stats.disk_bytes) / static_cast<double>(stats.samples) : 0);
+    json.Key("columnFamilyBytes");
+    json.BeginObject();
+    for (const auto& [family, bytes] : stats.family_disk_bytes) Number(json, family, bytes);
+    json.EndObject();
+    Number(json, "pendingCompactionBytes", stats.pending_compaction_bytes);
+    Number(json, "writeStalls", stats.write_stalls);
+    Number(json, "headSamples", stats.head_samples);
+    Number(json, "memtableBytes", stats.memtable_bytes);
+    Number(json, "blockCacheBytes", stats.block_cache_bytes);
+    Number(json, "diskFreeBytes", stats.disk_free_bytes);
+    Number(json, "diskTotalBytes", stats.disk_total_bytes);
+    json.Key("writable");
+    json.Bool(stats.writable);
+    json.Key("writeError");
+    json.String(stats.write_error);
+    Number(json, "maintenanceFailures", stats.maintenance_failures);
+    json.Key("lastMaintenanceError");
+    json.String(stats.last_maintenance_error);
+    json.EndObject();
+    json.Key("ruleGroups");
+    json.BeginArray();
+    if (sources_.rules != nullptr) {
+      for (const RuleManager::GroupInfo& group : sources_.rules->Groups()) {
+        json.BeginObject();
+        json.Key("file");
+        json.String(group.file);
+        json.Key("name");
+        json.String(group.name);
+        Seconds(json, "intervalSeconds", group.interval_ms);
+        Number(json, "rules", group.rules);
+        json.EndObject();
+      }
+    }
+    json.EndArray();
+    json.EndObject();
+    return Success(json.str());
+  }
+
+  HttpResponse Agents() {
+    JsonWriter json;
+    json.BeginArray();
+    for (const AgentInfo& a : sources_.agents->Agents()) {
+      json.BeginObject();
+      json.Key("id");
+      json.String(a.id);
+      json.Key("address");
+      json.String(a.address);
+      json.Key("host");
+      json.String(HostOf(a.address));
+      Seconds(json, "firstPush", a.first_push_ms);
+      Seconds(json, "lastPush", a.last_push_ms);
+      Number(json, "lastSequence", a.last_sequence);
+      Number(json, "batches", a.batches);
+      Number(json, "samples", a.samples);
+      json.Key("samplesPerSecond");
+      json.Double(a.samples_per_second);
+      Seconds(json, "newestSample", a.newest_sample_ms);
+      json.Key("behind");
+      json.Bool(a.behind);
+      json.Key("rejectedSamples");
+      json.BeginObject();
+      for (const auto& [reason, n] : a.rejected_samples) Number(json, reason, n);
+      json.EndObject();
+      json.EndObject();
+    }
+    json.EndArray();
+    return Success(json.str());
+  }
+
+  // Prometheus' /api/v1/status/tsdb, the parts a sheaf store can answer.
+  HttpResponse Cardinality(const HttpRequest& request) {
+    size_t limit = 10;
+    if (const std::string* text = request.Param("limit")) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(text->c_str(), &end, 10);
+      if (text->empty() || *end != '\0' || n == 0 || n > 10000) {
+        return Failure(400, "bad_data", "limit: give a number from 1 to 10000, not \"" + *text + "\"");
+      }
+      limit = static_cast<size_t>(n);
+    }
+    bool truncated = false;
+    auto names = sources_.store->LabelValues(storage::kDefaultTenant, "__name__", sources_.max_cardinality_names,
+                                             &truncated);
+    if (!names.ok()) return Failure(503, "unavailable", names.status().ToString());
+    std::vector<std::pair<std::string, uint64_t>> by_metric;
+    for (const std::string& name : *names) {
+      auto matcher = model::Matcher::Create(model::Matcher::Op::kEqual, "__name__", name);
+      if (!matcher.ok()) continue;
+      auto ids = sources_.store->Select(storage::kDefaultTenant, {*matcher});
+      if (!ids.ok()) return Failure(503, "unavailable", ids.status().ToString());
+      by_metric.emplace_back(name, ids->size());
+    }
+    auto labels = sources_.store->LabelNames();
+    if (!labels.ok()) return Failure(503, "unavailable", labels.status().ToString());
+    std::vector<std::pair<std::string, uint64_t>> by_label;
+    for (const std::string& label : *labels) {
+      auto values = sources_.store->LabelValues(label);
+      if (!values.ok()) return Failure(503, "unavailable", values.status().ToString());
+      by_label.emplace_back(label, values->size());
+    }
+    JsonWriter json;
+    json.BeginObject();
+    json.Key("headStats");
+    json.BeginObject();
+    Number(json, "numSeries", sources_.store->Stats().series);
+    json.EndObject();
+    WriteTop(json, "seriesCountByMetricName", by_metric, limit);
+    WriteTop(json, "labelValueCountByLabelName", by_label, limit);
+    json.Key("metricNamesCounted");
+    json.Uint(by_metric.size());
+    json.Key("metricNamesTruncated");
+    json.Bool(truncated);
+    json.EndObject();
+    return Success(json.str());
+  }
+
+ private:
+  int64_t Now() const { return sources_.now_ms ? sources_.now_ms() : WallClockMs(); }
+
+  // "ipv4:10.0.0.5:41234" -> "10.0.0.5"; "ipv6:[::1]:5" -> "::1".
+  static std::string HostOf(std::string_view peer) {
+    if (auto colon = peer.find(':'); colon != std::string_view::npos && peer.substr(0, 3) == "ipv") {
+      peer.remove_prefix(colon + 1);
+    }
+    if (auto colon = peer.rfind(':'); colon != std::string_view::npos) peer = peer.substr(0, colon);
+    if (peer.size() >= 2 && peer.front() == '[' && peer.back() == ']') peer = peer.substr(1, peer.size() - 2);
+    return std::string(peer);
+  }
+
+  // The `limit` largest, largest first, as [{"name":..,"value":..}].
+  static void WriteTop(JsonWriter& json, std::string_view key, std::vector<std::pair<std::string, uint64_t>>& counts,
+                       size_t limit) {
+    const size_t n = std::min(limit, counts.size());
+    std::partial_sort(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(n), counts.end(),
+                      [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+    json.Key(key);
+    json.BeginArray();
+    for (size_t i = 0; i < n; ++i) {
+      json.BeginObject();
+      json.Key("name");
+      json.String(counts[i].first);
+      Number(json, "value", counts[i].second);
+      json.EndObject();
+    }
+    json.EndArray();
+  }
+
+  const ConsoleSources sources_;
+  const int64_t started_ms_;
+};
+
 }  // namespace
 
-void RegisterConsole(HttpServer* server) {
+void RegisterConsole(HttpServer* server, ConsoleSources sources) {
+  // Shared by the handlers, which the server keeps as long as it lives.
+  auto api = std::make_shared<ConsoleApi>(std::move(sources));
+  server->Handle("/api/v1/status/sheaf", {"GET"}, [api](const HttpRequest&) { return api->Status(); });
+  server->Handle("/api/v1/status/agents", {"GET"}, [api](const HttpRequest&) { return api->Agents(); });
+  server->Handle("/api/v1/status/tsdb", {"GET"},
+                 [api](const HttpRequest& request) { return api->Cardinality(request); });
   server->Handle("/", {"GET"}, [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "the console is at /graph");
     response.headers.emplace_back("Location", "/graph");

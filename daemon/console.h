@@ -13,14 +13,50 @@
 #ifndef SHEAF_DAEMON_CONSOLE_H_
 #define SHEAF_DAEMON_CONSOLE_H_
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "daemon/http_server.h"
+
+namespace sheaf::storage {
+class SeriesStore;
+}
 
 namespace sheaf::daemon {
 
+class AgentRegistry;
+class RuleManager;
+
+// What the console's JSON endpoints read. Each must outlive the server.
+struct ConsoleSources {
+  storage::SeriesStore* store = nullptr;
+  AgentRegistry* agents = nullptr;
+  RuleManager* rules = nullptr;  // null: no rule groups shown
+  // The daemon's settings as NAME, VALUE ("data-dir", "/var/lib/sheaf"),
+  // shown by /status in this order.
+  std::vector<std::pair<std::string, std::string>> settings;
+  // /api/v1/status/tsdb counts the series of at most this many metric
+  // names (each a Select of the store); past it the answer says so.
+  size_t max_cardinality_names = 5000;
+  std::function<int64_t()> now_ms;  // wall clock when empty (tests inject one)
+};
+
 // The console's pages and files: "/" redirects (302) to "/graph"; the
-// pages answer the app's HTML; "/console/<file>" the embedded files.
+// pages answer the app's HTML; "/console/<file>" the embedded files. And
+// the JSON endpoints the public API lacks (docs/HTTP_API.md):
+//   GET /api/v1/status/sheaf   version, uptime, settings, ingest rate,
+//                              storage (bytes per column family,
+//                              bytes/sample, compaction debt), rule groups
+//   GET /api/v1/status/agents  every agent that pushed (agent_registry.h)
+//   GET /api/v1/status/tsdb    Prometheus' cardinality statistics:
+//                              seriesCountByMetricName,
+//                              labelValueCountByLabelName (?limit=, 10)
 // REQUIRES: before server->Start().
-void RegisterConsole(HttpServer* server);
+void RegisterConsole(HttpServer* server, ConsoleSources sources);
 
 }  // namespace sheaf::daemon
 

@@ -6,6 +6,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/work_queue.h"
+#include "daemon/agent_registry.h"
 #include "daemon/convert.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/ingest_metrics.h"
@@ -205,6 +206,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     service_->metrics_->BatchApplied(result->samples_added,
                                      static_cast<uint64_t>(batch.samples_size() + batch.series_size()));
     if (backfill) service_->metrics_->BackfillApplied(result->samples_added);
+    if (AgentRegistry* agents = service_->options_.agents; agents != nullptr) {
+      int64_t newest = 0;
+      for (const auto& series : append.series) {
+        for (const auto& sample : series.samples) newest = std::max(newest, sample.timestamp_ms);
+      }
+      agents->Applied(agent_id_, context_->peer(), batch.sequence(), result->samples_added, newest);
+    }
     return grpc::Status::OK;
   }
 
@@ -302,6 +310,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     count.set_series(count.series() + 1);
     count.set_samples(count.samples() + samples);
     service_->metrics_->Rejected(r.reason, 1, samples);
+    if (AgentRegistry* agents = service_->options_.agents; agents != nullptr) {
+      agents->Rejected(agent_id_, model::ReasonName(r.reason), samples);
+    }
   }
 
   grpc::Status Invalid(std::string message) {

@@ -29,6 +29,7 @@ struct AppendResult;
 
 namespace sheaf::daemon {
 
+class AgentRegistry;
 class IngestMetrics;
 class RemoteWriteFanout;
 class TailHub;
@@ -47,6 +48,7 @@ struct IngestOptions {
   std::function<int64_t()> now_ms;  // clock; wall clock when empty (tests inject one)
   TailHub* tail_hub = nullptr;      // live tail: what the store accepted is published here
   RemoteWriteFanout* remote_write = nullptr;  // remote write out: the same, for the selected series
+  AgentRegistry* agents = nullptr;  // per-agent state for the web console (agent_registry.h)
 };
 
 // Batches are decoded by hand (a raw method): an undecodable message ends

@@ -445,26 +445,110 @@ function table(headers, rows) {
 }
 
 async function seriesPage() {
-  const app_ = app();
-  app_.replaceChildren(el("p", { class: "info" }, "loading…"));
+  const root = app();
+  root.replaceChildren(el("p", { class: "info" }, "loading…"));
   try {
-    const names = await api("/api/v1/labels");
-    const metrics = await api("/api/v1/label/__name__/values");
+    const [names, metrics, tsdb] = await Promise.all([api("/api/v1/labels"), api("/api/v1/label/__name__/values"),
+      api("/api/v1/status/tsdb", { limit: 20 }).catch(() => null)]);
     const detail = el("div", { id: "label-values" });
-    const labelList = el("ul", { class: "legend", id: "label-names" }, names.map((n) => el("li", {
-      onclick: async () => {
-        const values = await api(`/api/v1/label/${encodeURIComponent(n)}/values`);
-        detail.replaceChildren(el("h2", {}, `${values.length} values of ${n}`),
-          el("ul", { class: "legend" }, values.slice(0, 1000).map((v) => el("li", {}, v))));
-      } }, n)));
-    app_.replaceChildren(
+    const showValues = async (n) => {
+      const values = await api(`/api/v1/label/${encodeURIComponent(n)}/values`);
+      detail.replaceChildren(el("h2", {}, `${values.length} values of ${n}`),
+        el("ul", { class: "legend" }, values.slice(0, 1000).map((v) => el("li", {}, v))),
+        values.length > 1000 ? el("p", { class: "info" }, "first 1000 shown") : null);
+    };
+    const top = tsdb ? [
+      el("h2", {}, `${tsdb.headStats.numSeries} series; the metric names with most series`),
+      table(["metric", { name: "series", num: true }], tsdb.seriesCountByMetricName.map((m) =>
+        [el("a", { href: "/graph?" + new URLSearchParams({ expr: `count by (__name__) (${m.name})`, tab: "table" }) }, m.name), m.value])),
+      el("h2", {}, "label names with most values"),
+      table(["label", { name: "values", num: true }], tsdb.labelValueCountByLabelName.map((l) => [l.name, l.value])),
+    ] : [];
+    root.replaceChildren(...top,
       el("h2", {}, `${metrics.length} metric names`),
       el("ul", { class: "legend", id: "metric-names" }, metrics.map((m) =>
         el("li", {}, el("a", { href: "/graph?" + new URLSearchParams({ expr: m, tab: "table" }) }, m)))),
-      el("h2", {}, `${names.length} label names (click for values)`), labelList, detail);
+      el("h2", {}, `${names.length} label names (click for values)`),
+      el("ul", { class: "legend", id: "label-names" }, names.map((n) => el("li", { onclick: () => showValues(n) }, n))),
+      detail);
   } catch (e) {
-    app_.replaceChildren(errorBox(e.message));
+    root.replaceChildren(errorBox(e.message));
   }
+}
+
+function card(key, value) { return el("div", { class: "card" }, el("div", { class: "k" }, key), el("div", { class: "v" }, value)); }
+
+function ago(seconds) {
+  const s = Date.now() / 1000 - seconds;
+  if (s < 90) return `${Math.max(0, Math.round(s))} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+
+function uptime(seconds) {
+  const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600), m = Math.floor(seconds % 3600 / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
+}
+
+// Reloads a page's data every `ms` while the page is open.
+function every(ms, load) {
+  load();
+  setInterval(load, ms);
+}
+
+function statusPage() {
+  every(5000, async () => {
+    try {
+      const [s, build] = await Promise.all([api("/api/v1/status/sheaf"), api("/api/v1/status/buildinfo")]);
+      const st = s.storage;
+      app().replaceChildren(
+        el("div", { class: "cards", id: "status-cards" },
+          card("version", s.version + (build.revision ? ` (${build.revision})` : "")),
+          card("uptime", uptime(s.uptimeSeconds)),
+          card("ingest", `${formatNumber(s.ingest.samplesPerSecond)} samples/s`),
+          card("agents since start", s.ingest.agentsSinceStart),
+          card("series", st.series),
+          card("samples", st.samples),
+          card("disk", formatBytes(st.diskBytes)),
+          card("bytes/sample", st.bytesPerSample.toFixed(2)),
+          card("compaction debt", formatBytes(st.pendingCompactionBytes)),
+          card("disk free", `${formatBytes(st.diskFreeBytes)} of ${formatBytes(st.diskTotalBytes)}`),
+          card("writable", st.writable ? el("span", { class: "badge ok" }, "yes") : el("span", { class: "badge bad" }, "no: " + st.writeError)),
+          card("maintenance failures", st.maintenanceFailures + (st.lastMaintenanceError ? ": " + st.lastMaintenanceError : ""))),
+        el("h2", {}, "storage by column family"),
+        table(["column family", { name: "bytes", num: true }], Object.entries(st.columnFamilyBytes).map(([k, v]) => [k, formatBytes(v)])
+          .concat([["write-ahead log", formatBytes(st.walBytes)], ["memtables", formatBytes(st.memtableBytes)],
+            ["block cache in use", formatBytes(st.blockCacheBytes)]])),
+        el("h2", {}, "rule groups"),
+        s.ruleGroups.length ? table(["file", "group", { name: "interval", num: true }, { name: "rules", num: true }],
+          s.ruleGroups.map((g) => [g.file, g.name, formatDuration(g.intervalSeconds * 1000), g.rules]))
+          : el("p", { class: "info" }, "no rule files loaded (--rule-files)"),
+        el("h2", {}, "settings"),
+        table(["setting", "value"], s.settings.map(([k, v]) => [k, v])));
+    } catch (e) {
+      app().replaceChildren(errorBox(e.message));
+    }
+  });
+}
+
+function agentsPage() {
+  every(5000, async () => {
+    try {
+      const agents = await api("/api/v1/status/agents");
+      app().replaceChildren(
+        el("h2", {}, `${agents.length} agents pushed since sheafd started`),
+        agents.length === 0 ? el("p", { class: "info" }, "no agent has pushed yet") :
+          table(["agent", "host", "address", "last push", { name: "samples/s", num: true }, { name: "last sequence", num: true },
+            { name: "samples", num: true }, "rejected", "state"],
+          agents.map((a) => [a.id, a.host, a.address, ago(a.lastPush), formatNumber(a.samplesPerSecond), a.lastSequence, a.samples,
+            Object.entries(a.rejectedSamples).map(([r, n]) => `${r}: ${n}`).join(", ") || "none",
+            a.behind ? el("span", { class: "badge bad", title: "newest sample " + formatTime(a.newestSample * 1000) }, "behind (spooling)")
+              : el("span", { class: "badge ok" }, "current")])));
+      app().querySelector("table")?.setAttribute("id", "agents");
+    } catch (e) {
+      app().replaceChildren(errorBox(e.message));
+    }
+  });
 }
 
 function notYet(what) {
@@ -481,8 +565,8 @@ function main() {
   token.addEventListener("change", () => {
     if (token.value) sessionStorage.setItem(TOKEN_KEY, token.value); else sessionStorage.removeItem(TOKEN_KEY);
   });
-  const pages = { graph: graphPage, series: seriesPage, agents: () => notYet("agents"),
-    status: () => notYet("status"), tail: () => notYet("tail") };
+  const pages = { graph: graphPage, series: seriesPage, agents: agentsPage, status: statusPage,
+    tail: () => notYet("tail") };
   (pages[page] || graphPage)();
 }
 

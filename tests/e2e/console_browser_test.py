@@ -9,7 +9,8 @@ A sheafd gets 15 minutes of sheaf-loadgen data (30 hosts in the 6 regions,
     entry hides that series (the chart says so) and another shows it;
   - the table tab shows the instant result with 6 rows;
   - a bad expression shows the engine's message with its position;
-  - /series lists the metric names;
+  - /series lists the metric names; /agents the 3 loadgen agents; /status
+    the version, the series count and bytes/sample;
   - no page throws, logs an error to the console or violates its CSP
     (only the bad expression's own HTTP 400 is expected);
   - the page loads no URL outside sheafd: every request the browser made is
@@ -209,6 +210,22 @@ def main():
                              "[...document.querySelectorAll('#metric-names li')].map(e => e.textContent)") or []
         check("series: lists the metric names", "node_cpu_seconds_total" in names, "names: %s" % names[:20])
         check("series: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
+
+        # /agents: the loadgen agents; /status: the store's figures.
+        mark = len(browser.events)
+        browser.open(base + "/agents")
+        agents = browser.wait("document.querySelectorAll('#agents tbody tr').length >= 3 && "
+                              "[...document.querySelectorAll('#agents tbody tr td:first-child')].map(e => e.textContent)") or []
+        check("agents: lists the 3 loadgen agents", sorted(agents) == ["loadgen-0", "loadgen-1", "loadgen-2"],
+              "agents: %s" % agents)
+        check("agents: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
+        mark = len(browser.events)
+        browser.open(base + "/status")
+        cards = browser.wait("document.querySelectorAll('#status-cards .card').length >= 8 && "
+                             "document.querySelector('#status-cards').innerText") or ""
+        check("status: shows version, series and bytes/sample", "version" in cards and "bytes/sample" in cards
+              and "\n300\n" in cards, "cards: %r" % cards[:400])
+        check("status: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
 
         # The watch catches what a page would log.
         mark = len(browser.events)
