@@ -212,6 +212,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   http.threads = config.http_threads;
   http.request_timeout = config.http_request_timeout;
   http.idle_timeout = config.http_request_timeout;
+  st->http_metrics = std::make_unique<HttpServerMetrics>(st->registry.get());
+  http.on_answer = [metrics = st->http_metrics.get()](const std::string& route, int status, double seconds) {
+    metrics->Observe(route, status, seconds);
+  };
   st->http = std::make_unique<HttpServer>(std::move(http));
   st->http->Handle("/metrics", {"GET"},
                    [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
