@@ -150,8 +150,9 @@ class RemoteWriteSender {
   void Enqueue(const std::shared_ptr<const ForwardedSeries>& series, std::vector<model::Sample> samples);
 
   // Writes the buffer to the queue, stops sending (a request in flight is
-  // aborted; it stays queued) and joins the threads. Bounded by the disk
-  // writes of the buffer. Idempotent.
+  // aborted within about a second, when libcurl next calls its progress
+  // function; it stays queued) and joins the threads. Bounded by that and
+  // the disk writes of the buffer. Idempotent.
   void Stop();
 
   struct Stats {

@@ -315,14 +315,16 @@ TEST(RemoteWriteSenderTest, UnreachableReceiverIsRetriedAndStopIsPrompt) {
 TEST(RemoteWriteSenderTest, StopAbortsARequestInFlight) {
   testing::TempDir dir;
   FakeReceiver receiver;
-  receiver.SetDelay(2s);  // longer than Stop may take
+  receiver.SetDelay(3s);  // longer than Stop may take
   auto s = RemoteWriteSender::Start(Config(receiver.url(), dir.Sub("q")));
   ASSERT_TRUE(s.ok());
   (*s)->Enqueue(Series(1, "a:b"), Samples(0, 5));
   ASSERT_TRUE(WaitFor([&] { return receiver.arrived() == 1; }, 5s));  // the receiver holds the request
+  // libcurl calls its progress function (which aborts) about once a second
+  // while a transfer waits.
   const auto t0 = Clock::now();
   (*s)->Stop();
-  EXPECT_LT(Clock::now() - t0, 1s);
+  EXPECT_LT(Clock::now() - t0, 2s);
   EXPECT_EQ((*s)->stats().samples_sent, 0u);
   EXPECT_EQ((*s)->stats().samples_pending, 5u);  // still queued for the next start
 }
