@@ -10,7 +10,9 @@
 #include "daemon/agent_registry.h"
 #include "daemon/console_assets.h"
 #include "daemon/rules.h"
+#include "daemon/tail_hub.h"
 #include "model/matcher.h"
+#include "promql/parser.h"
 #include "sheaf_version.h"
 #include "storage/series_store.h"
 
@@ -84,6 +86,68 @@ void Seconds(JsonWriter& json, std::string_view key, int64_t ms) {
   json.Key(key);
   json.Double(static_cast<double>(ms) / 1000.0);
 }
+
+// A tail stream's waiter: the hub's delivery thread says when there is
+// something to take; the stream's worker waits for it.
+class TailWaiter final : public TailListener {
+ public:
+  void OnTailReady() override {
+    absl::MutexLock lock(&mu_);
+    ready_ = true;
+  }
+  // True if called within `timeout`; resets.
+  bool Wait(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&ready_), timeout);
+    const bool was = ready_;
+    ready_ = false;
+    return was;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One server-sent event of a delivery:
+//   data: {"missed":N,"series":[{"labels":{...},"samples":[[t,v],...]},...]}
+std::string TailEvent(const TailDelivery& delivery) {
+  JsonWriter json;
+  json.BeginObject();
+  Number(json, "missed", delivery.missed);
+  json.Key("series");
+  json.BeginArray();
+  for (const TailRun& run : delivery.runs) {
+    json.BeginObject();
+    json.Key("labels");
+    json.BeginObject();
+    for (const auto& label : run.series->labels) {
+      json.Key(label.name);
+      json.String(label.value);
+    }
+    json.EndObject();
+    json.Key("samples");
+    json.BeginArray();
+    for (size_t i = run.begin; i < run.end; ++i) {
+      const model::Sample& sample = (*run.samples)[i];
+      json.BeginArray();
+      json.Double(static_cast<double>(sample.timestamp_ms) / 1000.0);
+      json.Double(sample.value);
+      json.EndArray();
+    }
+    json.EndArray();
+    json.EndObject();
+  }
+  json.EndArray();
+  json.EndObject();
+  return "data: " + json.Take() + "\n\n";
+}
+
+// At most this much per event: a browser parses each event whole.
+constexpr size_t kTailEventSamples = 2000;
+constexpr size_t kTailEventBytes = 512 * 1024;
+// A comment this often on an idle stream finds a client that left.
+constexpr absl::Duration kTailKeepalive = absl::Seconds(10);
 
 class ConsoleApi {
  public:
@@ -191,6 +255,50 @@ class ConsoleApi {
     return Success(json.str());
   }
 
+  HttpResponse Tail(const HttpRequest& request) {
+    const std::string* match = request.Param("match");
+    if (match == nullptr || match->empty()) {
+      return Failure(400, "bad_data", "match: give a series selector, e.g. match=node_load1{region=\"eu-west-1\"}");
+    }
+    auto matchers = promql::ParseMetricSelector(*match);
+    if (!matchers.ok()) return Failure(400, "bad_data", "match: " + std::string(matchers.status().message()));
+    auto waiter = std::make_shared<TailWaiter>();
+    auto joined = sources_.tail->Join(waiter);
+    if (!joined.ok()) {
+      HttpResponse r = Failure(503, "unavailable", "tail: " + std::string(joined.status().message()));
+      r.headers.emplace_back("Retry-After", "10");
+      return r;
+    }
+    // Leaves the hub however the stream ends, or when it never runs (HEAD).
+    std::shared_ptr<TailSubscriber> subscriber(joined->get(), [keep = *joined](TailSubscriber* s) { s->Leave(); });
+    if (auto s = subscriber->Subscribe(1, *std::move(matchers)); !s.ok()) {
+      return Failure(503, "unavailable", "tail: " + std::string(s.message()));
+    }
+    HttpResponse response;
+    response.content_type = "text/event-stream; charset=utf-8";
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    response.stream = [subscriber, waiter](HttpStream& out) {
+      // A first line at once: the browser's EventSource opens.
+      if (!out.Write(": sheafd tail\n\n")) return;
+      absl::Time last_write = absl::Now();
+      while (!out.stopping()) {
+        TailDelivery delivery = subscriber->Take(kTailEventSamples, kTailEventBytes);
+        if (delivery.closed) return;
+        if (delivery.empty()) {
+          // Woken by the hub, or each second to see whether sheafd stops.
+          if (!waiter->Wait(absl::Seconds(1)) && absl::Now() - last_write > kTailKeepalive) {
+            if (!out.Write(": keepalive\n\n")) return;
+            last_write = absl::Now();
+          }
+          continue;
+        }
+        if (!out.Write(TailEvent(delivery))) return;
+        last_write = absl::Now();
+      }
+    };
+    return response;
+  }
+
   // Prometheus' /api/v1/status/tsdb, the parts a sheaf store can answer.
   HttpResponse Cardinality(const HttpRequest& request) {
     size_t limit = 10;
@@ -238,6 +346,8 @@ class ConsoleApi {
     return Success(json.str());
   }
 
+  bool has_tail() const { return sources_.tail != nullptr; }
+
  private:
   int64_t Now() const { return sources_.now_ms ? sources_.now_ms() : WallClockMs(); }
 
@@ -280,6 +390,9 @@ void RegisterConsole(HttpServer* server, ConsoleSources sources) {
   auto api = std::make_shared<ConsoleApi>(std::move(sources));
   server->Handle("/api/v1/status/sheaf", {"GET"}, [api](const HttpRequest&) { return api->Status(); });
   server->Handle("/api/v1/status/agents", {"GET"}, [api](const HttpRequest&) { return api->Agents(); });
+  if (api->has_tail()) {
+    server->Handle("/api/v1/tail", {"GET"}, [api](const HttpRequest& request) { return api->Tail(request); });
+  }
   server->Handle("/api/v1/status/tsdb", {"GET"},
                  [api](const HttpRequest& request) { return api->Cardinality(request); });
   server->Handle("/", {"GET"}, [](const HttpRequest&) {

@@ -30,12 +30,14 @@ namespace sheaf::daemon {
 
 class AgentRegistry;
 class RuleManager;
+class TailHub;
 
 // What the console's JSON endpoints read. Each must outlive the server.
 struct ConsoleSources {
   storage::SeriesStore* store = nullptr;
   AgentRegistry* agents = nullptr;
   RuleManager* rules = nullptr;  // null: no rule groups shown
+  TailHub* tail = nullptr;       // null: no /api/v1/tail
   // The daemon's settings as NAME, VALUE ("data-dir", "/var/lib/sheaf"),
   // shown by /status in this order.
   std::vector<std::pair<std::string, std::string>> settings;
@@ -55,6 +57,12 @@ struct ConsoleSources {
 //   GET /api/v1/status/tsdb    Prometheus' cardinality statistics:
 //                              seriesCountByMetricName,
 //                              labelValueCountByLabelName (?limit=, 10)
+//   GET /api/v1/tail?match=SELECTOR  the samples stored from now on for
+//                              the series SELECTOR matches, as server-sent
+//                              events (one event per delivery of the tail
+//                              hub, whose per-subscriber buffer bounds
+//                              what waits; what it drops is reported as
+//                              "missed"); 503 past the hub's subscribers
 // REQUIRES: before server->Start().
 void RegisterConsole(HttpServer* server, ConsoleSources sources);
 

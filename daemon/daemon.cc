@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
+#include "daemon/agent_registry.h"
 #include "daemon/console.h"
 #include "daemon/http_api.h"
 #include "daemon/http_metrics.h"
@@ -128,6 +129,7 @@ struct Daemon::State {
   std::unique_ptr<WorkQueue> query_executor;
   std::unique_ptr<TailHub> tail_hub;  // outlives the services that use it
   std::unique_ptr<RemoteWriteFanout> remote_write;  // outlives the ingest service that feeds it
+  std::unique_ptr<AgentRegistry> agents;  // outlives the ingest service that feeds it
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
@@ -177,6 +179,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   IngestOptions ingest_options = config.ingest;
   ingest_options.tail_hub = st->tail_hub.get();
   ingest_options.remote_write = st->remote_write.get();
+  st->agents = std::make_unique<AgentRegistry>();
+  ingest_options.agents = st->agents.get();
   ingest_options.limits.backfill_accept_past = std::chrono::milliseconds(LongestRetentionMs(config.store));
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get(), config.query);
@@ -229,7 +233,23 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   api.storage_retention = FormatDuration(std::chrono::milliseconds(config.store.raw_retention_ms));
   RegisterHttpApi(st->http.get(), st->query.get(), st->store.get(), std::move(api));
   // The web console (/graph, /series, /agents, /status, /tail), on that API.
-  RegisterConsole(st->http.get());
+  ConsoleSources console;
+  console.store = st->store.get();
+  console.agents = st->agents.get();
+  console.rules = st->rules.get();
+  console.tail = st->tail_hub.get();
+  console.settings = {
+      {"grpc-listen", config.grpc_listen},
+      {"http-listen", config.http_listen},
+      {"data-dir", config.store.path},
+      {"wal-sync", config.store.sync ? "true" : "false"},
+      {"max-series", std::to_string(config.store.max_series)},
+      {"raw-retention", FormatDuration(std::chrono::milliseconds(config.store.raw_retention_ms))},
+      {"http-threads", std::to_string(config.http_threads)},
+      {"query-workers", std::to_string(config.query_workers)},
+      {"rule-files", fmt::format("{}", fmt::join(config.rules.files, ","))},
+  };
+  RegisterConsole(st->http.get(), std::move(console));
   if (auto s = st->http->Start(); !s.ok()) return s;
   st->http_port = st->http->port();
 

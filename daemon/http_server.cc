@@ -219,6 +219,7 @@ absl::Status HttpServer::Start() {
 
 void HttpServer::Stop() {
   std::call_once(stop_once_, [this] {
+    stopping_ = true;  // before mg_stop, which waits for the streams' workers
     if (context_ == nullptr) return;
     // civetweb's listener notices the stop only when its poll() wakes,
     // every 2 s; a connection wakes it at once (measured: 1.6 s -> ms).
@@ -371,7 +372,37 @@ int HttpServer::Serve(mg_connection* conn) {
   return reply(route->handler(request));
 }
 
+namespace {
+
+class ConnectionStream final : public HttpStream {
+ public:
+  ConnectionStream(mg_connection* conn, const std::atomic<bool>* stopping) : conn_(conn), stopping_(stopping) {}
+  bool Write(std::string_view data) override {
+    if (stopping()) return false;
+    return data.empty() || mg_write(conn_, data.data(), data.size()) == static_cast<int>(data.size());
+  }
+  bool stopping() const override { return stopping_->load(std::memory_order_relaxed); }
+
+ private:
+  mg_connection* const conn_;
+  const std::atomic<bool>* const stopping_;
+};
+
+}  // namespace
+
 void HttpServer::Send(mg_connection* conn, const HttpRequest& request, HttpResponse response) {
+  if (response.stream) {
+    // No length: the body ends when the connection closes.
+    mg_disable_connection_keep_alive(conn);
+    mg_response_header_start(conn, response.status);
+    mg_response_header_add(conn, "Content-Type", response.content_type.c_str(), -1);
+    for (const auto& [name, value] : response.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
+    mg_response_header_send(conn);
+    if (request.method == "HEAD") return;
+    ConnectionStream stream(conn, &stopping_);
+    response.stream(stream);
+    return;
+  }
   std::string gzipped;
   // Not over an encoding of the handler's own (remote read's snappy).
   const bool encoded = std::any_of(response.headers.begin(), response.headers.end(), [](const auto& h) {

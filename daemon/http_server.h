@@ -16,6 +16,7 @@
 #ifndef SHEAF_DAEMON_HTTP_SERVER_H_
 #define SHEAF_DAEMON_HTTP_SERVER_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -54,11 +55,29 @@ struct HttpRequest {
   const std::string* Header(std::string_view name) const;
 };
 
+// The writing end of a streamed answer (HttpResponse::stream).
+class HttpStream {
+ public:
+  virtual ~HttpStream() = default;
+  // Sends `data` at once. False when the client is gone, did not take the
+  // bytes within the request timeout, or the server is stopping: then
+  // return.
+  virtual bool Write(std::string_view data) = 0;
+  // True once the server is stopping: return within about a second.
+  virtual bool stopping() const = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // more headers (Retry-After, ...)
+  // When set, the answer is a stream (server-sent events): the headers go
+  // out without a length, then `stream` writes the body for as long as it
+  // runs, on the connection's worker (which it holds: bound the number of
+  // streams), and the connection closes when it returns. `body` is
+  // ignored; never gzipped. Not called for HEAD (it is destroyed unrun).
+  std::function<void(HttpStream&)> stream;
 
   // A short plain-text answer (errors): `message` and a newline.
   static HttpResponse Text(int status, std::string_view message);
@@ -127,6 +146,7 @@ class HttpServer {
   mg_context* context_ = nullptr;
   int port_ = 0;
   std::once_flag stop_once_;
+  std::atomic<bool> stopping_{false};  // streams end when set
 };
 
 // "a%20b+c" -> "a b c" as in a query string or form. False on a bad

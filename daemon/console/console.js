@@ -551,8 +551,58 @@ function agentsPage() {
   });
 }
 
-function notYet(what) {
-  app().replaceChildren(el("p", { class: "info" }, `${what}: not in this sheafd yet.`));
+const TAIL_LINES = 1000;  // lines kept on the page; older ones scroll away
+
+function tailPage() {
+  const match = el("input", { id: "match", type: "text", size: 60, value: params().get("match") || "",
+    placeholder: "series selector, e.g. node_load1{region=\"eu-west-1\"}", "aria-label": "series selector" });
+  const state = el("span", { id: "tail-state", class: "info" });
+  const counts = el("span", { id: "tail-counts", class: "info" });
+  const out = el("pre", { class: "tail", id: "tail", "aria-live": "off" });
+  let source = null, lines = [], samples = 0, missed = 0;
+  const stopTail = () => { if (source) { source.close(); source = null; } };
+  const start = () => {
+    stopTail();
+    setParams({ match: match.value.trim() });
+    if (!match.value.trim()) { state.textContent = "enter a selector"; return; }
+    lines = []; samples = 0; missed = 0; out.textContent = "";
+    state.textContent = "connecting…";
+    source = new EventSource("/api/v1/tail?" + new URLSearchParams({ match: match.value.trim() }));
+    source.onopen = () => { state.textContent = "live"; };
+    source.onerror = async () => {
+      if (source && source.readyState === EventSource.CONNECTING) { state.textContent = "reconnecting…"; return; }
+      // Refused (a bad selector, too many tails): show the API's message.
+      stopTail();
+      const controller = new AbortController();
+      try {
+        const r = await fetch("/api/v1/tail?" + new URLSearchParams({ match: match.value.trim() }),
+          { headers: authHeaders(), signal: controller.signal });
+        state.textContent = r.ok ? "disconnected (press Start)" : "failed: " + ((await r.json()).error || `HTTP ${r.status}`);
+      } catch (e) {
+        state.textContent = "disconnected: " + e.message;
+      }
+      controller.abort();
+    };
+    source.onmessage = (e) => {
+      const d = JSON.parse(e.data);
+      missed += d.missed;
+      for (const s of d.series) {
+        const name = seriesName(s.labels);
+        for (const [t, v] of s.samples) { lines.push(`${formatTime(t * 1000)}  ${name}  ${formatNumber(v)}`); samples++; }
+      }
+      if (lines.length > TAIL_LINES) lines = lines.slice(-TAIL_LINES);
+      out.textContent = lines.join("\n");
+      out.scrollTop = out.scrollHeight;
+      counts.textContent = `${samples} samples${missed ? `, ${missed} missed (the browser fell behind)` : ""}`;
+    };
+  };
+  match.addEventListener("keydown", (e) => { if (e.key === "Enter") start(); });
+  app().replaceChildren(
+    el("div", { class: "controls" }, el("label", {}, "match"), match,
+      el("button", { class: "primary", id: "start", onclick: start }, "Start"),
+      el("button", { onclick: () => { stopTail(); state.textContent = "stopped"; } }, "Stop"), state, counts),
+    out);
+  if (match.value) start();
 }
 
 // ---------------------------------------------------------------------------
@@ -566,7 +616,7 @@ function main() {
     if (token.value) sessionStorage.setItem(TOKEN_KEY, token.value); else sessionStorage.removeItem(TOKEN_KEY);
   });
   const pages = { graph: graphPage, series: seriesPage, agents: agentsPage, status: statusPage,
-    tail: () => notYet("tail") };
+    tail: tailPage };
   (pages[page] || graphPage)();
 }
 

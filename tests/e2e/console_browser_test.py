@@ -10,7 +10,8 @@ A sheafd gets 15 minutes of sheaf-loadgen data (30 hosts in the 6 regions,
   - the table tab shows the instant result with 6 rows;
   - a bad expression shows the engine's message with its position;
   - /series lists the metric names; /agents the 3 loadgen agents; /status
-    the version, the series count and bytes/sample;
+    the version, the series count and bytes/sample; /tail shows the samples
+    a second loadgen run pushes while the page is open, and only those;
   - no page throws, logs an error to the console or violates its CSP
     (only the bad expression's own HTTP 400 is expected);
   - the page loads no URL outside sheafd: every request the browser made is
@@ -226,6 +227,27 @@ def main():
         check("status: shows version, series and bytes/sample", "version" in cards and "bytes/sample" in cards
               and "\n300\n" in cards, "cards: %r" % cards[:400])
         check("status: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
+
+        # /tail: samples pushed after the page opened show up within seconds.
+        mark = len(browser.events)
+        browser.open(base + "/tail?match=node_load1")
+        live = browser.wait("document.querySelector('#tail-state') && "
+                            "document.querySelector('#tail-state').textContent === 'live'")
+        check("tail: the stream opens", live is True, "state: %s" % browser.eval(
+            "document.querySelector('#tail-state') && document.querySelector('#tail-state').textContent"))
+        pushed = time.time()
+        p = subprocess.run([LOADGEN, "--addr", "127.0.0.1:" + ports["grpc_port"], "--hosts", "30",
+                            "--series-per-host", "10", "--points", "2", "--streams", "1", "--agent-prefix", "live"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        check("tail: sheaf-loadgen pushed again", p.returncode == 0, p.stdout[-2000:])
+        lines = browser.wait("document.querySelector('#tail').textContent.split('\\n')"
+                             ".filter(l => l.includes('node_load1{')).length >= 60 && "
+                             "document.querySelector('#tail').textContent.split('\\n')", timeout=10) or []
+        check("tail: the 60 new node_load1 samples (30 hosts x 2 points) shown within 10 s",
+              len([l for l in lines if "node_load1{" in l]) == 60, "lines: %s" % lines[:5])
+        print("tail: shown %.2f s after the push began" % (time.time() - pushed))
+        check("tail: only the selected series", all("node_load1{" in l for l in lines), "lines: %s" % lines[:5])
+        check("tail: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
 
         # The watch catches what a page would log.
         mark = len(browser.events)
