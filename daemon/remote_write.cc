@@ -96,7 +96,7 @@ class Receiver {
   Receiver(IngestService* ingest, RemoteWriteOptions options, prometheus::Registry* registry)
       : ingest_(ingest),
         options_(options),
-        requests_(registry, "sheaf_remote_write_requests_total",
+        requests_(registry, "sheaf_remote_write_received_requests_total",
                   "POST /api/v1/write requests, by HTTP status code of the answer.") {
     if (registry == nullptr) return;
     samples_received_ = &prometheus::BuildCounter()

@@ -64,7 +64,7 @@ struct RemoteWriteOptions {
 };
 
 // The handler. `ingest` must outlive the server. With a `registry`,
-// exports sheaf_remote_write_requests_total{code} and
+// exports sheaf_remote_write_received_requests_total{code} and
 // sheaf_remote_write_samples_received_total (what was sent; what was stored
 // is in sheaf_ingest_samples_total).
 HttpHandler RemoteWriteHandler(IngestService* ingest, RemoteWriteOptions options,

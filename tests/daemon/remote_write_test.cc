@@ -139,7 +139,7 @@ TEST_F(RemoteWriteTest, GoodRequestIsStoredAndAnswered204) {
   ASSERT_EQ(total.size(), 1u);
   EXPECT_EQ(total[0].value, 42.5);
   const std::string m = Metrics();
-  EXPECT_NE(m.find("sheaf_remote_write_requests_total{code=\"204\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("sheaf_remote_write_received_requests_total{code=\"204\"} 1"), std::string::npos) << m;
   EXPECT_NE(m.find("sheaf_remote_write_samples_received_total 3"), std::string::npos) << m;
   EXPECT_NE(m.find("sheaf_ingest_samples_total 3"), std::string::npos) << m;
 
@@ -226,7 +226,7 @@ TEST_F(RemoteWriteTest, UndecodableBodiesAre400AndStoreNothing) {
   EXPECT_EQ(handler_(v2).status, 415);
 
   const std::string m = Metrics();
-  EXPECT_NE(m.find("sheaf_remote_write_requests_total{code=\"400\"} 6"), std::string::npos) << m;
+  EXPECT_NE(m.find("sheaf_remote_write_received_requests_total{code=\"400\"} 6"), std::string::npos) << m;
 }
 
 TEST_F(RemoteWriteTest, SnappyBombIsRefusedBeforeAllocating) {

@@ -124,7 +124,7 @@ remote_write:
         # its Push rules (e.g. NaN summary quantiles) are counted there.
         with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % ports["http_port"], timeout=5) as r:
             sheaf_metrics = r.read().decode()
-        codes = dict(re.findall(r'^sheaf_remote_write_requests_total\{code="(\d+)"\} (\S+)$', sheaf_metrics, re.M))
+        codes = dict(re.findall(r'^sheaf_remote_write_received_requests_total\{code="(\d+)"\} (\S+)$', sheaf_metrics, re.M))
         check("sheafd answered every remote write 204", list(codes) == ["204"] and float(codes["204"]) > 0, str(codes))
         print("sheafd refused series: %s" % [l for l in re.findall(r"^sheaf_ingest_rejected_series_total\{.*$", sheaf_metrics, re.M) if not l.endswith(" 0")])
     finally:
