@@ -19,12 +19,17 @@ a metric disappears. This test does, in one pass:
   container args' flags are in --help, every port (container, Service,
   probe, annotation, listen flag, ConfigMap setting, the agents' DNS target,
   the Prometheus DNS targets) agrees, every path the args name is mounted,
-  every ConfigMap named exists;
+  every ConfigMap named exists; the agents' DaemonSet sees the node's
+  filesystems (collector on, the node's / read-only at --rootfs with
+  HostToContainer propagation, the node's init's mount table, pods' volume
+  mounts relabeled away);
 - the binaries run as deployed: sheafd and sheaf-agent started as the
   systemd units start them (with the example configs) and as the Kubernetes
   containers start them (with the ConfigMaps' configs), paths and
   addresses moved to a temp directory and loopback: all four come up, so
-  every setting in those configs is accepted (unknown ones exit 2);
+  every setting in those configs is accepted (unknown ones exit 2); the
+  DaemonSet-style agent delivers to the StatefulSet-style sheafd each mount
+  point by its host path, sized as statvfs() of that path;
 - every metric name that alerts.yml and the dashboards use is exported: by
   sheafd's /metrics, the agent's /metrics, or among the host metrics the
   agent delivered to sheafd (`up` is Prometheus' own). Histogram suffixes
@@ -34,7 +39,10 @@ a metric disappears. This test does, in one pass:
 - every dashboard expression, with Grafana's variables substituted, parses
   with sheaf's engine (/api/v1/format_query) and evaluates without an error
   (/api/v1/query) on a sheafd holding a real agent's data, and every host
-  panel has data; the alerts' expressions parse too;
+  panel has data; the alerts' expressions parse too; the query-error
+  alert's and panel's handler regex matches exactly sheafd's query routes
+  as sheaf_http_requests_total labels them; dashboards' panels do not
+  overlap;
 - Debian's Prometheus with deploy/prometheus/prometheus.yml (targets moved
   to the test's processes, intervals to 1 s) scrapes every job, gets the
   agents' filesystem series through sheafd's /federate, evaluates every
@@ -371,6 +379,7 @@ def check_kubernetes():
                                ports.get(sp["targetPort"], sp["targetPort"]) == sp["port"])
     # The agents' DNS target is sheafd's headless Service and gRPC port.
     agent_config = yaml.safe_load(configmaps["sheaf-agent-config"]["sheaf-agent.yaml"])
+    check_agent_host_view(objects[("DaemonSet", "sheaf-agent")], agent_config)
     sheafd_svc = services["sheafd"]
     grpc_port = [p["port"] for p in sheafd_svc["spec"]["ports"] if p["name"] == "grpc"][0]
     expect("kubernetes: the agents' daemon target is the headless Service sheafd",
@@ -389,6 +398,47 @@ def check_kubernetes():
                 expect("prometheus-kubernetes.yml: job %s targets Service %s port %s"
                        % (job["job_name"], svc, sd["port"]), ok)
     return workloads
+
+
+def arg_value(args, flag):
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+
+# Mount points of a node the DaemonSet's relabel rules must drop (pods'
+# volumes, containers' root filesystems) and keep (the node's disks).
+POD_MOUNTS = ["/var/lib/kubelet/pods/0b5c/volumes/kubernetes.io~projected/kube-api-access-x7",
+              "/var/lib/kubelet/pods/0b5c/volumes/kubernetes.io~csi/pvc-1f2e/mount",
+              "/run/containerd/io.containerd.runtime.v2.task/k8s.io/3fa1/rootfs"]
+NODE_MOUNTS = ["/", "/var", "/var/lib/kubelet", "/boot/efi", "/mnt/data"]
+
+
+def check_agent_host_view(daemonset, agent_config):
+    """The DaemonSet's agent measures the node's filesystems: collector on,
+    the node's mount table, the node's / under --rootfs (read-only,
+    HostToContainer), pods' volumes dropped."""
+    pod = daemonset["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c.get("args", [])
+    disabled = agent_config.get("disable_collector", []) + [
+        a for i, a in enumerate(args) if i and args[i - 1] == "--disable-collector"]
+    expect("DaemonSet sheaf-agent: the filesystem collector is on", "filesystem" not in disabled, str(disabled))
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+    host = {v["name"]: v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v}
+    rootfs = arg_value(args, "--rootfs")
+    m = mounts.get(rootfs, {})
+    expect("DaemonSet sheaf-agent: --rootfs %s is the node's / read-only, mountPropagation HostToContainer" % rootfs,
+           host.get(m.get("name")) == "/" and m.get("readOnly") and m.get("mountPropagation") == "HostToContainer",
+           str(m))
+    proc_root = arg_value(args, "--proc-root")
+    expect("DaemonSet sheaf-agent: --proc-root %s is the node's /proc, read-only" % proc_root,
+           host.get(mounts.get(proc_root, {}).get("name")) == "/proc" and mounts[proc_root].get("readOnly"))
+    expect("DaemonSet sheaf-agent: --mounts-file is the node's init's mount table (<--proc-root>/1/mounts)",
+           proc_root and arg_value(args, "--mounts-file") == proc_root + "/1/mounts", arg_value(args, "--mounts-file"))
+    dropping = [r for r in agent_config.get("relabel", [])
+                if r.get("action") == "drop" and r.get("source_labels") == ["mountpoint"]]
+    dropped = [p for p in POD_MOUNTS + NODE_MOUNTS if any(re.fullmatch(r["regex"], p) for r in dropping)]
+    expect("DaemonSet sheaf-agent: relabel drops pods' volume mounts, keeps the node's disks",
+           dropped == POD_MOUNTS, "dropped: %s" % dropped)
 
 
 # ---- Prometheus --------------------------------------------------------------
@@ -481,8 +531,8 @@ def mapped_path(path, tmp, mounts):
 
 def container_argv(container, spec, configmaps, tmp, extra_env):
     """The container's args runnable here: ConfigMap files written to
-    `tmp`, read-only hostPath mounts to the host path, writable volumes to
-    `tmp`, $(VAR) substituted."""
+    `tmp`, read-only hostPath mounts to a link in `tmp` to the host path,
+    writable volumes to `tmp`, $(VAR) substituted."""
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     mounts = {}
     for m in container.get("volumeMounts", []):
@@ -497,7 +547,9 @@ def container_argv(container, spec, configmaps, tmp, extra_env):
                 with open(os.path.join(local, key), "w") as f:
                     f.write(text)
         elif "hostPath" in v and m.get("readOnly"):
-            local = v["hostPath"]["path"]
+            # A link to the host path, so that a path given as a prefix
+            # (--rootfs, --proc-root) still is one.
+            os.symlink(v["hostPath"]["path"], local)
         else:
             os.makedirs(local, exist_ok=True)
         mounts[m["mountPath"]] = local
@@ -570,7 +622,7 @@ def run_binaries(procs, tmp, unit_args, workloads):
     # The Kubernetes containers, as their manifests start them.
     c, spec, configmaps = workloads["sheafd"]
     argv = without_flags(container_argv(c, spec, configmaps, tmp, {}), {"--grpc-listen", "--http-listen"})
-    _, _, k8s_http = start_sheafd(procs, tmp, "sheafd-k8s", argv)
+    _, k8s_grpc, k8s_http = start_sheafd(procs, tmp, "sheafd-k8s", argv)
     expect("sheafd starts as the StatefulSet starts it, with the ConfigMap's config", k8s_http is not None,
            log_tail(tmp, "sheafd-k8s"))
     c, spec, configmaps = workloads["sheaf-agent"]
@@ -578,11 +630,18 @@ def run_binaries(procs, tmp, unit_args, workloads):
     argv = container_argv(c, spec, configmaps, tmp, {"NODE_NAME": "node-1", "NODE_IP": "127.0.0.1"})
     argv = [a.replace("127.0.0.1:%d" % c["ports"][0]["containerPort"], "127.0.0.1:%d" % k8s_agent_port)
             for a in argv]
+    rootfs = arg_value(argv, "--rootfs")
+    if k8s_grpc:
+        # To the StatefulSet-style sheafd rather than the cluster's DNS name.
+        argv += ["--daemon", "127.0.0.1:%d" % k8s_grpc, "--interval", "1s", "--stream-max-age", "1s",
+                 "--replay-jitter", "0s"]
     k8s_agent = start(procs, tmp, "agent-k8s", [SHEAF_AGENT] + argv)
     expect("sheaf-agent starts as the DaemonSet starts it, with the ConfigMap's config (and collects)",
            wait_for(lambda: re.search(r"^sheaf_agent_collections_total [1-9]",
                                      http_get(k8s_agent_port, "/metrics", 2), re.M), 15) and k8s_agent.poll() is None,
            log_tail(tmp, "agent-k8s"))
+    if k8s_http:
+        check_node_filesystems(k8s_http, rootfs, tmp)
 
     delivered = wait_for(lambda: "node_load1" in http_get(http_port, "/api/v1/label/__name__/values") and re.search(
         r"^sheaf_agent_samples_acked_total [1-9]", http_get(agent_port, "/metrics", 2), re.M), 20)
@@ -596,6 +655,40 @@ def run_binaries(procs, tmp, unit_args, workloads):
                wait_for(lambda: re.search(r"^sheaf_remote_write_requests_total\{[^}]*remote=",
                                           http_get(http_port, "/metrics"), re.M), 20), log_tail(tmp, name))
     return (http_port, agent_port, sender) if delivered else None
+
+
+def check_node_filesystems(http_port, rootfs, tmp):
+    """The DaemonSet-style agent's filesystem series, as sheafd holds them:
+    each mount point of /proc/1/mounts by its host path (not under
+    --rootfs), its size as statvfs() of that path says."""
+    pseudo = {"autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
+              "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs", "overlay", "proc", "procfs", "pstore",
+              "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs", "tracefs"}
+    table = [line.split() for line in open("/proc/1/mounts")]
+    real = {f[1] for f in table if len(f) > 2 and f[2] not in pseudo
+            and not re.match(r"/(dev|proc|sys)(/|$)", f[1]) and "\\" not in f[1]}
+    if not real:
+        print("skip: /proc/1/mounts has no filesystem the agent measures: node filesystems not checked", flush=True)
+        return
+
+    def series():
+        answer = api(http_port, "query", 'node_filesystem_size_bytes{host="node-1"}')
+        return answer.get("data", {}).get("result")
+
+    found = series() if wait_for(series, 15) else []
+    sizes = {s["metric"].get("mountpoint"): float(s["value"][1]) for s in found}
+    expect("the DaemonSet's agent reports mount points by host path, not under --rootfs %s" % rootfs,
+           sizes and set(sizes) <= real, "%s not in %s; %s" % (sorted(sizes), sorted(real), log_tail(tmp, "agent-k8s")))
+    wrong = []
+    for mount_point, size in sizes.items():
+        try:
+            st = os.statvfs(mount_point)
+        except OSError:
+            continue
+        if size != st.f_blocks * (st.f_frsize or st.f_bsize):
+            wrong.append((mount_point, size, st.f_blocks * (st.f_frsize or st.f_bsize)))
+    expect("the DaemonSet's agent measures each mount point under --rootfs as statvfs() of its host path",
+           sizes and not wrong, str(wrong))
 
 
 def comparison_filtered(expr):
@@ -653,12 +746,52 @@ def check_prometheus_view(prom_port, sender):
                answer.get("error", ""))
         has_data = bool(answer.get("data", {}).get("result"))
         if comparison_filtered(expr) or (not sender and metric_names(expr) & REMOTE_WRITE_SENDER) or \
-                'grpc_service="sheaf.v1.QueryService"' in expr:
-            has_data = None  # empty is healthy: a filter, no sender yet, no query served
+                'grpc_service="sheaf.v1.QueryService"' in expr or 'code=~"5.."' in expr:
+            has_data = None  # empty is healthy: a filter, no sender yet, no query served or none failed
         panels.setdefault(where, []).append(has_data)
     for where, answers in panels.items():
         if any(a is not None for a in answers):
             expect("sheaf-health.json %s: has data" % where, any(answers))
+
+
+# sheafd's HTTP routes that read the store (handler label: the registered
+# route), with a request each: what SheafQueryErrors must cover. Others
+# requested too, which it must not: writes, scrapes, the console's API.
+QUERY_ROUTES = {
+    "/api/v1/query": "/api/v1/query?query=1", "/api/v1/query_range": "/api/v1/query_range?query=1&start=0&end=60&step=15",
+    "/api/v1/series": "/api/v1/series?match[]=up", "/api/v1/labels": "/api/v1/labels",
+    "/api/v1/label/": "/api/v1/label/__name__/values", "/api/v1/read": "POST /api/v1/read",
+    "/federate": "/federate?match[]=up",
+}
+OTHER_ROUTES = {"/api/v1/write": "POST /api/v1/write", "/metrics": "/metrics",
+                "/api/v1/status/buildinfo": "/api/v1/status/buildinfo", "": "/no-such-page"}
+
+
+def check_http_routes(http_port):
+    """The handler regex of the query-error alert and panel names real
+    routes: every query route answered shows under its handler label in
+    sheaf_http_requests_total and matches, no other route does."""
+    for request in list(QUERY_ROUTES.values()) + list(OTHER_ROUTES.values()):
+        method, _, path = request.rpartition(" ")
+        try:
+            urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%d%s" % (http_port, path),
+                                                          data=b"" if method == "POST" else None,
+                                                          method=method or "GET"), timeout=10).read()
+        except urllib.error.HTTPError:
+            pass  # an error answer is counted too
+    handlers = set(re.findall(r'^sheaf_http_requests_total\{[^}]*handler="([^"]*)"', http_get(http_port, "/metrics"),
+                              re.M))
+    expect("sheaf_http_requests_total has a handler for each route requested",
+           set(QUERY_ROUTES) | set(OTHER_ROUTES) <= handlers, "handlers: %s" % sorted(handlers))
+    texts = [open(os.path.join(DEPLOY, "prometheus", "alerts.yml")).read(),
+             open(os.path.join(DEPLOY, "grafana", "sheaf-health.json")).read().replace('\\"', '"')]
+    regexes = {r for text in texts for r in re.findall(r'handler=~"([^"]+)"', text)}
+    expect("alerts.yml and sheaf-health.json select the query routes with one handler regex", len(regexes) == 1,
+           str(regexes))
+    for regex in regexes:
+        matched = {h for h in handlers if re.fullmatch(regex, h)}
+        expect("handler=~%r matches exactly the query routes" % regex, matched == set(QUERY_ROUTES),
+               "matches %s" % sorted(matched))
 
 
 def check_names_and_expressions(http_port, agent_port, sender):
@@ -708,7 +841,8 @@ def check_names_and_expressions(http_port, agent_port, sender):
           flush=True)
     expect("the metric names include the daemon's, the agent's and the hosts'",
            {"sheaf_ingest_samples_total", "sheaf_agent_spool_bytes", "node_cpu_seconds_total",
-           "sheaf_remote_write_lag_seconds"} <= used)
+           "sheaf_remote_write_lag_seconds", "sheaf_storage_disk_free_bytes", "sheaf_storage_disk_size_bytes",
+           "sheaf_http_requests_total", "sheaf_http_request_duration_seconds_bucket"} <= used)
 
 
 def main():
@@ -736,6 +870,18 @@ def main():
                 expect("dashboard %s: panel ids unique, every panel placed" % rel(path),
                        len(ids) == len(set(ids)) and all({"x", "y", "w", "h"} <= p["gridPos"].keys()
                                                          for p in panels))
+                # Grafana moves overlapping panels around: the layout is
+                # what was meant only without overlaps (on the top level;
+                # a collapsed row's panels are placed when it opens).
+                cells = {}
+                for p in d["panels"]:
+                    g = p["gridPos"]
+                    for x in range(g["x"], g["x"] + g["w"]):
+                        for y in range(g["y"], g["y"] + g["h"]):
+                            cells.setdefault((x, y), []).append(p["id"])
+                overlaps = sorted({tuple(i) for i in cells.values() if len(i) > 1})
+                expect("dashboard %s: no panels overlap, none wider than 24" % rel(path),
+                       not overlaps and max(x for x, _ in cells) < 24, "panel ids %s" % overlaps)
                 sources = [t.get("datasource", p.get("datasource")) for p in panels for t in p.get("targets", [])]
                 sources += [v["datasource"] for v in variables.values() if v.get("type") == "query"]
                 expect("dashboard %s: every query uses ${datasource}" % rel(path),
@@ -752,6 +898,7 @@ def main():
         if running:
             http_port, agent_port, sender = running
             prom_port = start_watching_prometheus(procs, tmp, http_port, agent_port)
+            check_http_routes(http_port)
             check_names_and_expressions(http_port, agent_port, sender)
             if prom_port:
                 check_prometheus_view(prom_port, sender)
