@@ -111,6 +111,19 @@ function formatTick(ms, spanMs) {
   return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
 }
 
+// Tick positions on round times (whole minutes, hours, days; local
+// midnight for days), at most about 10 of them between min and max.
+const TICK_STEPS = [1e3, 5e3, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5, 216e5, 432e5, 864e5, 1728e5, 6048e5];
+
+function timeTicks(min, max) {
+  const step = TICK_STEPS.find((s) => (max - min) / s <= 10) || TICK_STEPS[TICK_STEPS.length - 1];
+  // Aligned in local time: the offset of the time zone moves hour and day edges.
+  const offset = new Date(min).getTimezoneOffset() * 6e4;
+  const ticks = [];
+  for (let t = Math.ceil((min - offset) / step) * step + offset; t <= max; t += step) ticks.push({ value: t });
+  return ticks;
+}
+
 function formatTime(ms) {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -299,7 +312,8 @@ function drawChart(box, legend, result, startMs, endMs, stepMs) {
       animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
       interaction: { mode: "nearest", axis: "x", intersect: false },
       scales: {
-        x: { type: "linear", min: startMs, max: endMs, ticks: { maxTicksLimit: 10, callback: (v) => formatTick(v, span) } },
+        x: { type: "linear", min: startMs, max: endMs, afterBuildTicks: (axis) => { axis.ticks = timeTicks(axis.min, axis.max); },
+          ticks: { autoSkip: false, maxRotation: 0, callback: (v) => formatTick(v, span) } },
         y: { ticks: { callback: (v) => formatNumber(v) } },
       },
       plugins: {
