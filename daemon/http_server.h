@@ -12,6 +12,10 @@
 // the figures). Handlers run on the worker threads: they may block (read
 // the store), which holds that worker only.
 //
+// A handler may also answer with a stream (HttpResponse::stream: the web
+// console's server-sent events), written on the worker for as long as it
+// runs; it holds that worker, so streams are bounded by their caller.
+//
 // No gRPC, no prometheus-cpp: handlers are plain functions.
 #ifndef SHEAF_DAEMON_HTTP_SERVER_H_
 #define SHEAF_DAEMON_HTTP_SERVER_H_
