@@ -7,6 +7,8 @@ A sheafd gets 15 minutes of sheaf-loadgen data (30 hosts in the 6 regions,
   - /graph?expr=sum by (region) (rate(node_cpu_seconds_total[1m])) draws a
     canvas chart whose HTML legend names all 6 regions; a click on a legend
     entry hides that series (the chart says so) and another shows it;
+    hovering shows each series' value in the legend; the box completes
+    label values, label names and functions, and remembers the query;
   - the table tab shows the instant result with 6 rows;
   - a bad expression shows the engine's message with its position;
   - /series lists the metric names; /agents the 3 loadgen agents; /status
@@ -178,6 +180,30 @@ def main():
                              " return Chart.getChart(document.querySelector('.chart-box canvas')).isDatasetVisible(0); })()")
         check("graph: legend click hides and shows a series", hidden is True and shown is True,
               "hidden %s, shown %s" % (hidden, shown))
+        # Hover: each series' value at the cursor's time, in the legend.
+        rect = browser.eval("(() => { const r = document.querySelector('.chart-box canvas').getBoundingClientRect();"
+                            " return [r.x + r.width * 0.6, r.y + r.height * 0.5]; })()")
+        browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=rect[0], y=rect[1])
+        values = browser.wait("[...document.querySelectorAll('#legend li .value')].every(e => e.textContent) && "
+                              "[...document.querySelectorAll('#legend li .value')].map(e => e.textContent)") or []
+        check("graph: hovering shows every series' value in the legend",
+              len(values) == 6 and all(float(v) > 0 for v in values), "values: %s" % values)
+        # Completion: label values after `region="`, functions by prefix; the query is remembered.
+        suggest = ("(async (text) => { const box = document.querySelector('#expr'); box.focus(); box.value = text;"
+                   " box.selectionStart = box.selectionEnd = text.length;"
+                   " box.dispatchEvent(new Event('input')); })(%s)")
+        items = "[...document.querySelectorAll('ul.suggest li')].map(e => e.firstChild.textContent)"
+        browser.eval(suggest % json.dumps('node_cpu_seconds_total{region="eu-'))
+        got = browser.wait("%s.length && %s" % (items, items)) or []
+        check("graph: completes label values", sorted(got) == ["eu-central-1", "eu-west-1"], "offered: %s" % got)
+        browser.eval(suggest % json.dumps("sum by (reg"))
+        got = browser.wait("%s.includes('region') && %s" % (items, items)) or []
+        check("graph: completes label names in by (...)", got == ["region"], "offered: %s" % got)
+        browser.eval(suggest % json.dumps("rat"))
+        got = browser.wait("%s.includes('rate') && %s" % (items, items)) or []
+        check("graph: completes function names", "rate" in got, "offered: %s" % got)
+        history = browser.eval("JSON.parse(localStorage.getItem('sheaf.history'))")
+        check("graph: the query is remembered", history and history[0] == expr, "history: %s" % history)
         state = browser.eval("location.search")
         check("graph: the state is in the query string", "range=15m" in state and "expr=" in state, state)
         problems = browser.problems()
