@@ -53,13 +53,21 @@ double AgentRegistry::Rate(const Agent& agent, int64_t now) const {
   return static_cast<double>(samples) * 1000.0 / static_cast<double>(span);
 }
 
-void AgentRegistry::Applied(std::string_view id, std::string_view address, uint64_t sequence, uint64_t samples,
-                            int64_t newest_sample_ms) {
+std::string_view AgentRegistry::HostLabel(const model::Labels& labels) {
+  for (const model::Label& label : labels) {
+    if (label.name == "host") return label.value;
+  }
+  return {};
+}
+
+void AgentRegistry::Applied(std::string_view id, std::string_view address, std::string_view host, uint64_t sequence,
+                            uint64_t samples, int64_t newest_sample_ms) {
   const int64_t now = Now();
   absl::MutexLock lock(&mu_);
   Agent& agent = Find(id, now);
   AgentInfo& info = agent.info;
   info.address = std::string(address);
+  if (!host.empty()) info.host = std::string(host);
   info.last_push_ms = now;
   info.last_sequence = std::max(info.last_sequence, sequence);
   ++info.batches;

@@ -23,6 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "model/types.h"
 
 namespace sheaf::daemon {
 
@@ -39,6 +40,7 @@ struct AgentRegistryOptions {
 struct AgentInfo {
   std::string id;
   std::string address;  // the peer of its last stream ("ipv4:10.0.0.5:41234")
+  std::string host;     // the "host" label of its series (sheaf-agent adds it), when any
   int64_t first_push_ms = 0;
   int64_t last_push_ms = 0;
   uint64_t last_sequence = 0;  // of its last applied batch
@@ -55,9 +57,12 @@ class AgentRegistry {
   explicit AgentRegistry(AgentRegistryOptions options = {});
 
   // A batch of agent `id` from `address` was applied: `samples` stored,
-  // the newest sample at `newest_sample_ms` (0: none).
-  void Applied(std::string_view id, std::string_view address, uint64_t sequence, uint64_t samples,
-               int64_t newest_sample_ms);
+  // the newest sample at `newest_sample_ms` (0: none); `host` from
+  // HostLabel of its series ("": keep the one known).
+  void Applied(std::string_view id, std::string_view address, std::string_view host, uint64_t sequence,
+               uint64_t samples, int64_t newest_sample_ms);
+  // The value of the "host" label; "" without one.
+  static std::string_view HostLabel(const model::Labels& labels);
   // `samples` of agent `id` were rejected for `reason` (model::ReasonName).
   void Rejected(std::string_view id, std::string_view reason, uint64_t samples);
 

@@ -234,7 +234,7 @@ class ConsoleApi {
       json.Key("address");
       json.String(a.address);
       json.Key("host");
-      json.String(HostOf(a.address));
+      json.String(a.host.empty() ? HostOf(a.address) : a.host);
       Seconds(json, "firstPush", a.first_push_ms);
       Seconds(json, "lastPush", a.last_push_ms);
       Number(json, "lastSequence", a.last_sequence);

@@ -181,6 +181,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
         continue;
       }
       append.series.push_back(std::move(out));
+      if (host_.empty() && service_->options_.agents != nullptr) host_ = AgentRegistry::HostLabel(ref.labels);
     }
     for (const v1::decode::Series& s : batch.series()) {
       RefEntry entry;
@@ -195,6 +196,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
         continue;
       }
       append.series.push_back(std::move(out));
+      if (host_.empty() && service_->options_.agents != nullptr) host_ = AgentRegistry::HostLabel(entry.labels);
     }
 
     auto result = service_->Append(append, [this](const model::Rejection& r, size_t n) { Count(r, n); });
@@ -211,7 +213,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       for (const auto& series : append.series) {
         for (const auto& sample : series.samples) newest = std::max(newest, sample.timestamp_ms);
       }
-      agents->Applied(agent_id_, context_->peer(), batch.sequence(), result->samples_added, newest);
+      agents->Applied(agent_id_, context_->peer(), host_, batch.sequence(), result->samples_added, newest);
     }
     return grpc::Status::OK;
   }
@@ -350,6 +352,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   uint64_t applied_ = 0;
   bool logged_duplicate_ = false;
   std::string agent_id_;
+  std::string host_;  // the "host" label of its series, for the console's agent list
   std::unordered_map<uint32_t, RefEntry> refs_;  // the stream's series dictionary
   size_t dictionary_bytes_ = 0;                  // what refs_ holds, as reserved with the service
   std::map<model::RejectReason, v1::RejectCount> rejected_;

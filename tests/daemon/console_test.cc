@@ -21,15 +21,16 @@ TEST(AgentRegistryTest, KeepsRateSequenceRejectionsAndBehind) {
   AgentRegistryOptions options;
   options.now_ms = [&] { return now; };
   AgentRegistry registry(options);
-  registry.Applied("a", "ipv4:10.0.0.1:5000", 7, 600, now - 1000);
+  registry.Applied("a", "ipv4:10.0.0.1:5000", "web-1", 7, 600, now - 1000);
   now += 30'000;
-  registry.Applied("a", "ipv4:10.0.0.1:5001", 8, 600, now - 120'000);  // two minutes old: spooled
+  registry.Applied("a", "ipv4:10.0.0.1:5001", "", 8, 600, now - 120'000);  // two minutes old: spooled
   registry.Rejected("a", "too_old", 3);
   registry.Rejected("a", "too_old", 2);
   auto agents = registry.Agents();
   ASSERT_EQ(agents.size(), 1u);
   const AgentInfo& a = agents[0];
   EXPECT_EQ(a.address, "ipv4:10.0.0.1:5001");
+  EXPECT_EQ(a.host, "web-1");
   EXPECT_EQ(a.last_sequence, 8u);
   EXPECT_EQ(a.batches, 2u);
   EXPECT_EQ(a.samples, 1200u);
@@ -40,7 +41,7 @@ TEST(AgentRegistryTest, KeepsRateSequenceRejectionsAndBehind) {
   EXPECT_DOUBLE_EQ(registry.SamplesPerSecond(), 600.0 / 60.0);
   now += 60'000;
   EXPECT_EQ(registry.SamplesPerSecond(), 0);
-  registry.Applied("a", "ipv4:10.0.0.1:5001", 9, 1, now);
+  registry.Applied("a", "ipv4:10.0.0.1:5001", "", 9, 1, now);
   EXPECT_FALSE(registry.Agents()[0].behind);
 }
 
@@ -50,13 +51,13 @@ TEST(AgentRegistryTest, ForgetsTheAgentThatPushedLongestAgoPastTheBound) {
   options.max_agents = 2;
   options.now_ms = [&] { return now; };
   AgentRegistry registry(options);
-  registry.Applied("old", "x", 1, 1, now);
+  registry.Applied("old", "x", "", 1, 1, now);
   now += 1000;
-  registry.Applied("new", "x", 1, 1, now);
+  registry.Applied("new", "x", "", 1, 1, now);
   now += 1000;
-  registry.Applied("old", "x", 2, 1, now);  // now "new" pushed longest ago
+  registry.Applied("old", "x", "", 2, 1, now);  // now "new" pushed longest ago
   now += 1000;
-  registry.Applied("third", "x", 1, 1, now);
+  registry.Applied("third", "x", "", 1, 1, now);
   auto agents = registry.Agents();
   ASSERT_EQ(agents.size(), 2u);
   EXPECT_EQ(agents[0].id, "old");
@@ -136,6 +137,7 @@ TEST_F(ConsoleTest, StatusEndpointsShowAgentsStorageAndCardinality) {
   EXPECT_EQ(agents.status, 200);
   EXPECT_NE(agents.body.find(R"({"status":"success","data":[{"id":"agent-7","address":")"), std::string::npos)
       << agents.body;
+  EXPECT_NE(agents.body.find(R"("host":"h1","firstPush":)"), std::string::npos) << agents.body;
   EXPECT_NE(agents.body.find(R"("lastSequence":3,"batches":1,"samples":3,)"), std::string::npos) << agents.body;
 
   auto status = testing::HttpGet(port, "/api/v1/status/sheaf");

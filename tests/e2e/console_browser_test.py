@@ -245,6 +245,8 @@ def main():
                               "[...document.querySelectorAll('#agents tbody tr td:first-child')].map(e => e.textContent)") or []
         check("agents: lists the 3 loadgen agents", sorted(agents) == ["loadgen-0", "loadgen-1", "loadgen-2"],
               "agents: %s" % agents)
+        hosts = browser.eval("[...document.querySelectorAll('#agents tbody tr td:nth-child(2)')].map(e => e.textContent)")
+        check("agents: each agent's host label", hosts and all(h.startswith("host-") for h in hosts), "hosts: %s" % hosts)
         check("agents: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
         mark = len(browser.events)
         browser.open(base + "/status")
