@@ -493,6 +493,7 @@ async function seriesPage() {
 function card(key, value) { return el("div", { class: "card" }, el("div", { class: "k" }, key), el("div", { class: "v" }, value)); }
 
 function ago(seconds) {
+  if (!seconds) return "never";  // only rejected so far
   const s = Date.now() / 1000 - seconds;
   if (s < 90) return `${Math.max(0, Math.round(s))} s ago`;
   if (s < 5400) return `${Math.round(s / 60)} min ago`;
