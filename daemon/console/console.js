@@ -144,6 +144,12 @@ function formatNumber(v) {
   return String(Math.round(v * 1000) / 1000);
 }
 
+// A rate for people to read at a glance: "34,056", "12.5", "0.2".
+function formatRate(v) {
+  if (!Number.isFinite(v)) return String(v);
+  return v.toLocaleString("en-US", { maximumFractionDigits: Math.abs(v) >= 100 ? 0 : 1 });
+}
+
 function formatBytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
@@ -520,7 +526,7 @@ function statusPage() {
         el("div", { class: "cards", id: "status-cards" },
           card("version", s.version + (build.revision ? ` (${build.revision})` : "")),
           card("uptime", uptime(s.uptimeSeconds)),
-          card("ingest", `${formatNumber(s.ingest.samplesPerSecond)} samples/s`),
+          card("ingest", `${formatRate(s.ingest.samplesPerSecond)} samples/s`),
           card("agents since start", s.ingest.agentsSinceStart),
           card("series", st.series),
           card("samples", st.samples),
@@ -555,7 +561,7 @@ function agentsPage() {
         agents.length === 0 ? el("p", { class: "info" }, "no agent has pushed yet") :
           table(["agent", "host", "address", "last push", { name: "samples/s", num: true }, { name: "last sequence", num: true },
             { name: "samples", num: true }, "rejected", "state"],
-          agents.map((a) => [a.id, a.host, a.address, ago(a.lastPush), formatNumber(a.samplesPerSecond), a.lastSequence, a.samples,
+          agents.map((a) => [a.id, a.host, a.address, ago(a.lastPush), formatRate(a.samplesPerSecond), a.lastSequence, a.samples,
             Object.entries(a.rejectedSamples).map(([r, n]) => `${r}: ${n}`).join(", ") || "none",
             a.behind ? el("span", { class: "badge bad", title: "newest sample " + formatTime(a.newestSample * 1000) }, "behind (spooling)")
               : el("span", { class: "badge ok" }, "current")])));
