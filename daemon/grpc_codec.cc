@@ -37,8 +37,8 @@ grpc::Status TooLarge(std::string_view what, size_t max_bytes) {
                                   what, max_bytes));
 }
 
-// Inflates `slices` (gzip: window_bits 16 + 15; deflate, i.e. zlib
-// format: 15) into *out, never past max_bytes.
+}  // namespace
+
 grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, size_t max_bytes, std::string_view what,
                      std::string* out) {
   z_stream zs{};
@@ -72,12 +72,11 @@ grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, si
   }
   inflateEnd(&zs);
   if (rc != Z_STREAM_END) {
+    out->clear();  // as on every error: no half message for a caller to use
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, fmt::format("{} is truncated compressed data", what));
   }
   return grpc::Status::OK;
 }
-
-}  // namespace
 
 grpc::Status ReadMessageBytes(const grpc::ByteBuffer& in, size_t max_bytes, std::string_view what, std::string* out) {
   out->clear();

@@ -11,11 +11,13 @@
 #define SHEAF_DAEMON_GRPC_CODEC_H_
 
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
 #include <grpcpp/support/status.h>
 
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace google::protobuf {
 class MessageLite;
@@ -28,6 +30,13 @@ namespace sheaf::daemon {
 // limit, INVALID_ARGUMENT for corrupt compressed data or an unknown
 // algorithm; `what` names the message in errors.
 grpc::Status ReadMessageBytes(const grpc::ByteBuffer& in, size_t max_bytes, std::string_view what, std::string* out);
+
+// What ReadMessageBytes does with compressed bytes: inflates `slices`
+// (gzip: window_bits 16 + 15; deflate, i.e. zlib format: 15) into *out,
+// never past max_bytes (RESOURCE_EXHAUSTED), INVALID_ARGUMENT if they are
+// corrupt or truncated. Public for tests/fuzz/batch.cc.
+grpc::Status Inflate(const std::vector<grpc::Slice>& slices, int window_bits, size_t max_bytes, std::string_view what,
+                     std::string* out);
 
 // ReadMessageBytes, then parses into *out (INVALID_ARGUMENT if the bytes
 // are not that message).

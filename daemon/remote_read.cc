@@ -23,6 +23,7 @@
 #include "common/work_queue.h"
 #include "daemon/http_metrics.h"
 #include "daemon/query_service.h"
+#include "daemon/remote_decode.h"
 #include "model/matcher.h"
 #include "prometheus/remote.pb.h"
 #include "storage/series_store.h"
@@ -50,37 +51,7 @@ void AppendField1(std::string_view bytes, std::string* out) {
   out->append(bytes);
 }
 
-absl::StatusOr<std::vector<model::Matcher>> ToMatchers(const prompb::Query& query, int index) {
-  std::vector<model::Matcher> out;
-  out.reserve(static_cast<size_t>(query.matchers_size()));
-  for (const prompb::LabelMatcher& m : query.matchers()) {
-    model::Matcher::Op op;
-    switch (m.type()) {
-      case prompb::LabelMatcher::EQ:
-        op = model::Matcher::Op::kEqual;
-        break;
-      case prompb::LabelMatcher::NEQ:
-        op = model::Matcher::Op::kNotEqual;
-        break;
-      case prompb::LabelMatcher::RE:
-        op = model::Matcher::Op::kRegex;
-        break;
-      case prompb::LabelMatcher::NRE:
-        op = model::Matcher::Op::kNotRegex;
-        break;
-      default:
-        return absl::InvalidArgumentError(fmt::format(
-            "query #{}: matcher on \"{}\" has type {}; known are 0 (EQ), 1 (NEQ), 2 (RE) and 3 (NRE)", index,
-            m.name(), static_cast<int>(m.type())));
-    }
-    auto matcher = model::Matcher::Create(op, m.name(), m.value());
-    if (!matcher.ok()) {
-      return absl::InvalidArgumentError(fmt::format("query #{}: {}", index, std::string(matcher.status().message())));
-    }
-    out.push_back(*std::move(matcher));
-  }
-  return out;
-}
+using remote::ToMatchers;
 
 // One request's answer being built, with what the limits count.
 struct Answer {

@@ -20,68 +20,17 @@
 #include "common/log.h"
 #include "daemon/http_metrics.h"
 #include "daemon/ingest_service.h"
+#include "daemon/remote_decode.h"
 #include "prometheus/types.pb.h"
 
 namespace sheaf::daemon {
 namespace {
 
 using google::protobuf::internal::WireFormatLite;
-
-// Field numbers of proto/prometheus/*.proto, for the walk over the wire.
-constexpr int kWriteRequestTimeseries = 1;  // WriteRequest.timeseries
-constexpr int kTimeSeriesLabels = 1;        // TimeSeries.labels
-constexpr int kTimeSeriesSamples = 2;       // TimeSeries.samples
-
-// Walks the fields of a protobuf message without building it: calls
-// `field` with each field's number, wire type and, for a length-delimited
-// one, its bytes. False, with *error set, when the bytes are not a
-// protobuf message or `field` returns false.
-using FieldFn = std::function<bool(int number, WireFormatLite::WireType type, std::string_view bytes)>;
-bool ForEachField(std::string_view message, const FieldFn& field, std::string* error) {
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(message.data()),
-                                            static_cast<int>(message.size()));
-  while (true) {
-    const int at = in.CurrentPosition();
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) {
-      if (at == static_cast<int>(message.size())) return true;
-      *error = fmt::format("bad field tag at byte {}", at);
-      return false;
-    }
-    const int number = WireFormatLite::GetTagFieldNumber(tag);
-    const WireFormatLite::WireType type = WireFormatLite::GetTagWireType(tag);
-    std::string_view bytes;
-    if (type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      uint32_t length = 0;
-      if (!in.ReadVarint32(&length) || length > message.size() - static_cast<size_t>(in.CurrentPosition())) {
-        *error = fmt::format("field {} at byte {} runs past the end", number, at);
-        return false;
-      }
-      bytes = message.substr(static_cast<size_t>(in.CurrentPosition()), length);
-      in.Skip(static_cast<int>(length));
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      *error = fmt::format("field {} at byte {} runs past the end", number, at);
-      return false;
-    }
-    if (!field(number, type, bytes)) return false;
-  }
-}
-
-// Calls `series` with the bytes of each TimeSeries of a WriteRequest
-// (field 1); skips metadata and fields of later versions.
-bool ForEachSeries(std::string_view message, const std::function<bool(std::string_view)>& series,
-                   std::string* error) {
-  std::string why;
-  const bool ok = ForEachField(
-      message,
-      [&](int number, WireFormatLite::WireType type, std::string_view bytes) {
-        return number != kWriteRequestTimeseries || type != WireFormatLite::WIRETYPE_LENGTH_DELIMITED ||
-               series(bytes);
-      },
-      &why);
-  if (!ok && error->empty()) *error = "not a protobuf WriteRequest: " + why;
-  return ok;
-}
+using remote::ForEachField;
+using remote::ForEachSeries;
+using remote::kTimeSeriesLabels;
+using remote::kTimeSeriesSamples;
 
 // The media type without parameters, lower-case.
 std::string MediaType(std::string_view content_type) {

@@ -26,9 +26,11 @@ PACKAGES=(
   chromium python3-websocket   # the web console tested in a headless browser over the DevTools protocol
 )
 # Only with --sanitizers (deploy/test.sh --sanitizers): clang for the
-# -Wthread-safety build of the store. GCC's ASan, UBSan and TSan runtimes
-# come with g++.
-SANITIZER_PACKAGES=(clang-14)
+# -Wthread-safety build of the store, and clang's sanitizer runtimes with
+# libFuzzer for tests/fuzz (only recommended by clang-14, so not installed
+# with --no-install-recommends). GCC's ASan, UBSan and TSan runtimes come
+# with g++.
+SANITIZER_PACKAGES=(clang-14 libclang-rt-14-dev)
 if [ "${1:-}" = "--sanitizers" ]; then
   PACKAGES+=("${SANITIZER_PACKAGES[@]}")
 fi

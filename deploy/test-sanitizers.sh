@@ -12,6 +12,9 @@
 #                  without gRPC that lock) compiled with
 #                  clang's -Wthread-safety, which checks the absl::Mutex
 #                  annotations of storage/store.h (a warning fails the build).
+#  4. build-fuzz   only if clang++-14 is installed: the libFuzzer targets of
+#                  tests/fuzz (ASan + UBSan), each run for FUZZ_SECONDS
+#                  (default 20) by tests/fuzz/run.sh; a crash fails the run.
 #
 # A sanitizer report stops the program (so its test fails). Ends with the
 # plain run's "N passed, N failed" line (a build step counts as one test)
@@ -60,14 +63,14 @@ run_tests() {
   if [ "$r" -ne 0 ]; then rc=1; fi
 }
 
-phase "1/3 AddressSanitizer + UndefinedBehaviorSanitizer: build-asan"
+phase "1/4 AddressSanitizer + UndefinedBehaviorSanitizer: build-asan"
 if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false >/dev/null
 fi
 ninja -C build-asan -j "$jobs"
 run_tests build-asan
 
-phase "2/3 ThreadSanitizer: build-tsan (the store and the query engine)"
+phase "2/4 ThreadSanitizer: build-tsan (the store and the query engine)"
 if [ ! -f build-tsan/build.ninja ]; then
   meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=false >/dev/null
 fi
@@ -95,7 +98,7 @@ ninja -C build-tsan -j "$jobs" "${tsan_targets[@]}"
 run_tests build-tsan "${tsan_tests[@]}"
 
 if command -v clang++-14 >/dev/null; then
-  phase "3/3 clang -Wthread-safety: build-clang (the store, the query engine, the agent's spool and relabeling)"
+  phase "3/4 clang -Wthread-safety: build-clang (the store, the query engine, the agent's spool and relabeling)"
   if [ ! -f build-clang/build.ninja ]; then
     CXX=clang++-14 meson setup build-clang -Dcpp_args=-Wthread-safety -Dtests=false -Dbenchmarks=false >/dev/null
   fi
@@ -109,7 +112,31 @@ if command -v clang++-14 >/dev/null; then
     rc=1
   fi
 else
-  phase "3/3 clang -Wthread-safety: skipped (clang++-14 is not installed)"
+  phase "3/4 clang -Wthread-safety: skipped (clang++-14 is not installed)"
+fi
+
+if command -v clang++-14 >/dev/null; then
+  # The libFuzzer targets (tests/fuzz, docs/DEVELOPING.md "Fuzzing"), each
+  # for FUZZ_SECONDS on a temp copy of its corpus; a crash fails the run
+  # and its reproducer's path is printed. Only what the targets use is
+  # built (no gRPC services).
+  phase "4/4 libFuzzer: build-fuzz, ${FUZZ_SECONDS:-20} s per target"
+  if [ ! -f build-fuzz/build.ninja ]; then
+    CXX=clang++-14 meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dtests=false -Dbenchmarks=false >/dev/null
+  fi
+  ninja -C build-fuzz build.ninja >/dev/null  # picks up changed meson.build files before listing
+  fuzz_targets=()
+  for d in tests/corpus/*/; do fuzz_targets+=("tests/fuzz/fuzz_$(basename "$d")"); done
+  if ninja -C build-fuzz -j "$jobs" "${fuzz_targets[@]}" &&
+    FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash tests/fuzz/run.sh build-fuzz; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    rc=1
+  fi
+else
+  phase "4/4 libFuzzer: skipped (clang++-14 is not installed)"
 fi
 
 phase "done"

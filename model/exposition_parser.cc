@@ -699,7 +699,10 @@ ExpositionFormat DetectExpositionFormat(std::string_view head) {
       bool quoted = false;
       for (; i < line.size(); ++i) {
         if (quoted && line[i] == '\\') {
-          ++i;
+          // Skips the escaped byte, if any: past the end, the token search
+          // below would cut the line at i > size() (found by tests/fuzz,
+          // input tests/corpus/exposition/backslash_at_end).
+          if (i + 1 < line.size()) ++i;
         } else if (line[i] == '"') {
           quoted = !quoted;
         } else if (!quoted && line[i] == '}') {
@@ -720,7 +723,9 @@ ExpositionFormat DetectExpositionFormat(std::string_view head) {
     if (ts == "#") return ExpositionFormat::kOpenMetrics;  // an exemplar
     if (ts.find_first_of(".eE") != std::string_view::npos) return ExpositionFormat::kOpenMetrics;
     if (auto ms = ParseMillis(ts)) {
-      return std::llabs(*ms) < 100'000'000'000 ? ExpositionFormat::kOpenMetrics : ExpositionFormat::kPrometheusText;
+      // Not llabs(): INT64_MIN has no absolute value.
+      return *ms > -100'000'000'000 && *ms < 100'000'000'000 ? ExpositionFormat::kOpenMetrics
+                                                              : ExpositionFormat::kPrometheusText;
     }
     return ExpositionFormat::kPrometheusText;
   }
