@@ -121,15 +121,7 @@ if command -v clang++-14 >/dev/null; then
   # and its reproducer's path is printed. Only what the targets use is
   # built (no gRPC services).
   phase "4/4 libFuzzer: build-fuzz, ${FUZZ_SECONDS:-20} s per target"
-  if [ ! -f build-fuzz/build.ninja ]; then
-    CXX=clang++-14 meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
-      -Dtests=false -Dbenchmarks=false >/dev/null
-  fi
-  ninja -C build-fuzz build.ninja >/dev/null  # picks up changed meson.build files before listing
-  fuzz_targets=()
-  for d in tests/corpus/*/; do fuzz_targets+=("tests/fuzz/fuzz_$(basename "$d")"); done
-  if ninja -C build-fuzz -j "$jobs" "${fuzz_targets[@]}" &&
-    FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash tests/fuzz/run.sh build-fuzz; then
+  if SHEAF_BUILD_JOBS="$jobs" FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash tests/fuzz/run.sh --setup build-fuzz; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))

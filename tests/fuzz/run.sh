@@ -6,20 +6,39 @@
 # deploy/test-sanitizers.sh (phase 4) and by hand (docs/DEVELOPING.md,
 # "Fuzzing"):
 #
-#   bash tests/fuzz/run.sh BUILD_DIR [SECONDS [TARGET...]]
+#   bash tests/fuzz/run.sh [--setup] BUILD_DIR [SECONDS [TARGET...]]
 #
+# --setup: first configure BUILD_DIR (clang++-14, through ccache when it
+# is installed, ASan + UBSan, -Dfuzz=true) if it is not configured yet, and
+# build the targets (SHEAF_BUILD_JOBS at once, default 2).
 # SECONDS: per target (default $FUZZ_SECONDS, else 20). TARGETs: names as
 # in tests/corpus (default: all). New inputs the fuzzer finds stay in the
 # temp copy and are thrown away; a crash's input is kept in
 # $FUZZ_ARTIFACTS (default: /tmp/sheaf-fuzz-artifacts) for a regression.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build="${1:?usage: run.sh BUILD_DIR [SECONDS [TARGET...]]}"
+setup=false
+if [ "${1:-}" = "--setup" ]; then
+  setup=true
+  shift
+fi
+build="${1:?usage: run.sh [--setup] BUILD_DIR [SECONDS [TARGET...]]}"
 seconds="${2:-${FUZZ_SECONDS:-20}}"
 shift $(($# < 2 ? $# : 2))
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for d in tests/corpus/*/; do targets+=("$(basename "$d")"); done
+fi
+if $setup; then
+  if [ ! -f "$build/build.ninja" ]; then
+    # meson picks ccache up by itself only for the default compiler.
+    cxx=clang++-14
+    if command -v ccache >/dev/null; then cxx="ccache clang++-14"; fi
+    CXX="$cxx" meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dtests=false -Dbenchmarks=false >/dev/null
+  fi
+  ninja -C "$build" build.ninja >/dev/null  # picks up changed meson.build files first
+  ninja -C "$build" -j "${SHEAF_BUILD_JOBS:-2}" "${targets[@]/#/tests/fuzz/fuzz_}"
 fi
 artifacts="${FUZZ_ARTIFACTS:-/tmp/sheaf-fuzz-artifacts}"
 mkdir -p "$artifacts"
