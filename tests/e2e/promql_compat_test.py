@@ -340,6 +340,25 @@ def compare(prom, sheaf, ordered):
     return ""
 
 
+def launch_prometheus(tmp, port, config, procs, args=(), timeout=30):
+    """Writes `config` to tmp/prometheus.yml and starts Debian's Prometheus
+    on loopback `port` with its data in tmp/prom (plus `args`), its process
+    added to `procs` and its output appended to tmp/prometheus.log; the
+    process once /-/ready answers, None if it does not within `timeout` s.
+    Shared by every e2e test that needs a real Prometheus."""
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write(config)
+    log = open(os.path.join(tmp, "prometheus.log"), "a")
+    p = subprocess.Popen([PROMETHEUS, "--config.file", cfg, "--storage.tsdb.path", os.path.join(tmp, "prom"),
+                          "--web.listen-address", "127.0.0.1:%d" % port] + list(args),
+                         stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    ok = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % port, timeout=2).status == 200,
+                  timeout)
+    return p if ok else None
+
+
 def start_prometheus(data, tmp, procs, check):
     """Prometheus over `data` (promtool-built blocks in tmp/prom) on a free
     loopback port, its process added to `procs`; the port once it is ready,
@@ -350,17 +369,9 @@ def start_prometheus(data, tmp, procs, check):
     check("promtool creates blocks", p.returncode == 0, p.stdout[-2000:])
     if p.returncode != 0:
         return None
-    cfg = os.path.join(tmp, "prometheus.yml")
-    with open(cfg, "w") as f:
-        f.write("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
     port = free_port()
-    prom_log = open(os.path.join(tmp, "prometheus.log"), "w")
-    procs.append(subprocess.Popen([PROMETHEUS, "--config.file", cfg, "--storage.tsdb.path", blocks,
-                                   "--web.listen-address", "127.0.0.1:%d" % port,
-                                   "--storage.tsdb.retention.time", "30d"],
-                                  stdout=prom_log, stderr=subprocess.STDOUT))
-    ready = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % port,
-                                                    timeout=2).status == 200, 60)
+    ready = launch_prometheus(tmp, port, "global:\n  scrape_interval: 1h\nscrape_configs: []\n", procs,
+                              ["--storage.tsdb.retention.time", "30d"], timeout=60) is not None
     check("prometheus ready", ready)
     return port if ready else None
 

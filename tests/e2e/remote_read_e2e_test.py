@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,11 +33,10 @@ import urllib.request
 
 SHEAFD = os.environ["SHEAFD"]
 SHEAFCTL = os.environ["SHEAFCTL"]
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The shared helpers; `results` is that module's list, which `check` fills.
-from promql_compat_test import check, free_port, results, stop, wait_for  # noqa: E402
+from promql_compat_test import check, free_port, launch_prometheus, results, stop, wait_for  # noqa: E402
 
 HOSTS = ["h%02d" % i for i in range(20)]
 REGIONS = ("eu-west", "us-east", "ap-south")
@@ -176,18 +174,9 @@ def main():
             sheafd.append(int(ports["http_port"]))
 
         prom_port = free_port()
-        cfg = os.path.join(tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1h\nscrape_configs: []\nremote_read:\n")
-            for port in sheafd:
-                f.write("  - url: http://127.0.0.1:%d/api/v1/read\n    read_recent: true\n" % port)
-        prom_log = open(os.path.join(tmp, "prometheus.log"), "w")
-        procs.append(subprocess.Popen([PROMETHEUS, "--config.file", cfg,
-                                       "--storage.tsdb.path", os.path.join(tmp, "prom"),
-                                       "--web.listen-address", "127.0.0.1:%d" % prom_port],
-                                      stdout=prom_log, stderr=subprocess.STDOUT))
-        ready = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % prom_port,
-                                                        timeout=2).status == 200, 30)
+        config = "global:\n  scrape_interval: 1h\nscrape_configs: []\nremote_read:\n" + "".join(
+            "  - url: http://127.0.0.1:%d/api/v1/read\n    read_recent: true\n" % port for port in sheafd)
+        ready = launch_prometheus(tmp, prom_port, config, procs) is not None
         check("prometheus ready", ready)
         if not ready:
             return

@@ -14,7 +14,6 @@ Prints 'N passed, N failed'; exit 1 on any failure.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,10 @@ import urllib.request
 
 SHEAFD = os.environ["SHEAFD"]
 SHEAFCTL = os.environ["SHEAFCTL"]
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The shared helpers; `results` is that module's list, which `check` fills.
-from promql_compat_test import check, free_port, results, stop, wait_for  # noqa: E402
+from promql_compat_test import check, free_port, launch_prometheus, results, stop, wait_for  # noqa: E402
 
 
 def metric_values(port, name):
@@ -74,9 +72,7 @@ def main():
         addr = "127.0.0.1:%s" % ports["grpc_port"]
 
         prom_port = free_port()
-        cfg = os.path.join(tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("""global:
+        config = ("""global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
@@ -88,13 +84,7 @@ remote_write:
     queue_config:
       batch_send_deadline: 1s
 """ % (prom_port, ports["http_port"]))
-        prom_log = open(os.path.join(tmp, "prometheus.log"), "w")
-        procs.append(subprocess.Popen([PROMETHEUS, "--config.file", cfg,
-                                       "--storage.tsdb.path", os.path.join(tmp, "prom"),
-                                       "--web.listen-address", "127.0.0.1:%d" % prom_port],
-                                      stdout=prom_log, stderr=subprocess.STDOUT))
-        ready = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % prom_port,
-                                                        timeout=2).status == 200, 30)
+        ready = launch_prometheus(tmp, prom_port, config, procs) is not None
         check("prometheus ready", ready)
         if not ready:
             return

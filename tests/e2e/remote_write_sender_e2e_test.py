@@ -31,12 +31,11 @@ import urllib.request
 
 SHEAFD = os.environ["SHEAFD"]
 LOADGEN = os.environ["SHEAF_LOADGEN"]
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 VICTORIA = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The shared helpers; `results` is that module's list, which `check` fills.
-from promql_compat_test import check, free_port, results, stop, wait_for  # noqa: E402
+from promql_compat_test import check, free_port, launch_prometheus, results, stop, wait_for  # noqa: E402
 
 WINDOW_S = 600  # compared: samples in (t_end - WINDOW_S, t_end]
 
@@ -105,16 +104,8 @@ def start_victoria(tmp, port, procs):
 
 
 def start_prometheus(tmp, port, procs):
-    cfg = os.path.join(tmp, "prometheus.yml")
-    with open(cfg, "w") as f:
-        f.write("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-    log = open(os.path.join(tmp, "prometheus.log"), "a")
-    p = subprocess.Popen([PROMETHEUS, "--config.file", cfg, "--storage.tsdb.path", os.path.join(tmp, "prom"),
-                          "--web.listen-address", "127.0.0.1:%d" % port, "--web.enable-remote-write-receiver"],
-                         stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    ok = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % port, timeout=2).status == 200, 30)
-    return p if ok else None
+    return launch_prometheus(tmp, port, "global:\n  scrape_interval: 1h\nscrape_configs: []\n", procs,
+                             ["--web.enable-remote-write-receiver"])
 
 
 def loadgen(grpc, prefix, start_ms, points, tmp):
