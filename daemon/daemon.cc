@@ -10,6 +10,9 @@
 #include <prometheus/summary.h>
 #include <prometheus/text_serializer.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <iterator>
 #include <mutex>
 #include <set>
@@ -315,6 +318,16 @@ std::vector<RemoteWriteSender::Stats> Daemon::remote_write_stats() const {
 }
 
 absl::Status Daemon::ReloadRules() { return state_->rules->Reload(); }
+
+absl::Status Daemon::Reload() {
+  std::vector<std::string> errors;
+  auto note = [&errors](const char* part, const absl::Status& s) {
+    if (!s.ok()) errors.push_back(fmt::format("{}: {}", part, std::string(s.message())));
+  };
+  note("rules", ReloadRules());
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(fmt::format("{}", fmt::join(errors, "; ")));
+}
 
 void Daemon::Shutdown() {
   std::call_once(state_->shutdown_once, [this] {

@@ -83,6 +83,11 @@ class Daemon {
   // keep running, and the error (FILE:LINE: reason) is returned.
   absl::Status ReloadRules();
 
+  // SIGHUP: reads again everything that can change while sheafd runs (the
+  // rule files; each reloadable part adds itself here). A part whose new
+  // files are bad keeps what it had; the errors are joined and returned.
+  absl::Status Reload();
+
   // Graceful: health turns NOT_SERVING, open Tail streams end with
   // UNAVAILABLE, no new calls are accepted, in-flight calls get the grace
   // period to finish (then are cancelled), queued batches are written, the

@@ -268,10 +268,11 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      // Only the rule files are read again; other settings need a restart.
-      // A bad file is logged and the rules loaded before keep running.
-      sheaf::LogInfo("SIGHUP: reloading the rule files (other settings, remote_write included, need a restart)");
-      (void)(*daemon)->ReloadRules();
+      // What can change while running is read again (Daemon::Reload);
+      // other settings need a restart. A bad file is logged and what was
+      // loaded before keeps running.
+      sheaf::LogInfo("SIGHUP: reloading (settings that are not reloadable, remote_write included, need a restart)");
+      if (auto s = (*daemon)->Reload(); !s.ok()) sheaf::LogError("SIGHUP: {}", std::string(s.message()));
       continue;
     }
     sheaf::LogInfo("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
