@@ -82,6 +82,12 @@ std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id) {
   return k;
 }
 
+std::string TenantKey(std::string_view tenant_name) {
+  std::string k(1, kTenantPrefix);
+  k.append(tenant_name);
+  return k;
+}
+
 std::string SeriesByLabelsKey(TenantId tenant, std::string_view canonical_labels) {
   std::string k = "S";
   PutTenant(k, tenant);

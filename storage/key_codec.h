@@ -8,6 +8,8 @@
 //     'N'                              -> next series id  (fixed64 BE)
 //     'C'                              -> samples stored  (fixed64 BE)
 //     'A' tenant(4) agent_id           -> highest durable sequence (fixed64 BE)
+//     'T' tenant_name                  -> tenant id (4, BE); "default" (id 0)
+//                                         is implicit, never written
 //     'W'                              -> rolled up until (ms, fixed64 BE of
 //                                         the sign-flipped int64): raw data
 //                                         before it is in the rollups
@@ -94,6 +96,8 @@ std::optional<std::vector<KeptRange>> DecodeKeptRanges(std::string_view in);
 std::string EncodeTime(int64_t t);
 int64_t DecodeTime(std::string_view in);  // REQUIRES: in.size() >= 8
 std::string AgentSequenceKey(TenantId tenant, std::string_view agent_id);
+inline constexpr char kTenantPrefix = 'T';
+std::string TenantKey(std::string_view tenant_name);
 
 std::string SeriesByLabelsKey(TenantId tenant, std::string_view canonical_labels);
 std::string SeriesByIdKey(SeriesId id);

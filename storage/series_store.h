@@ -226,6 +226,10 @@ struct StoreStats {
   uint64_t disk_total_bytes = 0;
 };
 
+// [A-Za-z0-9_.-]{1,64}: what a tenant may be named.
+bool ValidTenantName(std::string_view name);
+inline constexpr char kDefaultTenantName[] = "default";
+
 class SeriesStore {
  public:
   static absl::StatusOr<std::unique_ptr<SeriesStore>> Open(const StoreOptions& options);
@@ -306,6 +310,15 @@ class SeriesStore {
   }
 
   virtual StoreStats Stats() = 0;
+
+  // Tenants by name (sheafd's --auth-tokens): the id of `name`, given on
+  // first use and kept in the store ("meta" 'T', key_codec.h), so it stays
+  // the same across restarts. "default" is kDefaultTenant. INVALID_ARGUMENT
+  // for a name that is not ValidTenantName; UNAVAILABLE when the disk
+  // refuses the write.
+  virtual absl::StatusOr<TenantId> TenantIdFor(std::string_view name) = 0;
+  // Every tenant given an id so far, by name ("default" always).
+  virtual std::map<std::string, TenantId> Tenants() = 0;
 
   // Cuts every head into blocks and writes memtables to disk (for a clean
   // shutdown and before measuring size).

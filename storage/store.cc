@@ -181,6 +181,7 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
   rollups_.assign(handles_.begin() + 4, handles_.end());
   last_cut_ms_ = options_.now_ms();
   if (auto st = Load(); !st.ok()) return st;
+  if (auto st = LoadTenants(); !st.ok()) return st;
   if (auto st = ReplayLog(); !st.ok()) return st;
   bg_thread_ = std::thread([this] { BackgroundLoop(); });
   return absl::OkStatus();

@@ -61,6 +61,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,6 +146,8 @@ class RocksSeriesStore final : public SeriesStore {
   absl::StatusOr<std::vector<std::string>> LabelValues(TenantId tenant, std::string_view name, size_t limit,
                                                        bool* truncated) override;
   StoreStats Stats() override;
+  absl::StatusOr<TenantId> TenantIdFor(std::string_view name) override;
+  std::map<std::string, TenantId> Tenants() override;
   absl::Status Flush() override;
   absl::Status Compact() override;
   void CancelCompaction() override;
@@ -332,6 +335,14 @@ class RocksSeriesStore final : public SeriesStore {
   // serialised by append_mu_, so the read-check-write of one agent's set in
   // Append cannot interleave with another.
   std::unordered_map<std::string, SequenceSet> agent_seq_ ABSL_GUARDED_BY(agents_mu_);
+
+  // ---- tenants.cc
+  // Reads the tenant registry ('T' keys) into tenants_.
+  absl::Status LoadTenants() ABSL_LOCKS_EXCLUDED(tenants_mu_);
+  // Tenant names -> ids. Taken alone (never with another lock held), also
+  // across the synced write of a new tenant, which is rare.
+  absl::Mutex tenants_mu_;
+  std::map<std::string, TenantId, std::less<>> tenants_ ABSL_GUARDED_BY(tenants_mu_);
 
   // Background maintenance.
   absl::Mutex bg_mu_;
