@@ -76,7 +76,22 @@ absl::StatusOr<SeriesId> RocksSeriesStore::GetOrCreateSeries(TenantId tenant, co
   absl::MutexLock lock(&mu_);
   entries_.push_back(Entry{tenant, false, canonical, type, kMaxTsUnknown, kMaxTsUnknown, {}});
   by_labels_.emplace(std::move(key), id);
+  ++tenant_series_[tenant];
   return id;
+}
+
+std::optional<SeriesId> RocksSeriesStore::FindSeries(TenantId tenant, const Labels& labels) {
+  const std::string key = TenantLabelsKey(tenant, keys::CanonicalLabels(labels));
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = by_labels_.find(key);
+  if (it == by_labels_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t RocksSeriesStore::SeriesCount(TenantId tenant) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = tenant_series_.find(tenant);
+  return it == tenant_series_.end() ? 0 : it->second;
 }
 
 absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) {
@@ -363,6 +378,7 @@ absl::StatusOr<uint64_t> RocksSeriesStore::DeleteSeries(TenantId tenant, const s
     absl::MutexLock lock(&mu_);
     Entry& e = entries_[id - 1];
     by_labels_.erase(TenantLabelsKey(tenant, e.canonical));
+    --tenant_series_[tenant];
     e.deleted = true;
     e.canonical.clear();
     absl::MutexLock head_lock(&head_mu_);

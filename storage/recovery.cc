@@ -59,6 +59,7 @@ absl::Status RocksSeriesStore::Load() {
       continue;
     }
     by_labels_.emplace(TenantLabelsKey(tenant, canonical), id);
+    ++tenant_series_[tenant];
     entries_.push_back(
         Entry{tenant, false, std::move(canonical), static_cast<MetricType>(type), kMaxTsUnknown, kMaxTsUnknown, {}});
   }

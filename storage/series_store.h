@@ -243,6 +243,12 @@ class SeriesStore {
   absl::StatusOr<SeriesId> GetOrCreateSeries(const Labels& labels, MetricType type) {
     return GetOrCreateSeries(kDefaultTenant, labels, type);
   }
+  // The tenant's series with these labels, if it exists; never creates
+  // one. REQUIRES: labels canonical. One hash lookup.
+  virtual std::optional<SeriesId> FindSeries(TenantId tenant, const Labels& labels) = 0;
+  // How many series the tenant holds in the index (deleted ones left it):
+  // what a per-tenant series limit counts. Constant time.
+  virtual uint64_t SeriesCount(TenantId tenant) = 0;
 
   // Writes all samples and the agent's sequence in one atomic write. If the
   // agent's sequence is already >= batch.sequence, writes nothing and

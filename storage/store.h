@@ -129,6 +129,8 @@ class RocksSeriesStore final : public SeriesStore {
   absl::Status Init(const StoreOptions& options);
 
   absl::StatusOr<SeriesId> GetOrCreateSeries(TenantId tenant, const Labels& labels, MetricType type) override;
+  std::optional<SeriesId> FindSeries(TenantId tenant, const Labels& labels) override;
+  uint64_t SeriesCount(TenantId tenant) override;
   absl::StatusOr<AppendResult> Append(const AppendBatch& batch) override;
   uint64_t AgentSequence(TenantId tenant, std::string_view agent_id) override;
   bool AgentSequenceApplied(TenantId tenant, std::string_view agent_id, uint64_t sequence, uint64_t floor) override;
@@ -294,6 +296,7 @@ class RocksSeriesStore final : public SeriesStore {
   std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);  // entries_[id - 1]; a deque, so growing never moves heads
   // (tenant, canonical labels) -> id
   std::unordered_map<std::string, SeriesId> by_labels_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<TenantId, uint64_t> tenant_series_ ABSL_GUARDED_BY(mu_);  // live series per tenant
   // Odd while a DeleteSeries is under way, incremented when it starts and
   // ends: Select sees whether a deletion may have overlapped it.
   std::atomic<uint64_t> delete_generation_ = 0;
