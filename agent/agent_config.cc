@@ -60,6 +60,7 @@ void RegisterFlags(FlagSet& flags, AgentConfig* c) {
   flags.Duration("shutdown-timeout", &c->shutdown_timeout,
                  "on SIGTERM, how long to wait for the daemon to acknowledge what was sent");
   flags.String("log-level", &c->log_level, "debug, info, warn or error");
+  client::RegisterSecurityFlags(flags, &c->security);
 }
 
 // The file's sections, and every check a flag parser cannot make.
@@ -171,6 +172,7 @@ std::vector<std::string> SettingsNeedingRestart(const AgentConfig& before, const
   check("agent-id", before.shipper.agent_id == now.shipper.agent_id);
   check("metrics-listen", before.metrics_listen == now.metrics_listen);
   check("health-interval", before.health_interval == now.health_interval);
+  check("tls-ca, tls-cert, tls-key, tls-server-name, token-file", before.security == now.security);
   check("stream-max-age, backoff-max, replay-rate, replay-jitter, gzip",
         before.shipper.stream_max_age == now.shipper.stream_max_age &&
             before.shipper.backoff_max == now.shipper.backoff_max &&

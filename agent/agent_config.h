@@ -23,6 +23,7 @@
 #include "agent/relabel/relabel.h"
 #include "agent/scrape/scraper.h"
 #include "agent/shipper.h"
+#include "client/channel.h"
 
 namespace sheaf::agent {
 
@@ -51,6 +52,7 @@ struct AgentConfig {
   uint64_t batch_max_samples = 20000;
   std::chrono::milliseconds batch_max_delay{0};
   ShipperOptions shipper;      // agent_id comes from --agent-id or the state
+  client::SecurityFlags security;  // --tls-ca, --tls-cert, --tls-key, --tls-server-name, --token-file
 
   // From the file's sections.
   std::vector<ScrapeTarget> scrape;

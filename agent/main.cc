@@ -21,6 +21,7 @@
 #include "agent/relabel/relabel.h"
 #include "agent/scrape/scraper.h"
 #include "agent/shipper.h"
+#include "client/channel.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "model/validation.h"
@@ -207,8 +208,14 @@ int main(int argc, char** argv) {
     LogError("cannot start: --daemon {}: {}", config.daemon, source.status().ToString());
     return 2;
   }
+  auto security = client::ClientSecurity::Load(config.security);
+  if (!security.ok()) {
+    LogError("cannot start: {}", std::string(security.status().message()));
+    return 2;
+  }
   discovery::PickerOptions picker_options;
   picker_options.identity = config.shipper.agent_id;
+  picker_options.channel.security = *security;
   picker_options.health_interval = config.health_interval;
   discovery::DaemonPicker picker(source->get(), picker_options);
   Shipper shipper(config.shipper, &picker, spool->get(), state->get());

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "daemon/tls_front.h"
 
 namespace sheaf::daemon {
 namespace {
@@ -178,8 +179,11 @@ void HttpServer::HandlePrefix(std::string prefix, std::vector<std::string> metho
 absl::Status HttpServer::Start() {
   static std::once_flag init;
   std::call_once(init, [] { mg_init_library(0); });
+  // With TLS civetweb listens on loopback behind the TLS front
+  // (tls_front.h says why not civetweb's own TLS).
+  const bool tls = options_.tls != nullptr;
   const std::vector<std::pair<const char*, std::string>> settings = {
-      {"listening_ports", options_.listen},
+      {"listening_ports", tls ? std::string("127.0.0.1:0") : options_.listen},
       {"num_threads", std::to_string(std::max<size_t>(options_.threads, 1))},
       {"request_timeout_ms", std::to_string(options_.request_timeout.count())},
       {"enable_keep_alive", "yes"},
@@ -213,21 +217,36 @@ absl::Status HttpServer::Start() {
                     options_.listen, error[0] ? error : "civetweb failed to start"));
   }
   mg_server_port ports[4];
-  if (mg_get_server_ports(context_, 4, ports) > 0) port_ = ports[0].port;
+  if (mg_get_server_ports(context_, 4, ports) > 0) civetweb_port_ = ports[0].port;
+  port_ = civetweb_port_;
+  if (tls) {
+    TlsFrontOptions front;
+    front.listen = options_.listen;
+    front.backend_port = civetweb_port_;
+    front.certificates = options_.tls;
+    front.max_connections = std::max<size_t>(options_.threads, 1);
+    front.handshake_timeout = options_.request_timeout;
+    front.idle_timeout = std::max(options_.request_timeout, options_.idle_timeout);
+    auto started = TlsFront::Start(std::move(front));
+    if (!started.ok()) return started.status();  // ~HttpServer stops civetweb
+    tls_front_ = *std::move(started);
+    port_ = tls_front_->port();
+  }
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
   std::call_once(stop_once_, [this] {
     stopping_ = true;  // before mg_stop, which waits for the streams' workers
+    if (tls_front_) tls_front_->Stop();  // closes the TLS connections first
     if (context_ == nullptr) return;
     // civetweb's listener notices the stop only when its poll() wakes,
     // every 2 s; a connection wakes it at once (measured: 1.6 s -> ms).
     std::atomic<bool> stopped{false};
     std::thread waker([&] {
-      const std::string host = WakeAddress(options_.listen);
+      const std::string host = tls_front_ ? "127.0.0.1" : WakeAddress(options_.listen);
       while (!stopped) {
-        Connect(host, port_);
+        Connect(host, civetweb_port_);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     });
@@ -288,6 +307,9 @@ int HttpServer::Serve(mg_connection* conn) {
   HttpRequest request;
   request.method = info->request_method ? info->request_method : "";
   request.remote = fmt::format("{}:{}", info->remote_addr, info->remote_port);
+  if (tls_front_) {  // the client behind the TLS front's relayed connection
+    if (std::string client = tls_front_->ClientFor(info->remote_port); !client.empty()) request.remote = client;
+  }
   for (int i = 0; i < info->num_headers; ++i) {
     request.headers.emplace_back(info->http_headers[i].name, info->http_headers[i].value);
   }

@@ -39,6 +39,9 @@ struct mg_context;
 
 namespace sheaf::daemon {
 
+class TlsCertificates;
+class TlsFront;
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;    // URL-decoded, without the query string
@@ -104,6 +107,11 @@ struct HttpServerOptions {
   // the status and the seconds from the request to the answer sent. For
   // metrics: cheap and thread-safe.
   std::function<void(const std::string& route, int status, double seconds)> on_answer;
+  // HTTPS: when set, `listen` speaks only TLS with these certificates
+  // (outliving the server), through a TLS front (daemon/tls_front.h) that
+  // relays to civetweb on a loopback port of its own. At most `threads`
+  // TLS connections at once, as civetweb's.
+  TlsCertificates* tls = nullptr;
 };
 
 // Thread-safe after Start. Routes are registered before Start.
@@ -151,6 +159,8 @@ class HttpServer {
   int port_ = 0;
   std::once_flag stop_once_;
   std::atomic<bool> stopping_{false};  // streams end when set
+  std::unique_ptr<TlsFront> tls_front_;  // with options_.tls; port_ is its port
+  int civetweb_port_ = 0;                // civetweb's own (loopback with TLS)
 };
 
 // "a%20b+c" -> "a b c" as in a query string or form. False on a bad

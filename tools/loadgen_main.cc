@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "client/channel.h"
 #include "common/clock.h"
 #include "common/flags.h"
 #include "proto/batch_encoder.h"
@@ -107,6 +108,8 @@ int main(int argc, char** argv) {
                "send nothing; write the fleet to this file in Prometheus text format with timestamps "
                "(for importing the same data into another system, e.g. VictoriaMetrics' /api/v1/import/prometheus)");
   flags.Duration("timeout", &timeout, "deadline of each stream");
+  client::SecurityFlags security;
+  client::RegisterSecurityFlags(flags, &security);
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (hosts < 1 || series_per_host < 1 || points < 1 || batch < 1 || streams < 1 || streams > hosts) {
     std::fprintf(stderr,
@@ -139,7 +142,15 @@ int main(int argc, char** argv) {
 
   if (!export_path.empty()) return ExportFleet(fleet, static_cast<int>(points), export_path);
 
-  auto channel = dry_run ? nullptr : grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> channel;
+  if (!dry_run) {
+    auto made = client::NewChannel(addr, security);
+    if (!made.ok()) {
+      std::fprintf(stderr, "sheaf-loadgen: %s\n", std::string(made.status().message()).c_str());
+      return 2;
+    }
+    channel = *std::move(made);
+  }
   const uint64_t seq_base = static_cast<uint64_t>(WallClockMs()) * 1000;
   std::vector<StreamResult> results(streams);
   auto started = std::chrono::steady_clock::now();

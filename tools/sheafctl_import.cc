@@ -442,7 +442,8 @@ void RegisterImportFlags(FlagSet& flags, ImportFlags* out) {
   flags.Bool("progress", &out->progress, "import: a progress line on stderr even when it is not a terminal");
 }
 
-int RunImport(const std::vector<std::string>& args, const std::string& addr, const std::string& format,
+int RunImport(const std::vector<std::string>& args, const std::shared_ptr<grpc::Channel>& channel,
+              const std::string& format,
               std::chrono::milliseconds timeout, const ImportFlags& flags) {
   if (args.size() != 2) {
     std::fprintf(stderr,
@@ -500,7 +501,7 @@ int RunImport(const std::vector<std::string>& args, const std::string& addr, con
   config.format = forced ? *forced : model::DetectExpositionFormat(head);
 
   const int fd = config.fd;
-  Importer importer(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), std::move(config));
+  Importer importer(channel, std::move(config));
   const int exit_code = importer.Run(head);
   if (fd != STDIN_FILENO) close(fd);
   return exit_code;

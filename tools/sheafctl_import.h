@@ -21,8 +21,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace grpc {
+class Channel;
+}
 
 namespace sheaf {
 class FlagSet;
@@ -44,7 +49,8 @@ void RegisterImportFlags(FlagSet& flags, ImportFlags* out);
 // --format: auto, prometheus or openmetrics (its default, "table", means
 // auto). `timeout` bounds the acknowledgement of each Push stream. Returns
 // the exit code.
-int RunImport(const std::vector<std::string>& args, const std::string& addr, const std::string& format,
+int RunImport(const std::vector<std::string>& args, const std::shared_ptr<grpc::Channel>& channel,
+              const std::string& format,
               std::chrono::milliseconds timeout, const ImportFlags& flags);
 
 }  // namespace sheaf::ctl

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "client/channel.h"
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/flags.h"
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
   flags.String("format", &format, "table, json or csv; import: auto, prometheus or openmetrics");
   flags.Uint("limit", &limit, "series: at most this many");
   flags.Uint("chunk", &chunk, "query: samples per streamed message (0: the daemon's default)");
+  client::SecurityFlags security;
+  client::RegisterSecurityFlags(flags, &security);
   ImportFlags import_flags;
   RegisterImportFlags(flags, &import_flags);
   std::vector<std::string> args;
@@ -70,14 +73,19 @@ int main(int argc, char** argv) {
     std::fputs(flags.Usage().c_str(), stderr);
     return 2;
   }
-  if (args[0] == "import") return RunImport(args, addr, format, timeout, import_flags);
-  if (args[0] == "tail") return RunTail(args, addr, format);
+  auto made = client::NewChannel(addr, security);
+  if (!made.ok()) {
+    std::fprintf(stderr, "sheafctl: %s\n", std::string(made.status().message()).c_str());
+    return 2;
+  }
+  const std::shared_ptr<grpc::Channel> channel = *std::move(made);
+  if (args[0] == "import") return RunImport(args, channel, format, timeout, import_flags);
+  if (args[0] == "tail") return RunTail(args, channel, format);
   if (format != "table" && format != "json" && format != "csv") {
     std::fprintf(stderr, "sheafctl: --format must be table, json or csv\n");
     return 2;
   }
   const std::string command = args[0];
-  auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
 

@@ -67,7 +67,8 @@ void FormatSeries(const v1::TailSeries& series, const std::string& format, std::
 
 }  // namespace
 
-int RunTail(const std::vector<std::string>& args, const std::string& addr, const std::string& format) {
+int RunTail(const std::vector<std::string>& args, const std::shared_ptr<grpc::Channel>& channel,
+            const std::string& format) {
   if (args.size() < 2) {
     std::fprintf(stderr, "sheafctl: usage: sheafctl tail SELECTOR... (e.g. 'node_load1{host=~\"web-.*\"}')\n");
     return 2;
@@ -86,7 +87,7 @@ int RunTail(const std::vector<std::string>& args, const std::string& addr, const
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
 
-  auto stub = v1::QueryService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  auto stub = v1::QueryService::NewStub(channel);
   grpc::ClientContext context;  // no deadline: a tail runs until stopped
   auto stream = stub->Tail(&context);
   std::atomic<bool> interrupted{false};

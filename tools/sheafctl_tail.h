@@ -13,14 +13,20 @@
 #ifndef SHEAF_TOOLS_SHEAFCTL_TAIL_H_
 #define SHEAF_TOOLS_SHEAFCTL_TAIL_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
+namespace grpc {
+class Channel;
+}
+
 namespace sheaf::ctl {
 
-// Runs `tail SELECTOR...` (args[0] is "tail") against sheafd at `addr`.
-// `format`: table, json or csv. Returns the exit code.
-int RunTail(const std::vector<std::string>& args, const std::string& addr, const std::string& format);
+// Runs `tail SELECTOR...` (args[0] is "tail") against sheafd over
+// `channel`. `format`: table, json or csv. Returns the exit code.
+int RunTail(const std::vector<std::string>& args, const std::shared_ptr<grpc::Channel>& channel,
+            const std::string& format);
 
 }  // namespace sheaf::ctl
 

@@ -15,6 +15,8 @@
 #include <memory>
 #include <string>
 
+#include "client/channel.h"
+
 namespace grpc {
 class Channel;
 }
@@ -25,13 +27,17 @@ struct ChannelOptions {
   std::chrono::milliseconds keepalive_time = std::chrono::seconds(30);
   std::chrono::milliseconds keepalive_timeout = std::chrono::seconds(10);
   std::chrono::milliseconds max_reconnect_backoff = std::chrono::seconds(30);
+  // TLS, mutual TLS and the bearer token (client/channel.h); null:
+  // plaintext, no token.
+  std::shared_ptr<const client::ClientSecurity> security;
 };
 
 // A channel to `address` (host:port) with the arguments above: pings with
 // and without calls (GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS), any number
 // of them without data (GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA 0: an idle
 // Push stream sends none), and reconnect backoff up to
-// max_reconnect_backoff. Creating it does not connect.
+// max_reconnect_backoff, with `security`'s credentials and token.
+// Creating it does not connect.
 std::shared_ptr<grpc::Channel> MakeDaemonChannel(const std::string& address, const ChannelOptions& options);
 
 }  // namespace sheaf::agent::discovery
