@@ -89,6 +89,18 @@ absl::Status RocksSeriesStore::Init(const StoreOptions& options) {
     return absl::InvalidArgumentError("block window must be > 0 and out-of-order window >= 0");
   }
   if (options_.rollup_chunk_series == 0) options_.rollup_chunk_series = 1;
+  // Ingestion pauses below min_free_disk_bytes, but the memtables it filled
+  // are still flushed: the flush must fit in what is kept free. A full disk
+  // under RocksDB 7.8.3 (Debian) aborts sheafd on an assertion in the
+  // WAL/SST writer's error path (tests/e2e/disk_full_test.py's notes), so
+  // this is refused, not warned about.
+  if (options_.min_free_disk_bytes < options_.write_buffer_bytes) {
+    return absl::InvalidArgumentError(
+        "--min-free-disk-bytes (" + std::to_string(options_.min_free_disk_bytes) +
+        ") is below --write-buffer-bytes (" + std::to_string(options_.write_buffer_bytes) +
+        "): a flush of the memtables could meet a full disk, which RocksDB does not survive; raise "
+        "--min-free-disk-bytes to at least --write-buffer-bytes");
+  }
   for (size_t i = 0; i < options_.rollups.size(); ++i) {
     const RollupSpec& r = options_.rollups[i];
     // Roll-up slabs are whole blocks; a window must not straddle two.
@@ -200,7 +212,8 @@ absl::Status RocksSeriesStore::CheckDiskSpace() {
   }
   const uint64_t free = free_disk_bytes_;
   if (free >= options_.min_free_disk_bytes) return absl::OkStatus();
-  return absl::UnavailableError("the disk holding " + options_.path + " has " + std::to_string(free >> 20) +
+  return absl::UnavailableError("the data disk is full: the disk holding " + options_.path + " has " +
+                                std::to_string(free >> 20) +
                                 " MiB free, less than --min-free-disk-bytes (" +
                                 std::to_string(options_.min_free_disk_bytes >> 20) +
                                 " MiB): ingestion is paused and resumes by itself once space is freed; "
@@ -378,6 +391,8 @@ absl::Status RocksSeriesStore::Maintain(bool force) {
     if (auto r = db_->Resume(); r.ok()) {
       LogInfo("store: writes resume (RocksDB recovered from the earlier write error)");
       NoteWrite(rocksdb::Status::OK());
+    } else {
+      LogDebug("store: RocksDB Resume: {} (retried each maintenance round)", r.ToString());
     }
   }
   // Cuts and roll-ups write too: they wait for disk space like appends

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from fault_support import Agent, Sheafd, Target, check, compare, results, summary, tail, wait_for
+from fault_support import Agent, Sheafd, Target, check, drain_and_compare, results, summary, tail, wait_for
 
 ROUNDS = int(os.environ.get("CRASH_LOOP_ROUNDS", "20"))
 SERIES = 400
@@ -55,14 +55,7 @@ def main():
             check("%d SIGKILLs, each restart serves" % ROUNDS, kills == ROUNDS and restarts == ROUNDS,
                   "%d kills, %d restarts" % (kills, restarts))
             # The target stops; the agent's spool drains into the last sheafd.
-            target.pause()
-            check("the agent's spool drains", wait_for(agent.drained, 30))
-            dropped = agent.metric("sheaf_agent_batches_dropped_total")
-            check("the agent dropped nothing", dropped == 0, "dropped %s" % dropped)
-            check("the agent stops cleanly (SIGTERM, exit 0)", agent.stop() == 0)
-            bad = compare(daemon.samples(METRIC), target)
-            check("stored == served for each of the %d series (%d scrapes, %d samples)" %
-                  (SERIES, len(target.served), len(target.served) * SERIES), not bad, "; ".join(bad[:5]))
+            drain_and_compare(agent, target, daemon)
             print("%d rounds; %d scrapes of %d series stored exactly; %.1f s" %
                   (ROUNDS, len(target.served), SERIES, time.time() - started))
         finally:

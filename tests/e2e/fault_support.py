@@ -258,3 +258,16 @@ class Agent:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def drain_and_compare(agent, target, daemon):
+    """Stops the target, lets the agent drain its spool into `daemon` and
+    stop, and checks that every series holds exactly the scrapes served."""
+    target.pause()
+    check("the agent's spool drains", wait_for(agent.drained, 30))
+    dropped = agent.metric("sheaf_agent_batches_dropped_total")
+    check("the agent dropped nothing", dropped == 0, "dropped %s" % dropped)
+    check("the agent stops cleanly (SIGTERM, exit 0)", agent.stop() == 0)
+    bad = compare(daemon.samples(target.metric), target)
+    check("each of the %d series holds exactly the samples of the %d scrapes served (%d in all)" %
+          (target.series, len(target.served), target.series * len(target.served)), not bad, "; ".join(bad[:5]))

@@ -226,6 +226,21 @@ TEST_F(SeriesStoreTest, SeriesLimitIsResourceExhausted) {
   EXPECT_TRUE(store_->GetOrCreateSeries({{"__name__", "a"}}, MetricType::kGauge).ok());
 }
 
+// RocksDB must never meet a full disk (Debian's 7.8.3 aborts): ingestion
+// pauses below min_free_disk_bytes, and a memtable flush must fit in it.
+TEST_F(SeriesStoreTest, FreeDiskReserveSmallerThanTheMemtablesIsRefused) {
+  StoreOptions o;
+  o.path = dir_.Sub("reserve");
+  o.write_buffer_bytes = 64ull << 20;
+  o.min_free_disk_bytes = 0;
+  auto s = SeriesStore::Open(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("--min-free-disk-bytes"));
+  o.min_free_disk_bytes = o.write_buffer_bytes;
+  EXPECT_TRUE(SeriesStore::Open(o).ok());
+}
+
 TEST_F(SeriesStoreTest, UnknownSeriesIdWritesNothing) {
   SeriesId id = Series({{"__name__", "m"}});
   auto r = store_->Append({"agent", 1, {{id, {{1, 1}}}, {id + 100, {{1, 1}}}}});
