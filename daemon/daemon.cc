@@ -23,11 +23,14 @@
 #include "common/work_queue.h"
 #include "daemon/admin_service.h"
 #include "daemon/agent_registry.h"
+#include "daemon/auth.h"
 #include "daemon/console.h"
 #include "daemon/http_api.h"
+#include "daemon/http_auth.h"
 #include "daemon/http_metrics.h"
 #include "daemon/http_server.h"
 #include "daemon/ingest_metrics.h"
+#include "daemon/limits.h"
 #include "daemon/query_service.h"
 #include "daemon/remote_read.h"
 #include "daemon/remote_write.h"
@@ -130,12 +133,15 @@ struct Daemon::State {
   std::unique_ptr<IngestMetrics> ingest_metrics;
   std::unique_ptr<RpcMetrics> rpc_metrics;
   std::unique_ptr<WorkQueue> query_executor;
+  std::unique_ptr<TokenAuthenticator> auth;  // outlives the services that ask it
+  std::unique_ptr<Limiter> limiter;          // outlives the services that ask it
   std::unique_ptr<TailHub> tail_hub;  // outlives the services that use it
   std::unique_ptr<RemoteWriteFanout> remote_write;  // outlives the ingest service that feeds it
   std::unique_ptr<AgentRegistry> agents;  // outlives the ingest service that feeds it
   std::unique_ptr<IngestService> ingest;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<AdminService> admin;
+  std::unique_ptr<TlsCertificates> tls;  // null: plaintext; outlives both servers
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<RuleManager> rules;  // before the HTTP server: /metrics shows its series
   std::unique_ptr<MetricsEndpoint> metrics_endpoint;
@@ -166,6 +172,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
       .Add({{"version", SHEAF_VERSION}})
       .Set(1);
   st->query_executor = std::make_unique<WorkQueue>(config.query_workers, config.query_queue);
+  // Tokens: tenant names get their ids from the store's registry.
+  auto auth = TokenAuthenticator::Create(
+      config.auth_tokens, [store = st->store.get()](std::string_view name) { return store->TenantIdFor(name); },
+      st->registry.get());
+  if (!auth.ok()) return auth.status();
+  st->auth = *std::move(auth);
   st->tail_hub =
       std::make_unique<TailHub>([store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); },
                                 config.tail, st->registry.get());
@@ -184,13 +196,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   ingest_options.remote_write = st->remote_write.get();
   st->agents = std::make_unique<AgentRegistry>();
   ingest_options.agents = st->agents.get();
+  ingest_options.auth = st->auth.get();
+  // Limits: the flags' values are every tenant's defaults, the file
+  // overrides them. A bad file stops the start.
+  st->limiter = std::make_unique<Limiter>(
+      LimitsFromFlags(config.ingest.limits, config.ingest.max_message_bytes, config.query.max_concurrent_queries),
+      std::function<int64_t()>(), st->registry.get());
+  if (auto s = st->limiter->Load(config.limits_file); !s.ok()) return s;
+  ingest_options.limiter = st->limiter.get();
   ingest_options.limits.backfill_accept_past = std::chrono::milliseconds(LongestRetentionMs(config.store));
   st->ingest = std::make_unique<IngestService>(st->store.get(), st->ingest_metrics.get(), std::move(ingest_options));
   st->query = std::make_unique<QueryService>(st->store.get(), st->query_executor.get(), config.query);
   st->query->set_tail_hub(st->tail_hub.get());
+  st->query->set_authenticator(st->auth.get());
+  st->query->set_limiter(st->limiter.get());
   st->admin = std::make_unique<AdminService>(
       st->store.get(), st->query_executor.get(),
       config.snapshot_dir.empty() ? config.store.path + "/snapshots" : config.snapshot_dir);
+  st->admin->set_authenticator(st->auth.get());
 
   // Recording rules write through the ingest service, as a Push batch of
   // inline series would be written. A bad rule file stops the start.
@@ -220,13 +243,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   http.request_timeout = config.http_request_timeout;
   http.idle_timeout = config.http_request_timeout;
   st->http_metrics = std::make_unique<HttpServerMetrics>(st->registry.get());
+  if (config.tls.enabled()) {
+    auto tls = TlsCertificates::Load(config.tls);
+    if (!tls.ok()) return tls.status();
+    st->tls = *std::move(tls);
+    http.tls = st->tls.get();
+  }
   http.on_answer = [metrics = st->http_metrics.get()](const std::string& route, int status, double seconds) {
     metrics->Observe(route, status, seconds);
   };
   st->http = std::make_unique<HttpServer>(std::move(http));
+  // Tokens (auth.h): /metrics needs one (of any role) only with
+  // --metrics-auth; the other routes check their role themselves.
   st->http->Handle("/metrics", {"GET"},
-                   [endpoint = st->metrics_endpoint.get()](const HttpRequest&) { return endpoint->Serve(); });
-  st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate));
+                   Authorized(config.metrics_auth ? st->auth.get() : nullptr, kAnyRole,
+                              [endpoint = st->metrics_endpoint.get()](const HttpRequest&, const Principal&) {
+                                return endpoint->Serve();
+                              }));
+  st->http->Handle("/federate", {"GET", "POST"}, FederateHandler(st->store.get(), config.federate, st->auth.get()));
   st->http->Handle("/api/v1/write", {"POST"}, RemoteWriteHandler(st->ingest.get(), {}, st->registry.get()));
   // Remote read, on the query API's limits, executor and slots.
   st->http->Handle("/api/v1/read", {"POST"},
@@ -241,6 +275,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   console.agents = st->agents.get();
   console.rules = st->rules.get();
   console.tail = st->tail_hub.get();
+  console.auth = st->auth.get();
   console.settings = {
       {"grpc-listen", config.grpc_listen},
       {"http-listen", config.http_listen},
@@ -259,7 +294,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.grpc_listen, grpc::InsecureServerCredentials(), &st->grpc_port);
+  builder.AddListeningPort(config.grpc_listen,
+                           st->tls ? st->tls->GrpcCredentials() : grpc::InsecureServerCredentials(), &st->grpc_port);
   // Without this a second sheafd would silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // gRPC 1.51 inflates a whole message before checking its size (a 4 MB
@@ -280,6 +316,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(config.keepalive_min_ping_interval.count()));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, config.keepalive_max_ping_strikes);
+  // gRPC 1.51's known CVEs (docs/SECURITY.md; tests/e2e/h2_probe_test.py
+  // sends their header patterns). Request headers over 8 KiB are refused
+  // (RESOURCE_EXHAUSTED), though only once the client has acknowledged
+  // sheafd's SETTINGS; before that gRPC's default of 16 MiB applies, and a
+  // client that never acknowledges can stream header fields that gRPC keeps
+  // (CVE-2023-33953): the resource quota bounds what that costs. Streams per
+  // connection are bounded too (an agent uses one; sheaf-loadgen up to
+  // --streams): a client past it waits for a free stream.
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 8 << 10);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
+  grpc::ResourceQuota quota("sheafd-grpc");
+  quota.Resize(static_cast<size_t>(config.grpc_memory_bytes));
+  builder.SetResourceQuota(quota);
   builder.RegisterService(st->ingest.get());
   builder.RegisterService(st->query.get());
   builder.RegisterService(st->admin.get());
@@ -317,6 +366,8 @@ std::vector<RemoteWriteSender::Stats> Daemon::remote_write_stats() const {
   return out;
 }
 
+Limiter* Daemon::limiter() const { return state_->limiter.get(); }
+
 absl::Status Daemon::ReloadRules() { return state_->rules->Reload(); }
 
 absl::Status Daemon::Reload() {
@@ -325,6 +376,9 @@ absl::Status Daemon::Reload() {
     if (!s.ok()) errors.push_back(fmt::format("{}: {}", part, std::string(s.message())));
   };
   note("rules", ReloadRules());
+  note("auth tokens", state_->auth->Reload());
+  note("limits", state_->limiter->Reload());
+  if (state_->tls) note("certificates", state_->tls->Reload());
   if (errors.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(fmt::format("{}", fmt::join(errors, "; ")));
 }

@@ -16,6 +16,7 @@
 #include "daemon/remote_write_sender.h"
 #include "daemon/rules.h"
 #include "daemon/tail_hub.h"
+#include "daemon/tls.h"
 #include "storage/series_store.h"
 
 namespace grpc {
@@ -54,6 +55,15 @@ struct DaemonConfig {
   // agent/discovery/channel.h).
   std::chrono::milliseconds keepalive_min_ping_interval = std::chrono::seconds(10);
   int keepalive_max_ping_strikes = 2;
+  // gRPC's own memory for all connections (HTTP/2 read buffers, call arenas,
+  // header blocks): a gRPC ResourceQuota. Past it gRPC closes the greediest
+  // connections (GOAWAY ENHANCE_YOUR_CALM "Buffers full") instead of
+  // growing: gRPC 1.51's HPACK parser buffers headers without bound
+  // (CVE-2023-33953: 32 MiB of tiny header fields cost 1 GiB of RSS; with
+  // this bound sheafd's RSS grows by about 3x it, then the connection is
+  // closed). Room for 16 Push messages of the 16 MiB limit at once; agents'
+  // batches are far smaller.
+  uint64_t grpc_memory_bytes = 256ull << 20;
   // Where AdminService.Snapshot writes (sheafctl snapshot); empty:
   // "<data-dir>/snapshots", on the store's filesystem so a snapshot is
   // hard links.
@@ -61,6 +71,19 @@ struct DaemonConfig {
   // Remote write out (the config file's `remote_write:` list;
   // docs/REMOTE_WRITE.md). Empty: nothing is forwarded.
   std::vector<RemoteWriteConfig> remote_write;
+  // Bearer tokens with tenants and roles (--auth-tokens; daemon/auth.h,
+  // docs/SECURITY.md), reloaded on SIGHUP. Empty: one default tenant,
+  // every caller has every role. With metrics_auth, /metrics needs a token
+  // too (any role).
+  std::string auth_tokens;
+  bool metrics_auth = false;
+  // TLS on both listeners, mutual TLS with a client CA; reloaded on
+  // SIGHUP (daemon/tls.h). Empty: plaintext.
+  TlsOptions tls;
+  // Per-tenant and per-agent limits (--limits; daemon/limits.h,
+  // docs/SECURITY.md "Limits"), reloaded on SIGHUP. Empty: the flags'
+  // limits for everyone, no rates.
+  std::string limits_file;
 };
 
 class Daemon {
@@ -78,6 +101,8 @@ class Daemon {
   TailStats tail_stats() const;
   // The remote-write senders' figures, in config order (tests).
   std::vector<RemoteWriteSender::Stats> remote_write_stats() const;
+  // The per-tenant limits in force (--limits; tests).
+  Limiter* limiter() const;
 
   // Reads the rule files again (SIGHUP). On error the rules loaded before
   // keep running, and the error (FILE:LINE: reason) is returned.

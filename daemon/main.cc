@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/etcd_registrar.h"
+#include "daemon/memory_limit.h"
 
 namespace {
 
@@ -79,6 +80,14 @@ int main(int argc, char** argv) {
   flags.ConfigSection("remote_write");
   flags.String("grpc-listen", &config.grpc_listen, "address for gRPC (agents, queries); port 0 picks one");
   flags.String("http-listen", &config.http_listen, "address for HTTP (/metrics, /federate); port 0 picks one");
+  bool insecure = false;
+  flags.String("tls-cert", &config.tls.cert_file,
+               "PEM certificate (then its chain): TLS on both the gRPC and the HTTP port; reloaded on SIGHUP");
+  flags.String("tls-key", &config.tls.key_file, "PEM private key of --tls-cert; reloaded on SIGHUP");
+  flags.String("tls-client-ca", &config.tls.client_ca_file,
+               "mutual TLS: clients of both ports must present a certificate signed by a CA in this PEM file");
+  flags.Bool("insecure", &insecure,
+             "allow plaintext (no --tls-cert) on an address other hosts can reach (default: only loopback)");
   uint64_t http_threads = config.http_threads;
   flags.Uint("http-threads", &http_threads, "HTTP connections served at once (one thread each)");
   flags.Duration("http-request-timeout", &config.http_request_timeout,
@@ -88,6 +97,13 @@ int main(int argc, char** argv) {
                    "reloaded on SIGHUP");
   flags.Duration("rule-evaluation-interval", &config.rules.default_interval_ms,
                  "how often a rule group without its own interval is evaluated");
+  flags.String("auth-tokens", &config.auth_tokens,
+               "YAML file of bearer tokens with their tenant and roles (docs/SECURITY.md); reloaded on SIGHUP. "
+               "Without it everyone is the default tenant with every role");
+  flags.Bool("metrics-auth", &config.metrics_auth, "/metrics needs a token too (any role; with --auth-tokens)");
+  flags.String("limits", &config.limits_file,
+               "YAML file of per-tenant and per-agent limits (defaults: and tenants:; docs/SECURITY.md, "
+               "deploy/limits.example.yaml); reloaded on SIGHUP. Without it: the flags' limits, no rates");
   flags.Uint("federate-max-series", &config.federate.max_series,
              "/federate: series one answer may hold; a broader match[] is refused");
   storage::StoreOptions& store = config.store;
@@ -127,6 +143,9 @@ int main(int argc, char** argv) {
   flags.Duration("accept-future", &config.ingest.limits.accept_future, "newest sample accepted, relative to now");
   flags.Int("ingest-workers", &workers, "threads writing batches to the store");
   flags.Int("ingest-queue", &queue, "batches waiting for a worker before streams are refused");
+  flags.Uint("memory-limit", &config.ingest.memory_limit_bytes,
+             "resident memory bound: past 7/8 of it new Push batches are refused (RESOURCE_EXHAUSTED) until "
+             "it is below; 0: none");
   int64_t query_workers = static_cast<int64_t>(config.query_workers);
   flags.Int("query-workers", &query_workers, "threads answering queries, listings and admin calls");
   sheaf::promql::EngineLimits& ql = config.query.promql.limits;
@@ -150,6 +169,10 @@ int main(int argc, char** argv) {
                "PromQL: read rollup windows where they give the raw answer: auto (where data is already rolled "
                "up), always, or never (to compare)");
   flags.String("log-level", &log_level, "debug, info, warn or error");
+  flags.Uint("grpc-memory-bytes", &config.grpc_memory_bytes,
+             "memory gRPC may hold for all connections (HTTP/2 buffers, calls, headers); past it the greediest "
+             "connections are closed (GOAWAY \"Buffers full\"); above the Push messages in flight "
+             "(--max-recv-message-bytes each)");
   flags.Duration("keepalive-min-ping-interval", &config.keepalive_min_ping_interval,
                  "gRPC keepalive pings closer than this are abuse (GOAWAY too_many_pings after 2); keep it "
                  "below the agents' keepalive time (30s)");
@@ -164,6 +187,12 @@ int main(int argc, char** argv) {
   flags.Duration("etcd-lease-ttl", &etcd.lease_ttl,
                  "TTL of the etcd lease: a daemon that dies without deregistering leaves etcd this long after");
   if (auto exit_code = flags.ParseMain(argc, argv)) return *exit_code;
+  if (auto memory = sheaf::daemon::MemoryLimit::Validate(config.ingest.memory_limit_bytes, store.write_buffer_bytes,
+                                                         store.block_cache_bytes);
+      !memory.ok()) {
+    std::fprintf(stderr, "sheafd: %s\n", std::string(memory.message()).c_str());
+    return 2;
+  }
   if (auto remote_write = sheaf::daemon::LoadRemoteWriteConfig(config_file, store.path); remote_write.ok()) {
     config.remote_write = *std::move(remote_write);
   } else {
@@ -217,6 +246,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sheafd: --keepalive-min-ping-interval must be > 0\n");
     return 2;
   }
+  if (config.grpc_memory_bytes < 2 * config.ingest.max_message_bytes) {
+    std::fprintf(stderr,
+                 "sheafd: --grpc-memory-bytes=%llu leaves no room for two Push messages of "
+                 "--max-recv-message-bytes=%llu; raise it\n",
+                 static_cast<unsigned long long>(config.grpc_memory_bytes),
+                 static_cast<unsigned long long>(config.ingest.max_message_bytes));
+    return 2;
+  }
   if (!etcd.endpoints.empty() && etcd.advertise_address.empty()) {
     auto colon = config.grpc_listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : config.grpc_listen.substr(0, colon);
@@ -226,6 +263,21 @@ int main(int argc, char** argv) {
                    "to): --grpc-listen \"%s\" listens on every address\n",
                    config.grpc_listen.c_str());
       return 2;
+    }
+  }
+  if (!config.tls.client_ca_file.empty() && !config.tls.enabled()) {
+    std::fprintf(stderr, "sheafd: --tls-client-ca needs --tls-cert and --tls-key\n");
+    return 2;
+  }
+  for (const auto& [flag, listen] : {std::pair{"--grpc-listen", config.grpc_listen}, {"--http-listen", config.http_listen}}) {
+    if (auto s = sheaf::daemon::CheckListenSecurity(flag, listen, config.tls.enabled(), insecure); !s.ok()) {
+      std::fprintf(stderr, "sheafd: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    if (insecure && !config.tls.enabled() && !sheaf::daemon::IsLoopbackListen(listen)) {
+      sheaf::LogWarn("{} {}: plaintext on an address other hosts can reach (--insecure): anyone on the network "
+                     "can read and write it",
+                     flag, listen);
     }
   }
   config.query_workers = static_cast<size_t>(query_workers);
