@@ -24,6 +24,7 @@
 #include "common/json_writer.h"
 #include "common/prom_format.h"
 #include "common/work_queue.h"
+#include "daemon/http_auth.h"
 #include "daemon/query_service.h"
 #include "model/labels.h"
 #include "promql/engine.h"
@@ -212,9 +213,12 @@ class HttpApi {
   HttpApi(QueryService* query, storage::SeriesStore* store, HttpApiOptions options)
       : query_(query), store_(store), options_(std::move(options)), started_ms_(WallClockMs()) {}
 
-  // Every handler goes through here: the size bound, then `serve`.
-  HttpHandler Wrap(HttpResponse (HttpApi::*serve)(const HttpRequest&)) {
-    return [this, serve](const HttpRequest& request) {
+  // Every handler goes through here: the token (the query role; its
+  // tenant is all the handler sees), the size bound, then `serve`.
+  using Serve = HttpResponse (HttpApi::*)(const HttpRequest&, storage::TenantId);
+  HttpHandler Wrap(Serve serve) {
+    return Authorized(query_->authenticator(), kRoleQuery, [this, serve](const HttpRequest& request,
+                                                                          const Principal& principal) {
       size_t bytes = request.body.size();
       for (const auto& [name, value] : request.params) bytes += name.size() + value.size() + 2;
       if (bytes > options_.max_request_bytes) {
@@ -223,21 +227,37 @@ class HttpApi {
                                   "may have; shorten the query or the match[] selectors",
                                   bytes, options_.max_request_bytes)});
       }
-      return (this->*serve)(request);
-    };
+      // The tenant's share of the query slots (limits.h), for the
+      // evaluations (the listings take none, as over gRPC).
+      Limiter::Slot slot;
+      if (serve == &HttpApi::Query || serve == &HttpApi::QueryRange) {
+        auto acquired = query_->AcquireTenantQuerySlot(principal.tenant_name);
+        if (!acquired.ok()) return TooMany(acquired.status());
+        slot = *std::move(acquired);
+      }
+      return (this->*serve)(request, principal.tenant);
+    }, AuthErrorStyle::kJson);
   }
 
-  HttpResponse Query(const HttpRequest& request) {
+  // A limit's refusal: 429 with Retry-After (whole seconds, rounded up).
+  HttpResponse TooMany(const absl::Status& refusal) {
+    HttpResponse response = Error({429, "unavailable", std::string(refusal.message())});
+    response.headers.emplace_back("Retry-After", std::to_string((RetryAfterMs(refusal) + 999) / 1000));
+    return response;
+  }
+
+  HttpResponse Query(const HttpRequest& request, storage::TenantId tenant) {
     auto time = TimeParam(request, "time", Now());
     if (!time.ok()) return Error(BadData(std::string(time.status().message())));
     auto timeout = Timeout(request);
     if (!timeout.ok()) return Error(BadData(std::string(timeout.status().message())));
     promql::QueryParams params;
+    params.tenant = tenant;
     params.start_ms = params.end_ms = *time;
     return Evaluate(request, params, *timeout, false);
   }
 
-  HttpResponse QueryRange(const HttpRequest& request) {
+  HttpResponse QueryRange(const HttpRequest& request, storage::TenantId tenant) {
     // The order of Prometheus' checks, so the same request fails with the
     // same message.
     auto start = TimeParam(request, "start", std::nullopt);
@@ -258,13 +278,14 @@ class HttpApi {
     auto timeout = Timeout(request);
     if (!timeout.ok()) return Error(BadData(std::string(timeout.status().message())));
     promql::QueryParams params;
+    params.tenant = tenant;
     params.start_ms = *start;
     params.end_ms = *end;
     params.step_ms = *step;
     return Evaluate(request, params, *timeout, true);
   }
 
-  HttpResponse Series(const HttpRequest& request) {
+  HttpResponse Series(const HttpRequest& request, storage::TenantId tenant) {
     const std::vector<std::string> selectors = request.Params("match[]");
     if (selectors.empty()) return Error(BadData("no match[] parameter provided"));
     auto range = Range(request);
@@ -272,7 +293,7 @@ class HttpApi {
     auto limit = Limit(request);
     if (!limit.ok()) return Error(BadData(std::string(limit.status().message())));
     return OnExecutor([&]() -> HttpResponse {
-      auto ids = SelectUnion(selectors, *range);
+      auto ids = SelectUnion(tenant, selectors, *range);
       if (!ids.ok()) return Error(FromStatus(ids.status()));
       std::vector<model::Labels> series;
       std::vector<std::string> warnings;
@@ -296,20 +317,22 @@ class HttpApi {
     });
   }
 
-  HttpResponse Labels(const HttpRequest& request) { return Listing(request, std::nullopt); }
-
-  HttpResponse LabelValues(const HttpRequest& request) {
-    std::string_view rest = std::string_view(request.path).substr(std::string_view("/api/v1/label/").size());
-    const size_t slash = rest.find('/');
-    if (slash == std::string_view::npos || rest.substr(slash) != "/values") return NotFound(request);
-    const std::string name(rest.substr(0, slash));
-    if (!model::IsValidLabelName(name)) return Error(BadData(fmt::format("invalid label name: \"{}\"", name)));
-    return Listing(request, name);
+  HttpResponse Labels(const HttpRequest& request, storage::TenantId tenant) {
+    return Listing(request, tenant, std::nullopt);
   }
 
-  HttpResponse Metadata(const HttpRequest&) { return Success("{}"); }
+  HttpResponse LabelValues(const HttpRequest& request, storage::TenantId tenant) {
+    std::string_view rest = std::string_view(request.path).substr(std::string_view("/api/v1/label/").size());
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos || rest.substr(slash) != "/values") return NotFound(request, tenant);
+    const std::string name(rest.substr(0, slash));
+    if (!model::IsValidLabelName(name)) return Error(BadData(fmt::format("invalid label name: \"{}\"", name)));
+    return Listing(request, tenant, name);
+  }
 
-  HttpResponse BuildInfo(const HttpRequest&) {
+  HttpResponse Metadata(const HttpRequest&, storage::TenantId) { return Success("{}"); }
+
+  HttpResponse BuildInfo(const HttpRequest&, storage::TenantId) {
     JsonWriter w;
     w.BeginObject();
     for (auto [key, value] : {std::pair<const char*, const char*>{"version", SHEAF_VERSION},
@@ -325,7 +348,7 @@ class HttpApi {
     return Success(w.str());
   }
 
-  HttpResponse RuntimeInfo(const HttpRequest&) {
+  HttpResponse RuntimeInfo(const HttpRequest&, storage::TenantId) {
     char cwd[4096] = "";
     if (getcwd(cwd, sizeof(cwd)) == nullptr) cwd[0] = '\0';
     const std::string started = FormatRfc3339(started_ms_);
@@ -355,14 +378,14 @@ class HttpApi {
     return Success(w.str());
   }
 
-  HttpResponse FormatQuery(const HttpRequest& request) {
+  HttpResponse FormatQuery(const HttpRequest& request, storage::TenantId) {
     const std::string* query = request.Param("query");
     auto expr = promql::Parse(query == nullptr ? std::string_view() : std::string_view(*query));
     if (!expr.ok()) return Error(BadData(std::string(expr.status().message())));
     return Success(JsonWriter::Quote(promql::Format(**expr)));
   }
 
-  HttpResponse NotFound(const HttpRequest& request) {
+  HttpResponse NotFound(const HttpRequest& request, storage::TenantId) {
     return Error({404, "not_found",
                   fmt::format("unknown API endpoint {} (sheafd serves query, query_range, series, labels, "
                               "label/<name>/values, metadata, status/buildinfo, status/runtimeinfo, format_query)",
@@ -462,7 +485,8 @@ class HttpApi {
 
   // Ids of the series any of `selectors` selects (ascending, no repeats);
   // with a time range, only those with a sample in it.
-  absl::StatusOr<std::vector<storage::SeriesId>> SelectUnion(const std::vector<std::string>& selectors,
+  absl::StatusOr<std::vector<storage::SeriesId>> SelectUnion(storage::TenantId tenant,
+                                                             const std::vector<std::string>& selectors,
                                                              const TimeRange& range) {
     const uint64_t max_series = query_->engine().options().limits.max_series;
     std::vector<storage::SeriesId> ids;
@@ -474,7 +498,7 @@ class HttpApi {
       if (std::all_of(matchers->begin(), matchers->end(), [](const model::Matcher& m) { return m.MatchesEmpty(); })) {
         return absl::InvalidArgumentError("match[] must contain at least one non-empty matcher");
       }
-      auto selected = store_->Select(*matchers);
+      auto selected = store_->Select(tenant, *matchers);
       if (!selected.ok()) return selected.status();
       std::vector<storage::SeriesId> merged;
       merged.reserve(ids.size() + selected->size());
@@ -497,7 +521,7 @@ class HttpApi {
   }
 
   // /api/v1/labels (name empty) and /api/v1/label/<name>/values.
-  HttpResponse Listing(const HttpRequest& request, const std::optional<std::string>& name) {
+  HttpResponse Listing(const HttpRequest& request, storage::TenantId tenant, const std::optional<std::string>& name) {
     const std::vector<std::string> selectors = request.Params("match[]");
     auto range = Range(request);
     if (!range.ok()) return Error(BadData(std::string(range.status().message())));
@@ -508,12 +532,12 @@ class HttpApi {
       bool truncated = false;
       if (selectors.empty()) {
         // The store's index; start and end are not applied (HTTP_API.md).
-        auto listed = name ? store_->LabelValues(storage::kDefaultTenant, *name, *limit, &truncated)
-                           : store_->LabelNames(storage::kDefaultTenant, *limit, &truncated);
+        auto listed = name ? store_->LabelValues(tenant, *name, *limit, &truncated)
+                           : store_->LabelNames(tenant, *limit, &truncated);
         if (!listed.ok()) return Error(FromStatus(listed.status()));
         items = *std::move(listed);
       } else {
-        auto ids = SelectUnion(selectors, *range);
+        auto ids = SelectUnion(tenant, selectors, *range);
         if (!ids.ok()) return Error(FromStatus(ids.status()));
         std::set<std::string> found;
         for (storage::SeriesId id : *ids) {
@@ -560,7 +584,7 @@ class HttpApi {
 void RegisterHttpApi(HttpServer* server, QueryService* query, storage::SeriesStore* store, HttpApiOptions options) {
   // Owned by the handlers (shared): it lives as long as the server's routes.
   auto api = std::make_shared<HttpApi>(query, store, std::move(options));
-  auto route = [&](HttpResponse (HttpApi::*serve)(const HttpRequest&)) {
+  auto route = [&](HttpApi::Serve serve) {
     return [api, handler = api->Wrap(serve)](const HttpRequest& request) { return handler(request); };
   };
   const std::vector<std::string> get_post = {"GET", "POST"};

@@ -8,9 +8,12 @@
 #include "common/work_queue.h"
 #include "daemon/agent_registry.h"
 #include "daemon/convert.h"
+#include "daemon/grpc_auth.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/ingest_metrics.h"
+#include "daemon/memory_limit.h"
 #include "daemon/remote_write_sender.h"
+#include "daemon/status_convert.h"
 #include "daemon/tail_hub.h"
 #include "model/labels.h"
 #include "sheaf/v1/ingest_decode.pb.h"
@@ -40,6 +43,12 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
  public:
   PushReactor(IngestService* service, grpc::CallbackServerContext* context, grpc::ByteBuffer* response)
       : service_(service), context_(context), response_(response) {
+    auto principal = AuthorizeCall(service->options_.auth, *context, "/sheaf.v1.IngestService/Push");
+    if (!principal.ok()) {
+      Fail(ToGrpcStatus(principal.status()));
+      return;
+    }
+    principal_ = *std::move(principal);
     StartRead(&request_);
   }
 
@@ -72,7 +81,17 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   // Runs on a worker thread; exactly one per stream at a time.
   void ProcessAndContinue() {
-    grpc::Status status = ProcessBatch();
+    // Over --memory-limit the batch is refused undecoded, with the stream
+    // (the agent keeps it in its spool and retries after the hint). Checked
+    // when a worker takes it, not when it arrives: batches that waited in
+    // the queue meanwhile are refused too.
+    grpc::Status status = grpc::Status::OK;
+    if (absl::Status memory = service_->memory_limit_->Check(); !memory.ok()) {
+      request_.Clear();
+      status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, std::string(memory.message()));
+    } else {
+      status = ProcessBatch();
+    }
     if (!status.ok()) {
       Fail(status);
       return;
@@ -82,9 +101,13 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   grpc::Status ProcessBatch() {
     ++messages_;
+    // The tenant's limits as they are now (a reload applies from the next
+    // batch on).
+    const TenantLimits limits = service_->LimitsFor(principal_.tenant_name);
+    tenant_ = service_->TenantOf(principal_.tenant, principal_.tenant_name, limits);
     v1::decode::MetricBatch batch;
     {
-      grpc::Status s = DecodeMessage(request_, service_->options_.max_message_bytes,
+      grpc::Status s = DecodeMessage(request_, std::min(service_->options_.max_message_bytes, limits.message_bytes),
                                      fmt::format("message {} of the stream", messages_), &batch);
       request_.Clear();
       if (!s.ok()) return s;
@@ -97,6 +120,17 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
           fmt::format("batch {} from agent \"{}\": sequence must be > 0 and < 2^63", messages_, batch.agent_id()));
     }
     if (agent_id_.empty()) {
+      // A token limited to some agent ids (its agents: pattern) cannot
+      // push as another agent, so it cannot forge that agent's sequence.
+      if (auto s = CheckAgent(principal_, batch.agent_id()); !s.ok()) {
+        if (service_->options_.auth != nullptr) service_->options_.auth->CountFailure(kReasonAgent);
+        return ToGrpcStatus(s);
+      }
+      if (Limiter* limiter = service_->options_.limiter; limiter != nullptr) {
+        auto slot = limiter->AcquireStream(principal_.tenant_name, batch.agent_id());
+        if (!slot.ok()) return Limited(slot.status());
+        stream_slot_ = *std::move(slot);
+      }
       agent_id_ = batch.agent_id();
     } else if (agent_id_ != batch.agent_id()) {
       return Invalid(
@@ -104,6 +138,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
                       "use one stream per agent",
                       messages_, model::Abbreviate(batch.agent_id()), agent_id_));
     }
+
+    if (grpc::Status s = AdmitBatch(batch); !s.ok()) return s;
 
     // Definitions apply even to a duplicate batch: later batches of this
     // stream may refer to them.
@@ -134,9 +170,9 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       return Invalid(fmt::format("batch {} from agent \"{}\": sequence_floor {} is above the batch's sequence {}",
                                  messages_, agent_id_, batch.sequence_floor(), batch.sequence()));
     }
-    if (service_->store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id_, batch.sequence(),
+    if (service_->store_->AgentSequenceApplied(principal_.tenant, agent_id_, batch.sequence(),
                                                batch.sequence_floor())) {
-      return Duplicate(batch, service_->store_->AgentSequence(agent_id_));
+      return Duplicate(batch, service_->store_->AgentSequence(principal_.tenant, agent_id_));
     }
 
     const int64_t now = service_->options_.now_ms ? service_->options_.now_ms() : WallClockMs();
@@ -144,10 +180,19 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     // except the past bound, which reaches back as far as the store keeps
     // anything (limits.backfill_accept_past), and the store accepts the
     // samples behind the out-of-order window and redoes their roll-ups.
-    // TODO(issue 11): only tokens with the admin role may set it; refuse a
-    // backfill batch from any other caller with PERMISSION_DENIED here.
+    // Only tokens with the admin role may set it: history written into the
+    // past is an operator's act (sheafctl import), not an agent's.
     const bool backfill = batch.backfill();
+    if (backfill) {
+      if (auto s = RequireRole(principal_, kRoleAdmin); !s.ok()) {
+        if (service_->options_.auth != nullptr) service_->options_.auth->CountFailure(kReasonRole);
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            fmt::format("batch {}: a backfill batch needs the admin role: {}", messages_,
+                                        std::string(s.message())));
+      }
+    }
     storage::AppendBatch append;
+    append.tenant = principal_.tenant;
     append.agent_id = agent_id_;
     append.sequence = batch.sequence();
     append.sequence_floor = batch.sequence_floor();
@@ -175,8 +220,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       storage::SeriesSamples out{ref.id, {}};
       out.samples.reserve(n);
       for (size_t i = 0; i < n; ++i) out.samples.push_back({ss.timestamps_ms(i), ss.values(i)});
-      if (auto r =
-              model::ValidateSamples(ref.labels, ref.type, out.samples, now, service_->options_.limits, backfill)) {
+      if (auto r = model::ValidateSamples(ref.labels, ref.type, out.samples, now, tenant_.validation, backfill)) {
         Count(*r, n);
         continue;
       }
@@ -190,7 +234,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       storage::SeriesSamples out{0, {}};
       out.samples.reserve(s.samples_size());
       for (const v1::decode::Sample& p : s.samples()) out.samples.push_back({p.timestamp_ms(), p.value()});
-      if (auto rejection = service_->AdmitSeries(entry.labels, entry.type, out.samples, now, backfill, &out.id)) {
+      if (auto rejection =
+              service_->AdmitSeries(tenant_, entry.labels, entry.type, out.samples, now, backfill, &out.id)) {
         if (rejection->reason == model::RejectReason::kStoreError) return StoreUnavailable(rejection->detail);
         Count(*rejection, out.samples.size());
         continue;
@@ -213,7 +258,8 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       for (const auto& series : append.series) {
         for (const auto& sample : series.samples) newest = std::max(newest, sample.timestamp_ms);
       }
-      agents->Applied(agent_id_, context_->peer(), host_, batch.sequence(), result->samples_added, newest);
+      agents->Applied(agent_id_, context_->peer(), host_, batch.sequence(), result->samples_added, newest,
+                      principal_.tenant);
     }
     return grpc::Status::OK;
   }
@@ -252,7 +298,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
 
   // Validates the labels and finds or creates the series.
   std::optional<model::Rejection> Resolve(RefEntry& entry) {
-    if (auto r = model::ValidateLabels(entry.labels, entry.type, service_->options_.limits)) return r;
+    if (auto r = model::ValidateLabels(entry.labels, entry.type, tenant_.validation)) return r;
     return CreateSeries(entry);
   }
 
@@ -260,7 +306,42 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   // series table rejects the series; a store that cannot write (disk full)
   // is kStoreError, which fails the stream so nothing is acknowledged.
   std::optional<model::Rejection> CreateSeries(RefEntry& entry) {
-    return service_->CreateSeries(entry.labels, entry.type, &entry.id);
+    return service_->CreateSeries(tenant_, entry.labels, entry.type, &entry.id);
+  }
+
+  // The tenant's and the agent's rates (limits.h), before anything of the
+  // batch is created or stored: a batch over one is refused whole (the
+  // stream ends with RESOURCE_EXHAUSTED), so its sequence is not applied,
+  // nothing of it counts as stored, and the agent sends it again from its
+  // spool after the hint. A duplicate passes free: it stores nothing.
+  grpc::Status AdmitBatch(const v1::decode::MetricBatch& batch) {
+    Limiter* limiter = service_->options_.limiter;
+    if (limiter == nullptr) return grpc::Status::OK;
+    if (service_->store_->AgentSequenceApplied(tenant_.id, agent_id_, batch.sequence(), batch.sequence_floor())) {
+      return grpc::Status::OK;
+    }
+    uint64_t samples = 0;
+    for (const v1::decode::SeriesSamples& ss : batch.samples()) {
+      samples += static_cast<uint64_t>(std::max(ss.timestamps_ms_size(), ss.values_size()));
+    }
+    for (const v1::decode::Series& s : batch.series()) samples += static_cast<uint64_t>(s.samples_size());
+    uint64_t fresh = 0;
+    if (limiter->For(tenant_.name).new_series_per_minute > 0) {
+      std::vector<model::Labels> labels;
+      labels.reserve(batch.definitions_size() + batch.series_size());
+      for (const v1::decode::SeriesDefinition& def : batch.definitions()) labels.push_back(FromWire(def.labels()));
+      for (const v1::decode::Series& s : batch.series()) labels.push_back(FromWire(s.labels()));
+      fresh = service_->CountNewSeries(tenant_, labels);
+    }
+    if (absl::Status s = limiter->AdmitBatch(tenant_.name, agent_id_, samples, fresh); !s.ok()) return Limited(s);
+    return grpc::Status::OK;
+  }
+
+  // A limit's refusal: RESOURCE_EXHAUSTED with its message, and its hint
+  // for the trailers (Fail).
+  grpc::Status Limited(const absl::Status& refusal) {
+    retry_after_ms_ = RetryAfterMs(refusal);
+    return ToGrpcStatus(refusal);
   }
 
   static size_t Cost(const RefEntry& e) {
@@ -313,7 +394,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     count.set_samples(count.samples() + samples);
     service_->metrics_->Rejected(r.reason, 1, samples);
     if (AgentRegistry* agents = service_->options_.agents; agents != nullptr) {
-      agents->Rejected(agent_id_, model::ReasonName(r.reason), samples);
+      agents->Rejected(agent_id_, model::ReasonName(r.reason), samples, principal_.tenant);
     }
   }
 
@@ -326,8 +407,12 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
                context_->peer(), agent_id_, GrpcCodeName(status.error_code()), status.error_message());
     service_->metrics_->StreamFailed(status.error_code());
     // A hint for the client's backoff (sheaf-agent waits at least this
-    // long): the daemon is busy (a queue or limit) or cannot store now.
-    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // long): the daemon is busy (a queue or limit) or cannot store now. A
+    // limit's own hint goes in gRPC's standard trailer too.
+    if (retry_after_ms_ > 0) {
+      context_->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(retry_after_ms_));
+      context_->AddTrailingMetadata("sheaf-retry-after-ms", std::to_string(retry_after_ms_));
+    } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       context_->AddTrailingMetadata("sheaf-retry-after-ms", "1000");
     } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       context_->AddTrailingMetadata("sheaf-retry-after-ms", "2000");
@@ -336,7 +421,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   }
 
   void FinishWithAck() {
-    ack_.set_durable_sequence(agent_id_.empty() ? 0 : service_->store_->AgentSequence(agent_id_));
+    ack_.set_durable_sequence(agent_id_.empty() ? 0 : service_->store_->AgentSequence(principal_.tenant, agent_id_));
     for (auto& [reason, count] : rejected_) {
       if (count.series() > 0) *ack_.add_rejected() = count;
     }
@@ -351,6 +436,10 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   uint64_t messages_ = 0;
   uint64_t applied_ = 0;
   bool logged_duplicate_ = false;
+  Principal principal_;  // the caller: its tenant owns the series and the agent's sequence
+  IngestService::Tenant tenant_;  // the principal's tenant and limits, set per batch
+  Limiter::Slot stream_slot_;     // this stream's place under push_streams / agent_streams
+  int64_t retry_after_ms_ = 0;    // a limit's retry hint, for the trailers
   std::string agent_id_;
   std::string host_;  // the "host" label of its series, for the console's agent list
   std::unordered_map<uint32_t, RefEntry> refs_;  // the stream's series dictionary
@@ -363,7 +452,8 @@ IngestService::IngestService(storage::SeriesStore* store, IngestMetrics* metrics
     : store_(store),
       metrics_(metrics),
       options_(std::move(options)),
-      queue_(std::make_unique<WorkQueue>(options_.workers, options_.queue_capacity)) {}
+      queue_(std::make_unique<WorkQueue>(options_.workers, options_.queue_capacity)),
+      memory_limit_(std::make_unique<MemoryLimit>(options_.memory_limit_bytes)) {}
 
 IngestService::~IngestService() { Stop(); }
 
@@ -374,9 +464,47 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* IngestService::Push(grpc::CallbackSer
 
 void IngestService::Stop() { queue_->Stop(); }
 
-std::optional<model::Rejection> IngestService::CreateSeries(const model::Labels& labels, model::MetricType type,
-                                                            storage::SeriesId* id) {
-  auto created = store_->GetOrCreateSeries(labels, type);
+TenantLimits IngestService::LimitsFor(std::string_view tenant_name) const {
+  if (options_.limiter != nullptr) return options_.limiter->For(tenant_name);
+  return LimitsFromFlags(options_.limits, options_.max_message_bytes, 0);
+}
+
+IngestService::Tenant IngestService::TenantOf(storage::TenantId id, std::string_view name,
+                                              const TenantLimits& limits) const {
+  return Tenant{id, name, limits.Apply(options_.limits), limits.active_series};
+}
+
+uint64_t IngestService::CountNewSeries(const Tenant& tenant, std::span<const model::Labels> labels) {
+  uint64_t fresh = 0;
+  for (model::Labels l : labels) {
+    // Invalid ones are never created; valid ones are now canonical.
+    if (model::ValidateLabels(l, model::MetricType::kUnspecified, tenant.validation)) continue;
+    if (!store_->FindSeries(tenant.id, l)) ++fresh;
+  }
+  return fresh;
+}
+
+absl::Status IngestService::AdmitWrite(std::string_view tenant_name, uint64_t samples) {
+  if (options_.limiter == nullptr) return absl::OkStatus();
+  return options_.limiter->AdmitBatch(tenant_name, "", samples, 0);
+}
+
+std::optional<model::Rejection> IngestService::CreateSeries(const Tenant& tenant, const model::Labels& labels,
+                                                            model::MetricType type, storage::SeriesId* id) {
+  // The tenant's series limit (active_series): only a series it does not
+  // hold yet is refused, like one past --max-series (the rest of the
+  // batch is stored; the agent does not resend it).
+  if (tenant.active_series > 0 && options_.limiter != nullptr) {
+    if (auto existing = store_->FindSeries(tenant.id, labels)) {
+      *id = *existing;
+      return std::nullopt;
+    }
+    if (auto s = options_.limiter->AdmitSeries(tenant.name, store_->SeriesCount(tenant.id)); !s.ok()) {
+      return model::Rejection{model::RejectReason::kSeriesLimit,
+                              fmt::format("{}: {}", model::FormatLabelsShort(labels), std::string(s.message()))};
+    }
+  }
+  auto created = store_->GetOrCreateSeries(tenant.id, labels, type);
   if (!created.ok()) {
     const bool limit = created.status().code() == absl::StatusCode::kResourceExhausted;
     return model::Rejection{
@@ -387,14 +515,15 @@ std::optional<model::Rejection> IngestService::CreateSeries(const model::Labels&
   return std::nullopt;
 }
 
-std::optional<model::Rejection> IngestService::AdmitSeries(model::Labels& labels, model::MetricType type,
+std::optional<model::Rejection> IngestService::AdmitSeries(const Tenant& tenant, model::Labels& labels,
+                                                           model::MetricType type,
                                                            std::span<const model::Sample> samples, int64_t now,
                                                            bool backfill, storage::SeriesId* id) {
   // Everything is checked before the series is created, so a rejected
   // series leaves nothing behind in the index.
-  if (auto r = model::ValidateLabels(labels, type, options_.limits)) return r;
-  if (auto r = model::ValidateSamples(labels, type, samples, now, options_.limits, backfill)) return r;
-  return CreateSeries(labels, type, id);
+  if (auto r = model::ValidateLabels(labels, type, tenant.validation)) return r;
+  if (auto r = model::ValidateSamples(labels, type, samples, now, tenant.validation, backfill)) return r;
+  return CreateSeries(tenant, labels, type, id);
 }
 
 absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::AppendBatch& append,
@@ -429,7 +558,9 @@ absl::StatusOr<storage::AppendResult> IngestService::Append(const storage::Appen
 
 absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     const std::string& agent_id, uint64_t sequence, model::MetricType type,
-    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series) {
+    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series, storage::TenantId tenant_id,
+    std::string_view tenant_name) {
+  const Tenant tenant = TenantOf(tenant_id, tenant_name, LimitsFor(tenant_name));
   const bool unsequenced = agent_id.empty() && sequence == 0;  // remote write: no exactly-once
   if (!unsequenced && (!model::IsValidLabelValue(agent_id, kMaxAgentIdBytes) || agent_id.empty() || sequence == 0 ||
                        sequence >= kMaxSequence)) {
@@ -442,7 +573,7 @@ absl::StatusOr<IngestService::WriteResult> IngestService::Write(
     metrics_->BatchDuplicate(/*unexpected=*/false);
     return out;
   };
-  if (!unsequenced && store_->AgentSequenceApplied(storage::kDefaultTenant, agent_id, sequence, 0)) {
+  if (!unsequenced && store_->AgentSequenceApplied(tenant.id, agent_id, sequence, 0)) {
     return duplicate();  // before any work, as Push
   }
   const auto reject = [&](const model::Rejection& r, size_t samples) {
@@ -451,11 +582,12 @@ absl::StatusOr<IngestService::WriteResult> IngestService::Write(
   };
   const int64_t now = options_.now_ms ? options_.now_ms() : WallClockMs();
   storage::AppendBatch append;
+  append.tenant = tenant.id;
   append.agent_id = agent_id;
   append.sequence = sequence;
   for (auto& [labels, samples] : series) {
     storage::SeriesSamples s{0, std::move(samples)};
-    if (auto r = AdmitSeries(labels, type, s.samples, now, /*backfill=*/false, &s.id)) {
+    if (auto r = AdmitSeries(tenant, labels, type, s.samples, now, /*backfill=*/false, &s.id)) {
       if (r->reason == model::RejectReason::kStoreError) return absl::UnavailableError(r->detail);
       reject(*r, s.samples.size());
       continue;

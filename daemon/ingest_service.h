@@ -8,11 +8,13 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/log.h"
+#include "daemon/limits.h"
 #include "model/validation.h"
 #include "sheaf/v1/ingest.grpc.pb.h"
 #include "storage/types.h"
@@ -30,7 +32,9 @@ struct AppendResult;
 namespace sheaf::daemon {
 
 class AgentRegistry;
+class Authenticator;
 class IngestMetrics;
+class MemoryLimit;
 class RemoteWriteFanout;
 class TailHub;
 
@@ -49,6 +53,17 @@ struct IngestOptions {
   TailHub* tail_hub = nullptr;      // live tail: what the store accepted is published here
   RemoteWriteFanout* remote_write = nullptr;  // remote write out: the same, for the selected series
   AgentRegistry* agents = nullptr;  // per-agent state for the web console (agent_registry.h)
+  // Tokens (auth.h): Push needs the ingest role, writes into the caller's
+  // tenant, and may send only the agent ids its token allows. Null: no
+  // checks, the default tenant.
+  Authenticator* auth = nullptr;
+  // --memory-limit: past 7/8 of it new Push batches are refused with
+  // RESOURCE_EXHAUSTED (memory_limit.h). 0: no limit.
+  uint64_t memory_limit_bytes = 0;
+  // Per-tenant and per-agent limits (--limits, limits.h): rates, streams,
+  // cardinality, and the label and message limits above per tenant. Null:
+  // the limits above for everyone, nothing else.
+  Limiter* limiter = nullptr;
 };
 
 // Batches are decoded by hand (a raw method): an undecodable message ends
@@ -64,6 +79,8 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* Push(grpc::CallbackServerContext* context,
                                                   grpc::ByteBuffer* response) override;
+
+  Authenticator* authenticator() const { return options_.auth; }
 
   // Finishes queued work and stops the workers. Call after the gRPC server
   // has shut down (no new batches can arrive).
@@ -82,10 +99,19 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   // inline series takes: the same validation, series creation, append
   // (idempotent by sequence), live tail and ingest metrics. An empty
   // `agent_id` with `sequence` 0 writes without a sequence (remote write:
-  // not idempotent; a repeated sample is stored once anyway). UNAVAILABLE
-  // when the store cannot write.
+  // not idempotent; a repeated sample is stored once anyway), into
+  // `tenant`'s series (and its agent sequence). UNAVAILABLE when the store
+  // cannot write.
   absl::StatusOr<WriteResult> Write(const std::string& agent_id, uint64_t sequence, model::MetricType type,
-                                    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series);
+                                    std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series,
+                                    storage::TenantId tenant = storage::kDefaultTenant,
+                                    std::string_view tenant_name = "default");
+
+  // The tenant's samples_per_second (limits.h) for a request of `samples`
+  // samples that will be written with Write (remote write; not the
+  // rules): OK, or RESOURCE_EXHAUSTED with the retry hint (RetryAfterMs),
+  // taking nothing. A request refused here must not be written at all.
+  absl::Status AdmitWrite(std::string_view tenant_name, uint64_t samples);
 
  private:
   class PushReactor;
@@ -94,11 +120,25 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   // The steps every batch takes, Push or Write. Validates a series and
   // finds or creates it (*id), or says why it is refused (kStoreError: the
   // store cannot write; fail the batch).
-  std::optional<model::Rejection> AdmitSeries(model::Labels& labels, model::MetricType type,
+  // Whose a batch is and the limits its series meet: the store's tenant
+  // id, its name (the key of its limits), the label limits and its series
+  // limit (active_series, 0: only the store's --max-series).
+  struct Tenant {
+    storage::TenantId id = storage::kDefaultTenant;
+    std::string_view name = "default";
+    model::ValidationLimits validation;
+    size_t active_series = 0;
+  };
+  Tenant TenantOf(storage::TenantId id, std::string_view name, const TenantLimits& limits) const;
+  TenantLimits LimitsFor(std::string_view tenant_name) const;
+  // Series in `labels` (validated copies) the tenant does not hold yet:
+  // what new_series_per_minute counts.
+  uint64_t CountNewSeries(const Tenant& tenant, std::span<const model::Labels> labels);
+  std::optional<model::Rejection> AdmitSeries(const Tenant& tenant, model::Labels& labels, model::MetricType type,
                                               std::span<const model::Sample> samples, int64_t now, bool backfill,
                                               storage::SeriesId* id);
-  std::optional<model::Rejection> CreateSeries(const model::Labels& labels, model::MetricType type,
-                                               storage::SeriesId* id);
+  std::optional<model::Rejection> CreateSeries(const Tenant& tenant, const model::Labels& labels,
+                                               model::MetricType type, storage::SeriesId* id);
   // Appends; unless it is a duplicate, publishes what was stored to live
   // tails and tells `reject` of samples the store did not keep.
   absl::StatusOr<storage::AppendResult> Append(const storage::AppendBatch& append, const RejectFn& reject);
@@ -111,6 +151,7 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   IngestMetrics* metrics_;
   IngestOptions options_;
   std::unique_ptr<WorkQueue> queue_;
+  std::unique_ptr<MemoryLimit> memory_limit_;
   std::atomic<size_t> dictionary_bytes_ = 0;
   LogRateLimiter reject_log_{20, std::chrono::minutes(1)};
   LogRateLimiter duplicate_log_{20, std::chrono::minutes(1)};

@@ -98,6 +98,13 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
  public:
   QueryReactor(QueryService* service, grpc::CallbackServerContext* context, const grpc::ByteBuffer& request)
       : service_(service), store_(service->store_), executor_(service->executor_), context_(context) {
+    auto principal = AuthorizeCall(service->auth_, *context, "/sheaf.v1.QueryService/Query");
+    if (!principal.ok()) {
+      Finish(ToGrpcStatus(principal.status()));
+      return;
+    }
+    tenant_ = principal->tenant;
+    tenant_name_ = principal->tenant_name;
     grpc::Status s = DecodeMessage(request, service->limits_.max_request_bytes, "the QueryRequest", &request_);
     if (!s.ok()) {
       Finish(s);
@@ -164,7 +171,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
     chunk_samples_ = request_.max_samples_per_chunk() == 0
                          ? kDefaultChunkSamples
                          : std::min(request_.max_samples_per_chunk(), kMaxChunkSamples);
-    auto ids = store_->Select(*matchers);
+    auto ids = store_->Select(tenant_, *matchers);
     if (!ids.ok()) {
       Finish(ToGrpcStatus(ids.status()));
       return;
@@ -211,7 +218,20 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
       Finish(ToGrpcStatus(s));
       return;
     }
+    // The tenant's own share of the slots (limits.h): one tenant's
+    // queries cannot take them all.
+    if (auto slot = service_->AcquireTenantQuerySlot(tenant_name_); !slot.ok()) {
+      service_->ReleaseQuerySlot();
+      const std::string hint = std::to_string(RetryAfterMs(slot.status()));
+      context_->AddTrailingMetadata("grpc-retry-pushback-ms", hint);
+      context_->AddTrailingMetadata("sheaf-retry-after-ms", hint);
+      Finish(ToGrpcStatus(slot.status()));
+      return;
+    } else {
+      tenant_slot_ = *std::move(slot);
+    }
     promql::QueryParams params;
+    params.tenant = tenant_;
     const int64_t now = WallClockMs();
     if (request_.step_ms() > 0) {
       params.end_ms = request_.end_ms() == 0 ? now : request_.end_ms();
@@ -262,6 +282,7 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
           return absl::OkStatus();
         });
     service_->ReleaseQuerySlot();
+    tenant_slot_.Release();
     Step next;
     {
       absl::MutexLock lock(&pq_mu_);
@@ -468,6 +489,9 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
   storage::SeriesStore* store_;
   WorkQueue* executor_;
   grpc::CallbackServerContext* context_;
+  storage::TenantId tenant_ = storage::kDefaultTenant;  // the caller's: what Select and the engine see
+  std::string tenant_name_ = "default";                 // the caller's: the key of its limits
+  Limiter::Slot tenant_slot_;                           // held while the query evaluates
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   v1::QueryRequest request_;
   // A PromQL answer (see StartPromQL). Set before the evaluation starts,
@@ -520,6 +544,11 @@ absl::Status QueryService::AcquireQuerySlot() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Limiter::Slot> QueryService::AcquireTenantQuerySlot(std::string_view tenant_name) {
+  if (limiter_ == nullptr) return Limiter::Slot();
+  return limiter_->AcquireQuery(tenant_name);
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryService::Query(grpc::CallbackServerContext* context,
                                                                 const grpc::ByteBuffer* request) {
   return new QueryReactor(this, context, *request);
@@ -528,11 +557,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* QueryService::Query(grpc::CallbackSe
 grpc::ServerUnaryReactor* QueryService::ListSeries(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   return RunUnary<v1::ListSeriesRequest, v1::ListSeriesResponse>(
-      executor_, context, *request, response, limits_.max_request_bytes,
-      [this](const v1::ListSeriesRequest& req, v1::ListSeriesResponse* resp) {
+      auth_, "/sheaf.v1.QueryService/ListSeries", executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const Principal& principal, const v1::ListSeriesRequest& req, v1::ListSeriesResponse* resp) {
         auto matchers = RequestMatchers(req.matchers(), req.selector());
         if (!matchers.ok()) return ToGrpcStatus(matchers.status());
-        auto ids = store_->Select(*matchers);
+        auto ids = store_->Select(principal.tenant, *matchers);
         if (!ids.ok()) return ToGrpcStatus(ids.status());
         const size_t limit = ListLimit(req.limit(), limits_);
         size_t bytes = 0;
@@ -555,9 +584,19 @@ grpc::ServerUnaryReactor* QueryService::ListSeries(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* QueryService::Stats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* response) {
   return RunUnary<v1::StatsRequest, v1::StatsResponse>(
-      executor_, context, *request, response, limits_.max_request_bytes,
-      [this](const v1::StatsRequest&, v1::StatsResponse* resp) {
+      auth_, "/sheaf.v1.QueryService/Stats", executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const Principal& principal, const v1::StatsRequest&, v1::StatsResponse* resp) {
         storage::StoreStats st = store_->Stats();
+        // The store's totals count every tenant's data: a caller without
+        // the admin role sees its tenant's series count instead, and no
+        // sample or agent totals.
+        if (!principal.Has(kRoleAdmin)) {
+          auto ids = store_->Select(principal.tenant, {});
+          if (!ids.ok()) return ToGrpcStatus(ids.status());
+          st.series = ids->size();
+          st.samples = 0;
+          st.agents = 0;
+        }
         resp->set_series(st.series);
         resp->set_samples(st.samples);
         resp->set_storage_bytes(st.disk_bytes);
@@ -600,10 +639,10 @@ void AddBounded(std::vector<std::string>& in, bool truncated, size_t max_bytes,
 grpc::ServerUnaryReactor* QueryService::LabelNames(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   return RunUnary<v1::LabelNamesRequest, v1::LabelNamesResponse>(
-      executor_, context, *request, response, limits_.max_request_bytes,
-      [this](const v1::LabelNamesRequest& req, v1::LabelNamesResponse* resp) {
+      auth_, "/sheaf.v1.QueryService/LabelNames", executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const Principal& principal, const v1::LabelNamesRequest& req, v1::LabelNamesResponse* resp) {
         bool truncated = false;
-        auto names = store_->LabelNames(storage::kDefaultTenant, ListLimit(req.limit(), limits_), &truncated);
+        auto names = store_->LabelNames(principal.tenant, ListLimit(req.limit(), limits_), &truncated);
         if (!names.ok()) return ToGrpcStatus(names.status());
         bool out_truncated = false;
         AddBounded(*names, truncated, limits_.max_response_bytes, resp->mutable_names(), &out_truncated);
@@ -615,14 +654,14 @@ grpc::ServerUnaryReactor* QueryService::LabelNames(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* QueryService::LabelValues(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   return RunUnary<v1::LabelValuesRequest, v1::LabelValuesResponse>(
-      executor_, context, *request, response, limits_.max_request_bytes,
-      [this](const v1::LabelValuesRequest& req, v1::LabelValuesResponse* resp) {
+      auth_, "/sheaf.v1.QueryService/LabelValues", executor_, context, *request, response, limits_.max_request_bytes,
+      [this](const Principal& principal, const v1::LabelValuesRequest& req, v1::LabelValuesResponse* resp) {
         if (req.name().empty()) {
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name is required, e.g. \"host\"");
         }
         bool truncated = false;
         auto values =
-            store_->LabelValues(storage::kDefaultTenant, req.name(), ListLimit(req.limit(), limits_), &truncated);
+            store_->LabelValues(principal.tenant, req.name(), ListLimit(req.limit(), limits_), &truncated);
         if (!values.ok()) return ToGrpcStatus(values.status());
         bool out_truncated = false;
         AddBounded(*values, truncated, limits_.max_response_bytes, resp->mutable_values(), &out_truncated);

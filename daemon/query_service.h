@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "daemon/limits.h"
 #include "model/matcher.h"
 #include "promql/engine.h"
 #include "sheaf/v1/query.grpc.pb.h"
@@ -26,6 +27,7 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
+class Authenticator;
 class TailHub;
 
 struct QueryLimits {
@@ -66,6 +68,11 @@ class QueryService final : public QueryServiceBase {
   // server); without one, Tail answers UNIMPLEMENTED.
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Tail(grpc::CallbackServerContext* context) override;
   void set_tail_hub(TailHub* hub) { tail_hub_ = hub; }
+  // Tokens: each method asks `auth` for its role (grpc_auth.h) first and
+  // works in the caller's tenant. Null (the default): no checks, the
+  // default tenant. It must outlive the server.
+  void set_authenticator(Authenticator* auth) { auth_ = auth; }
+  Authenticator* authenticator() const { return auth_; }
 
   // What the Prometheus HTTP API (http_api.h) shares with Query: the same
   // engine, limits and executor, and the same --query-max-concurrent slots.
@@ -77,6 +84,13 @@ class QueryService final : public QueryServiceBase {
   // paired with one ReleaseQuerySlot().
   absl::Status AcquireQuerySlot();
   void ReleaseQuerySlot() { running_queries_.fetch_sub(1); }
+  // Per-tenant limits (limits.h); null (the default): none. It must
+  // outlive the server.
+  void set_limiter(Limiter* limiter) { limiter_ = limiter; }
+  // Beside a slot above: one of the tenant's concurrent_queries, held
+  // until the returned slot is released or destroyed; RESOURCE_EXHAUSTED
+  // with a retry hint (RetryAfterMs) when the tenant has them all.
+  absl::StatusOr<Limiter::Slot> AcquireTenantQuerySlot(std::string_view tenant_name);
 
  private:
   class QueryReactor;
@@ -89,6 +103,8 @@ class QueryService final : public QueryServiceBase {
   std::atomic<size_t> running_queries_{0};  // PromQL evaluations in progress
   std::chrono::steady_clock::time_point started_;
   TailHub* tail_hub_ = nullptr;
+  Authenticator* auth_ = nullptr;
+  Limiter* limiter_ = nullptr;
 };
 
 // Matchers from a request's `matchers` and `selector` together. INVALID_ARGUMENT

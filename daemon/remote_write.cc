@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "common/log.h"
+#include "daemon/http_auth.h"
 #include "daemon/http_metrics.h"
 #include "daemon/ingest_service.h"
 #include "daemon/remote_decode.h"
@@ -56,14 +57,14 @@ class Receiver {
                               .Add({});
   }
 
-  HttpResponse Serve(const HttpRequest& request) {
-    HttpResponse response = Decode(request);
+  HttpResponse Serve(const HttpRequest& request, storage::TenantId tenant, std::string_view tenant_name) {
+    HttpResponse response = Decode(request, tenant, tenant_name);
     requests_.Count(response.status);
     return response;
   }
 
  private:
-  HttpResponse Decode(const HttpRequest& request) {
+  HttpResponse Decode(const HttpRequest& request, storage::TenantId tenant, std::string_view tenant_name) {
     const std::string* encoding = request.Header("Content-Encoding");
     if (encoding == nullptr || MediaType(*encoding) != "snappy") {
       return HttpResponse::Text(400,
@@ -108,12 +109,12 @@ class Receiver {
       busy.headers.emplace_back("Retry-After", "1");
       return busy;
     }
-    HttpResponse response = Store(request.body, length);
+    HttpResponse response = Store(request.body, length, tenant, tenant_name);
     in_flight_.fetch_sub(1);
     return response;
   }
 
-  HttpResponse Store(const std::string& body, size_t length) {
+  HttpResponse Store(const std::string& body, size_t length, storage::TenantId tenant, std::string_view tenant_name) {
     std::string message(length, '\0');
     if (!snappy::RawUncompress(body.data(), body.size(), message.data())) {
       return HttpResponse::Text(400, "body is not valid snappy (block format, not framed): it does not decompress");
@@ -125,6 +126,7 @@ class Receiver {
     // are parsed.
     prompb::TimeSeries ts;  // reused: its buffers stay allocated
     size_t index = 0;
+    uint64_t request_samples = 0;
     std::string error;
     const auto check = [&](std::string_view bytes) {
       size_t labels = 0, samples = 0;
@@ -149,9 +151,17 @@ class Receiver {
         return false;
       }
       ++index;
+      request_samples += samples;
       return true;
     };
     if (!ForEachSeries(message, check, &error)) return HttpResponse::Text(400, error);
+    // The tenant's rate (limits.h), for the request as a whole: refused
+    // whole (429, Retry-After), nothing of it is stored.
+    if (absl::Status s = ingest_->AdmitWrite(tenant_name, request_samples); !s.ok()) {
+      HttpResponse refused = HttpResponse::Text(429, std::string(s.message()));
+      refused.headers.emplace_back("Retry-After", std::to_string((RetryAfterMs(s) + 999) / 1000));
+      return refused;
+    }
 
     // Second pass: convert and write, a bounded number of samples at a time.
     std::vector<std::pair<model::Labels, std::vector<model::Sample>>> batch;
@@ -160,7 +170,7 @@ class Receiver {
     absl::Status failed;
     const auto flush = [&] {
       if (batch.empty()) return true;
-      auto written = ingest_->Write("", 0, model::MetricType::kUnspecified, std::move(batch));
+      auto written = ingest_->Write("", 0, model::MetricType::kUnspecified, std::move(batch), tenant);
       batch.clear();
       batch_samples = batch_labels = 0;
       if (!written.ok()) {
@@ -221,7 +231,11 @@ class Receiver {
 
 HttpHandler RemoteWriteHandler(IngestService* ingest, RemoteWriteOptions options, prometheus::Registry* registry) {
   auto receiver = std::make_shared<Receiver>(ingest, options, registry);
-  return [receiver](const HttpRequest& request) { return receiver->Serve(request); };
+  // The ingest role; the series go to the caller's tenant.
+  return Authorized(ingest->authenticator(), kRoleIngest,
+                    [receiver](const HttpRequest& request, const Principal& principal) {
+                      return receiver->Serve(request, principal.tenant, principal.tenant_name);
+                    });
 }
 
 }  // namespace sheaf::daemon

@@ -8,7 +8,9 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <thread>
 
+#include "tests/daemon/daemon_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace sheaf::daemon {
@@ -193,6 +195,166 @@ TEST_F(LimiterTest, ReloadKeepsTheOldLimitsOnABadFile) {
   EXPECT_NE(limiter->Load(dir_.Sub("missing.yaml")).message().find("cannot read the limits file"),
             std::string_view::npos);
   EXPECT_EQ(limiter->For("a").samples_per_second, 20);
+}
+
+// Through a real daemon: what a client sees.
+class LimitsDaemonTest : public DaemonTest {
+ protected:
+  void SetUp() override {}
+
+  void StartWithLimits(const std::string& yaml) {
+    const std::string file = dir_.Sub("limits.yaml");
+    std::ofstream(file) << yaml;
+    DaemonConfig config;
+    config.limits_file = file;
+    Start(config);
+  }
+
+  // One Push stream of `batches`; the trailers go to *trailers.
+  grpc::Status PushWithTrailers(const std::vector<v1::MetricBatch>& batches, v1::PushAck* ack,
+                                std::multimap<std::string, std::string>* trailers) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto writer = ingest_->Push(&ctx, ack);
+    for (const auto& b : batches) {
+      if (!writer->Write(b)) break;
+    }
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    for (const auto& [k, v] : ctx.GetServerTrailingMetadata()) {
+      trailers->emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    }
+    return status;
+  }
+
+  // A batch of `n` samples of one gauge named `name`.
+  static v1::MetricBatch Samples(const std::string& agent, uint64_t seq, const std::string& name, int n) {
+    std::vector<std::pair<int64_t, double>> points;
+    for (int i = 0; i < n; ++i) points.emplace_back(kNow - 1000 * (n - i) - 1000 * static_cast<int64_t>(seq), i);
+    return Batch(agent, seq, {MakeSeries({{"__name__", name}}, v1::METRIC_TYPE_GAUGE, points)});
+  }
+};
+
+TEST_F(LimitsDaemonTest, PushOverTheRateIsRefusedWholeWithTheRetryTrailer) {
+  StartWithLimits("defaults:\n  samples_per_second: 1\n  samples_burst: 10\n");
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  ASSERT_TRUE(PushWithTrailers({Samples("h1", 1, "a", 8)}, &ack, &trailers).ok());
+  EXPECT_EQ(ack.samples_stored(), 8u);
+  // 2 tokens left, 10 wanted (the burst): refused, ~8 s to wait.
+  ack.Clear();
+  trailers.clear();
+  grpc::Status s = PushWithTrailers({Samples("h1", 2, "b", 10)}, &ack, &trailers);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_NE(s.error_message().find("tenant \"default\" is over samples_per_second=1 (limits file "),
+            std::string::npos)
+      << s.error_message();
+  EXPECT_NE(s.error_message().find("; retry in 8.0s"), std::string::npos) << s.error_message();
+  ASSERT_EQ(trailers.count("grpc-retry-pushback-ms"), 1u);
+  const int64_t pushback = std::stoll(trailers.find("grpc-retry-pushback-ms")->second);
+  EXPECT_GT(pushback, 7000);
+  EXPECT_LE(pushback, 8000);
+  EXPECT_EQ(trailers.find("sheaf-retry-after-ms")->second, trailers.find("grpc-retry-pushback-ms")->second);
+  // Nothing of it was stored, and its sequence was not applied: sent
+  // again under a higher limit (a reload), it is stored, not a duplicate.
+  EXPECT_TRUE(Query("b", kNow - 3'600'000, kNow).samples.empty());
+  EXPECT_EQ(Stats().samples(), 8u);
+  EXPECT_EQ(daemon_->limiter()->refused("default", "samples_per_second"), 1u);
+  std::ofstream(dir_.Sub("limits.yaml")) << "defaults:\n  samples_per_second: 1000\n";
+  ASSERT_TRUE(daemon_->Reload().ok());
+  // The bucket refills at the new rate (a few ms for 10 samples).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  do {
+    ack.Clear();
+    s = PushWithTrailers({Samples("h1", 2, "b", 10)}, &ack, &trailers);
+  } while (!s.ok() && std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ack.batches_applied(), 1u);
+  EXPECT_EQ(ack.batches_duplicate(), 0u);
+  EXPECT_EQ(ack.samples_stored(), 10u);
+  EXPECT_EQ(Stats().samples(), 18u);
+}
+
+TEST_F(LimitsDaemonTest, AgentOverItsRateIsRefusedItsNeighbourIsNot) {
+  StartWithLimits("defaults:\n  agent_samples_per_second: 1\n  agent_samples_burst: 10\n");
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  ASSERT_TRUE(PushWithTrailers({Samples("h1", 1, "a", 10)}, &ack, &trailers).ok());
+  grpc::Status s = PushWithTrailers({Samples("h1", 2, "a", 5)}, &ack, &trailers);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("agent \"h1\" of tenant \"default\" is over agent_samples_per_second=1"),
+            std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(trailers.count("grpc-retry-pushback-ms"), 1u);
+  ack.Clear();
+  ASSERT_TRUE(PushWithTrailers({Samples("h2", 1, "b", 10)}, &ack, &trailers).ok());
+  EXPECT_EQ(ack.samples_stored(), 10u);
+  EXPECT_EQ(daemon_->limiter()->refused("default", "agent_samples_per_second"), 1u);
+}
+
+TEST_F(LimitsDaemonTest, ActiveSeriesRefusesOnlyNewSeries) {
+  StartWithLimits("defaults:\n  active_series: 2\n");
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  ASSERT_TRUE(PushWithTrailers({Batch("h1", 1,
+                                      {MakeSeries({{"__name__", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                       MakeSeries({{"__name__", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                       MakeSeries({{"__name__", "c"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})}),
+                                Batch("h1", 2, {MakeSeries({{"__name__", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow + 1, 2}})})},
+                               &ack, &trailers)
+                  .ok());
+  EXPECT_EQ(ack.samples_stored(), 3u);  // a and b, then a again
+  ASSERT_EQ(ack.rejected_size(), 1);
+  EXPECT_EQ(ack.rejected(0).reason(), v1::REJECT_REASON_SERIES_LIMIT);
+  EXPECT_NE(ack.rejected(0).example().find("tenant \"default\" is over active_series=2"), std::string::npos)
+      << ack.rejected(0).example();
+  EXPECT_EQ(daemon_->limiter()->refused("default", "active_series"), 1u);
+}
+
+TEST_F(LimitsDaemonTest, LabelLimitsPerTenantOverrideTheFlags) {
+  StartWithLimits("defaults:\n  labels_per_series: 2\n");
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  ASSERT_TRUE(PushWithTrailers({Batch("h1", 1,
+                                      {MakeSeries({{"__name__", "a"}, {"x", "1"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                       MakeSeries({{"__name__", "b"}, {"x", "1"}, {"y", "2"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                               &ack, &trailers)
+                  .ok());
+  EXPECT_EQ(ack.samples_stored(), 1u);
+  ASSERT_EQ(ack.rejected_size(), 1);
+  EXPECT_EQ(ack.rejected(0).reason(), v1::REJECT_REASON_TOO_MANY_LABELS);
+}
+
+TEST_F(LimitsDaemonTest, StreamsPerAgent) {
+  StartWithLimits("defaults:\n  agent_streams: 1\n");
+  grpc::ClientContext first;
+  v1::PushAck first_ack;
+  auto open = ingest_->Push(&first, &first_ack);
+  ASSERT_TRUE(open->Write(Samples("h1", 1, "a", 1)));
+  // The first batch is processed once its stream holds the slot: wait for it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Stats().samples() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  grpc::Status s = PushWithTrailers({Samples("h1", 2, "a", 1)}, &ack, &trailers);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("over agent_streams=1"), std::string::npos) << s.error_message();
+  open->WritesDone();
+  ASSERT_TRUE(open->Finish().ok());
+  EXPECT_TRUE(PushWithTrailers({Samples("h1", 2, "a", 1)}, &ack, &trailers).ok());  // the slot is free again
+}
+
+TEST_F(LimitsDaemonTest, ReloadKeepsOldLimitsOnABadFileAndSaysSo) {
+  StartWithLimits("defaults:\n  samples_per_second: 5\n");
+  std::ofstream(dir_.Sub("limits.yaml")) << "defaults:\n  samples_per_second: [\n";
+  absl::Status s = daemon_->Reload();
+  EXPECT_NE(s.message().find("limits: " + dir_.Sub("limits.yaml") + ":"), std::string_view::npos) << s;
+  EXPECT_EQ(daemon_->limiter()->For("default").samples_per_second, 5);
+  std::ofstream(dir_.Sub("limits.yaml")) << "defaults:\n  samples_per_second: 7\n";
+  EXPECT_TRUE(daemon_->Reload().ok());
+  EXPECT_EQ(daemon_->limiter()->For("default").samples_per_second, 7);
 }
 
 }  // namespace
