@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 
 #include "common/log.h"
+#include "daemon/grpc_auth.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/query_service.h"
 #include "daemon/status_convert.h"
@@ -18,6 +19,10 @@ namespace sheaf::daemon {
 grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                                 grpc::ByteBuffer* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto principal = AuthorizeCall(auth_, *context, "/sheaf.v1.AdminService/Compact"); !principal.ok()) {
+    reactor->Finish(ToGrpcStatus(principal.status()));
+    return reactor;
+  }
   v1::CompactRequest req;
   if (auto s = DecodeMessage(*request, 1 << 16, "the CompactRequest", &req); !s.ok()) {
     reactor->Finish(s);
@@ -51,16 +56,19 @@ grpc::ServerUnaryReactor* AdminService::Compact(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* AdminService::DeleteSeries(grpc::CallbackServerContext* context,
                                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   return RunUnary<v1::DeleteSeriesRequest, v1::DeleteSeriesResponse>(
-      executor_, context, *request, response, 1 << 20,
-      [this, peer = context->peer()](const v1::DeleteSeriesRequest& req, v1::DeleteSeriesResponse* resp) {
+      auth_, "/sheaf.v1.AdminService/DeleteSeries", executor_, context, *request, response, 1 << 20,
+      [this, peer = context->peer()](const Principal& principal, const v1::DeleteSeriesRequest& req,
+                                     v1::DeleteSeriesResponse* resp) {
         auto matchers = RequestMatchers(req.matchers(), req.selector());
         if (!matchers.ok()) return ToGrpcStatus(matchers.status());
-        auto deleted = store_->DeleteSeries(storage::kDefaultTenant, *matchers);
+        // Only the caller's tenant's series, whatever the matchers.
+        auto deleted = store_->DeleteSeries(principal.tenant, *matchers);
         if (!deleted.ok()) return ToGrpcStatus(deleted.status());
         resp->set_deleted(*deleted);
         std::string selector;
         for (const auto& m : *matchers) selector += (selector.empty() ? "" : ", ") + m.ToString();
-        LogWarn("deleted {} series matching {{{}}} at the request of {}", *deleted, selector, peer);
+        LogWarn("deleted {} series of tenant {} matching {{{}}} at the request of {} (token '{}')", *deleted,
+                principal.tenant_name, selector, peer, principal.token_name);
         return grpc::Status::OK;
       });
 }
@@ -84,8 +92,8 @@ bool ValidSnapshotName(const std::string& name) {
 grpc::ServerUnaryReactor* AdminService::Snapshot(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* response) {
   return RunUnary<v1::SnapshotRequest, v1::SnapshotResponse>(
-      executor_, context, *request, response, 1 << 16,
-      [this, peer = context->peer()](const v1::SnapshotRequest& req, v1::SnapshotResponse* resp) {
+      auth_, "/sheaf.v1.AdminService/Snapshot", executor_, context, *request, response, 1 << 16,
+      [this, peer = context->peer()](const Principal&, const v1::SnapshotRequest& req, v1::SnapshotResponse* resp) {
         const std::string name =
             req.name().empty() ? absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone()) : req.name();
         if (!ValidSnapshotName(name)) {

@@ -21,6 +21,8 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
+class Authenticator;
+
 using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Compact<v1::AdminService::WithRawCallbackMethod_DeleteSeries<
     v1::AdminService::WithRawCallbackMethod_Snapshot<v1::AdminService::Service>>>;
 
@@ -38,6 +40,11 @@ class AdminService final : public AdminServiceBase {
   grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
 
+  // Tokens: each method asks `auth` for its role (grpc_auth.h) first;
+  // DeleteSeries deletes in the caller's tenant only. Compact and Snapshot
+  // act on the whole store (on sheafd's own disk). Null: no checks.
+  void set_authenticator(Authenticator* auth) { auth_ = auth; }
+
   // Cancels a running compaction and waits for it to return (it answers
   // CANCELLED). Call before closing the store.
   void Stop();
@@ -45,6 +52,7 @@ class AdminService final : public AdminServiceBase {
  private:
   storage::SeriesStore* store_;
   WorkQueue* executor_;
+  Authenticator* auth_ = nullptr;
   const std::string snapshot_dir_;
   absl::Mutex snapshot_mu_;  // one snapshot at a time
   absl::Mutex mu_;

@@ -17,8 +17,9 @@ AgentRegistry::AgentRegistry(AgentRegistryOptions options) : options_(std::move(
 
 int64_t AgentRegistry::Now() const { return options_.now_ms ? options_.now_ms() : WallClockMs(); }
 
-AgentRegistry::Agent& AgentRegistry::Find(std::string_view id, int64_t now) {
-  if (auto it = agents_.find(id); it != agents_.end()) return it->second;
+AgentRegistry::Agent& AgentRegistry::Find(storage::TenantId tenant, std::string_view id, int64_t now) {
+  Key key{tenant, std::string(id)};
+  if (auto it = agents_.find(key); it != agents_.end()) return it->second;
   if (agents_.size() >= options_.max_agents && !agents_.empty()) {
     // Forget the agent that pushed longest ago: O(agents), only at the bound.
     auto oldest = std::min_element(agents_.begin(), agents_.end(), [](const auto& a, const auto& b) {
@@ -27,12 +28,13 @@ AgentRegistry::Agent& AgentRegistry::Find(std::string_view id, int64_t now) {
     if (forgotten_++ == 0) {
       LogWarn("more than {} agents pushed since sheafd started: the console's agent list forgets those that "
               "pushed longest ago (first: \"{}\")",
-              options_.max_agents, oldest->first);
+              options_.max_agents, oldest->first.second);
     }
     agents_.erase(oldest);
   }
-  Agent& agent = agents_[std::string(id)];
+  Agent& agent = agents_[std::move(key)];
   agent.info.id = std::string(id);
+  agent.info.tenant = tenant;
   agent.info.first_push_ms = now;
   return agent;
 }
@@ -61,10 +63,10 @@ std::string_view AgentRegistry::HostLabel(const model::Labels& labels) {
 }
 
 void AgentRegistry::Applied(std::string_view id, std::string_view address, std::string_view host, uint64_t sequence,
-                            uint64_t samples, int64_t newest_sample_ms) {
+                            uint64_t samples, int64_t newest_sample_ms, storage::TenantId tenant) {
   const int64_t now = Now();
   absl::MutexLock lock(&mu_);
-  Agent& agent = Find(id, now);
+  Agent& agent = Find(tenant, id, now);
   AgentInfo& info = agent.info;
   info.address = std::string(address);
   if (!host.empty()) info.host = std::string(host);
@@ -84,30 +86,34 @@ void AgentRegistry::Applied(std::string_view id, std::string_view address, std::
   }
 }
 
-void AgentRegistry::Rejected(std::string_view id, std::string_view reason, uint64_t samples) {
+void AgentRegistry::Rejected(std::string_view id, std::string_view reason, uint64_t samples,
+                             storage::TenantId tenant) {
   const int64_t now = Now();
   absl::MutexLock lock(&mu_);
-  Agent& agent = Find(id, now);
+  Agent& agent = Find(tenant, id, now);
   agent.info.rejected_samples[std::string(reason)] += samples;
 }
 
-std::vector<AgentInfo> AgentRegistry::Agents() const {
+std::vector<AgentInfo> AgentRegistry::Agents(std::optional<storage::TenantId> tenant) const {
   const int64_t now = Now();
   absl::MutexLock lock(&mu_);
   std::vector<AgentInfo> out;
   out.reserve(agents_.size());
-  for (const auto& [id, agent] : agents_) {
+  for (const auto& [key, agent] : agents_) {
+    if (tenant && key.first != *tenant) continue;
     out.push_back(agent.info);
     out.back().samples_per_second = Rate(agent, now);
   }
   return out;
 }
 
-double AgentRegistry::SamplesPerSecond() const {
+double AgentRegistry::SamplesPerSecond(std::optional<storage::TenantId> tenant) const {
   const int64_t now = Now();
   absl::MutexLock lock(&mu_);
   double total = 0;
-  for (const auto& [id, agent] : agents_) total += Rate(agent, now);
+  for (const auto& [key, agent] : agents_) {
+    if (!tenant || key.first == *tenant) total += Rate(agent, now);
+  }
   return total;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "model/types.h"
+#include "storage/types.h"
 
 namespace sheaf::daemon {
 
@@ -39,6 +41,7 @@ struct AgentRegistryOptions {
 
 struct AgentInfo {
   std::string id;
+  storage::TenantId tenant = storage::kDefaultTenant;  // agents are per tenant: the same id in two is two agents
   std::string address;  // the peer of its last stream ("ipv4:10.0.0.5:41234")
   std::string host;     // the "host" label of its series (sheaf-agent adds it), when any
   int64_t first_push_ms = 0;
@@ -60,16 +63,18 @@ class AgentRegistry {
   // the newest sample at `newest_sample_ms` (0: none); `host` from
   // HostLabel of its series ("": keep the one known).
   void Applied(std::string_view id, std::string_view address, std::string_view host, uint64_t sequence,
-               uint64_t samples, int64_t newest_sample_ms);
+               uint64_t samples, int64_t newest_sample_ms, storage::TenantId tenant = storage::kDefaultTenant);
   // The value of the "host" label; "" without one.
   static std::string_view HostLabel(const model::Labels& labels);
   // `samples` of agent `id` were rejected for `reason` (model::ReasonName).
-  void Rejected(std::string_view id, std::string_view reason, uint64_t samples);
+  void Rejected(std::string_view id, std::string_view reason, uint64_t samples,
+                storage::TenantId tenant = storage::kDefaultTenant);
 
-  // Every agent kept, by id.
-  std::vector<AgentInfo> Agents() const;
-  // Samples stored per second over the rate window, all agents together.
-  double SamplesPerSecond() const;
+  // Every agent kept (of `tenant` only, when given), by tenant and id.
+  std::vector<AgentInfo> Agents(std::optional<storage::TenantId> tenant = std::nullopt) const;
+  // Samples stored per second over the rate window, all agents (of
+  // `tenant`) together.
+  double SamplesPerSecond(std::optional<storage::TenantId> tenant = std::nullopt) const;
   uint64_t forgotten() const;
 
  private:
@@ -78,14 +83,15 @@ class AgentRegistry {
     // (push time, samples) of the pushes within the rate window, oldest first; bounded by pruning.
     std::vector<std::pair<int64_t, uint64_t>> recent;
   };
-  Agent& Find(std::string_view id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Agent& Find(storage::TenantId tenant, std::string_view id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Prune(Agent& agent, int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double Rate(const Agent& agent, int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Now() const;
 
   const AgentRegistryOptions options_;
   mutable absl::Mutex mu_;
-  std::map<std::string, Agent, std::less<>> agents_ ABSL_GUARDED_BY(mu_);
+  using Key = std::pair<storage::TenantId, std::string>;
+  std::map<Key, Agent> agents_ ABSL_GUARDED_BY(mu_);
   uint64_t forgotten_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

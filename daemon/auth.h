@@ -36,6 +36,9 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/types.h"
 
+namespace prometheus {
+class Registry;
+}
 namespace re2 {
 class RE2;
 }
@@ -48,8 +51,10 @@ inline constexpr uint32_t kRoleQuery = 1u << 1;   // queries, tail, listings, st
 inline constexpr uint32_t kRoleAdmin = 1u << 2;   // AdminService (delete series, snapshot, compact...)
 inline constexpr uint32_t kAllRoles = kRoleIngest | kRoleQuery | kRoleAdmin;
 inline constexpr uint32_t kNoRole = 0;  // health, reflection, static files
+// A valid token of any role (/metrics with --metrics-auth).
+inline constexpr uint32_t kAnyRole = 1u << 31;
 
-// "ingest", "query", "admin" (one bit); "none" for kNoRole.
+// "ingest", "query", "admin" (one bit); "any" for kAnyRole, "none" for kNoRole.
 std::string_view RoleName(uint32_t role);
 
 inline constexpr char kDefaultTenantName[] = "default";
@@ -95,6 +100,13 @@ class Authenticator {
   virtual void CountFailure(std::string_view reason) = 0;
 };
 
+// The one check every gRPC method and HTTP route makes: the caller behind
+// `authorization` (header value, empty when none) if it has `role`;
+// UNAUTHENTICATED or PERMISSION_DENIED otherwise, counted under its reason.
+// kNoRole needs no token. A null `auth` lets everyone in (the default
+// tenant, every role): services built without an authenticator (tests).
+absl::StatusOr<Principal> Authorize(Authenticator* auth, std::string_view authorization, uint32_t role);
+
 // Tenant name -> id (the store's registry, SeriesStore::TenantIdFor).
 using TenantResolver = std::function<absl::StatusOr<storage::TenantId>(std::string_view name)>;
 
@@ -103,8 +115,11 @@ using TenantResolver = std::function<absl::StatusOr<storage::TenantId>(std::stri
 class TokenAuthenticator : public Authenticator {
  public:
   // `path` empty: tokens are off. Otherwise the file is read now; an error
-  // (FILE: reason) fails Create.
-  static absl::StatusOr<std::unique_ptr<TokenAuthenticator>> Create(std::string path, TenantResolver resolver);
+  // (FILE: reason) fails Create. Tenant names become ids through
+  // `resolver`. Refusals are counted in sheaf_auth_failures_total{reason}
+  // of `registry` (a private one when null).
+  static absl::StatusOr<std::unique_ptr<TokenAuthenticator>> Create(std::string path, TenantResolver resolver,
+                                                                    prometheus::Registry* registry = nullptr);
   ~TokenAuthenticator() override;
 
   absl::StatusOr<Principal> Authenticate(std::string_view authorization) const override;
@@ -116,25 +131,22 @@ class TokenAuthenticator : public Authenticator {
   // file. `*summary` (may be null) gets e.g. "3 tokens, 2 tenants".
   absl::Status Reload(std::string* summary = nullptr);
 
-  // Refusals so far by reason (metrics, tests).
-  struct Failures {
-    uint64_t missing_token = 0;
-    uint64_t unknown_token = 0;
-    uint64_t role = 0;
-    uint64_t agent = 0;
-  };
-  Failures failures() const;
+  // Refusals so far with this reason (kReason*; tests).
+  uint64_t failures(std::string_view reason) const;
 
-  struct Table;  // digest -> entry (auth.cc)
+  struct Table;     // digest -> entry (auth.cc)
+  struct Counters;  // the metric's children (auth.cc)
 
  private:
-  TokenAuthenticator(std::string path, TenantResolver resolver);
+  TokenAuthenticator(std::string path, TenantResolver resolver, prometheus::Registry* registry);
+  absl::StatusOr<std::shared_ptr<const Table>> Load() const;
 
   const std::string path_;
   const TenantResolver resolver_;
+  std::shared_ptr<prometheus::Registry> own_registry_;  // when none was given
+  std::unique_ptr<Counters> counters_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const Table> table_ ABSL_GUARDED_BY(mu_);
-  Failures failures_ ABSL_GUARDED_BY(mu_);
 };
 
 // Lower-case hex SHA-256 of `data` (what a `sha256:` entry holds).

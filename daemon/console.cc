@@ -9,6 +9,7 @@
 #include "common/json_writer.h"
 #include "daemon/agent_registry.h"
 #include "daemon/console_assets.h"
+#include "daemon/http_auth.h"
 #include "daemon/rules.h"
 #include "daemon/tail_hub.h"
 #include "model/matcher.h"
@@ -154,8 +155,17 @@ class ConsoleApi {
   explicit ConsoleApi(ConsoleSources sources)
       : sources_(std::move(sources)), started_ms_(Now()) {}
 
-  HttpResponse Status() {
-    const storage::StoreStats stats = sources_.store->Stats();
+  // The store's figures are the whole daemon's: a caller without the
+  // admin role sees its tenant's series count and no sample total (as
+  // QueryService.Stats); rates and agents are its tenant's.
+  HttpResponse Status(const Principal& principal) {
+    storage::StoreStats stats = sources_.store->Stats();
+    if (!principal.Has(kRoleAdmin)) {
+      auto ids = sources_.store->Select(principal.tenant, {});
+      if (!ids.ok()) return Failure(503, "unavailable", ids.status().ToString());
+      stats.series = ids->size();
+      stats.samples = 0;
+    }
     const int64_t now = Now();
     JsonWriter json;
     json.BeginObject();
@@ -175,8 +185,8 @@ class ConsoleApi {
     json.Key("ingest");
     json.BeginObject();
     json.Key("samplesPerSecond");
-    json.Double(sources_.agents->SamplesPerSecond());
-    Number(json, "agentsSinceStart", sources_.agents->Agents().size());
+    json.Double(sources_.agents->SamplesPerSecond(principal.tenant));
+    Number(json, "agentsSinceStart", sources_.agents->Agents(principal.tenant).size());
     json.EndObject();
     json.Key("storage");
     json.BeginObject();
@@ -224,10 +234,10 @@ class ConsoleApi {
     return Success(json.str());
   }
 
-  HttpResponse Agents() {
+  HttpResponse Agents(storage::TenantId tenant) {
     JsonWriter json;
     json.BeginArray();
-    for (const AgentInfo& a : sources_.agents->Agents()) {
+    for (const AgentInfo& a : sources_.agents->Agents(tenant)) {
       json.BeginObject();
       json.Key("id");
       json.String(a.id);
@@ -255,7 +265,7 @@ class ConsoleApi {
     return Success(json.str());
   }
 
-  HttpResponse Tail(const HttpRequest& request) {
+  HttpResponse Tail(const HttpRequest& request, storage::TenantId tenant) {
     const std::string* match = request.Param("match");
     if (match == nullptr || match->empty()) {
       return Failure(400, "bad_data", "match: give a series selector, e.g. match=node_load1{region=\"eu-west-1\"}");
@@ -263,7 +273,7 @@ class ConsoleApi {
     auto matchers = promql::ParseMetricSelector(*match);
     if (!matchers.ok()) return Failure(400, "bad_data", "match: " + std::string(matchers.status().message()));
     auto waiter = std::make_shared<TailWaiter>();
-    auto joined = sources_.tail->Join(waiter);
+    auto joined = sources_.tail->Join(waiter, tenant);
     if (!joined.ok()) {
       HttpResponse r = Failure(503, "unavailable", "tail: " + std::string(joined.status().message()));
       r.headers.emplace_back("Retry-After", "10");
@@ -300,7 +310,7 @@ class ConsoleApi {
   }
 
   // Prometheus' /api/v1/status/tsdb, the parts a sheaf store can answer.
-  HttpResponse Cardinality(const HttpRequest& request) {
+  HttpResponse Cardinality(const HttpRequest& request, storage::TenantId tenant) {
     size_t limit = 10;
     if (const std::string* text = request.Param("limit")) {
       char* end = nullptr;
@@ -311,22 +321,22 @@ class ConsoleApi {
       limit = static_cast<size_t>(n);
     }
     bool truncated = false;
-    auto names = sources_.store->LabelValues(storage::kDefaultTenant, "__name__", sources_.max_cardinality_names,
-                                             &truncated);
+    auto names =
+        sources_.store->LabelValues(tenant, "__name__", sources_.max_cardinality_names, &truncated);
     if (!names.ok()) return Failure(503, "unavailable", names.status().ToString());
     std::vector<std::pair<std::string, uint64_t>> by_metric;
     for (const std::string& name : *names) {
       auto matcher = model::Matcher::Create(model::Matcher::Op::kEqual, "__name__", name);
       if (!matcher.ok()) continue;
-      auto ids = sources_.store->Select(storage::kDefaultTenant, {*matcher});
+      auto ids = sources_.store->Select(tenant, {*matcher});
       if (!ids.ok()) return Failure(503, "unavailable", ids.status().ToString());
       by_metric.emplace_back(name, ids->size());
     }
-    auto labels = sources_.store->LabelNames();
+    auto labels = sources_.store->LabelNames(tenant, 0, nullptr);
     if (!labels.ok()) return Failure(503, "unavailable", labels.status().ToString());
     std::vector<std::pair<std::string, uint64_t>> by_label;
     for (const std::string& label : *labels) {
-      auto values = sources_.store->LabelValues(label);
+      auto values = sources_.store->LabelValues(tenant, label, 0, nullptr);
       if (!values.ok()) return Failure(503, "unavailable", values.status().ToString());
       by_label.emplace_back(label, values->size());
     }
@@ -334,7 +344,9 @@ class ConsoleApi {
     json.BeginObject();
     json.Key("headStats");
     json.BeginObject();
-    Number(json, "numSeries", sources_.store->Stats().series);
+    auto all = sources_.store->Select(tenant, {});
+    if (!all.ok()) return Failure(503, "unavailable", all.status().ToString());
+    Number(json, "numSeries", all->size());
     json.EndObject();
     WriteTop(json, "seriesCountByMetricName", by_metric, limit);
     WriteTop(json, "labelValueCountByLabelName", by_label, limit);
@@ -387,14 +399,24 @@ class ConsoleApi {
 
 void RegisterConsole(HttpServer* server, ConsoleSources sources) {
   // Shared by the handlers, which the server keeps as long as it lives.
+  Authenticator* auth = sources.auth;
   auto api = std::make_shared<ConsoleApi>(std::move(sources));
-  server->Handle("/api/v1/status/sheaf", {"GET"}, [api](const HttpRequest&) { return api->Status(); });
-  server->Handle("/api/v1/status/agents", {"GET"}, [api](const HttpRequest&) { return api->Agents(); });
+  // The data endpoints need the query role and answer for the caller's
+  // tenant; the pages and files below hold no data and stay open.
+  auto data = [auth](TenantHttpHandler handler) {
+    return Authorized(auth, kRoleQuery, std::move(handler), AuthErrorStyle::kJson);
+  };
+  server->Handle("/api/v1/status/sheaf", {"GET"},
+                 data([api](const HttpRequest&, const Principal& p) { return api->Status(p); }));
+  server->Handle("/api/v1/status/agents", {"GET"},
+                 data([api](const HttpRequest&, const Principal& p) { return api->Agents(p.tenant); }));
   if (api->has_tail()) {
-    server->Handle("/api/v1/tail", {"GET"}, [api](const HttpRequest& request) { return api->Tail(request); });
+    server->Handle("/api/v1/tail", {"GET"},
+                   data([api](const HttpRequest& request, const Principal& p) { return api->Tail(request, p.tenant); }));
   }
-  server->Handle("/api/v1/status/tsdb", {"GET"},
-                 [api](const HttpRequest& request) { return api->Cardinality(request); });
+  server->Handle("/api/v1/status/tsdb", {"GET"}, data([api](const HttpRequest& request, const Principal& p) {
+                   return api->Cardinality(request, p.tenant);
+                 }));
   server->Handle("/", {"GET"}, [](const HttpRequest&) {
     HttpResponse response = HttpResponse::Text(302, "the console is at /graph");
     response.headers.emplace_back("Location", "/graph");

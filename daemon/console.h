@@ -29,6 +29,7 @@ class SeriesStore;
 namespace sheaf::daemon {
 
 class AgentRegistry;
+class Authenticator;
 class RuleManager;
 class TailHub;
 
@@ -38,6 +39,9 @@ struct ConsoleSources {
   AgentRegistry* agents = nullptr;
   RuleManager* rules = nullptr;  // null: no rule groups shown
   TailHub* tail = nullptr;       // null: no /api/v1/tail
+  // Tokens (auth.h): the JSON endpoints need the query role and answer for
+  // the caller's tenant; the pages and files stay open. Null: no checks.
+  Authenticator* auth = nullptr;
   // The daemon's settings as NAME, VALUE ("data-dir", "/var/lib/sheaf"),
   // shown by /status in this order.
   std::vector<std::pair<std::string, std::string>> settings;

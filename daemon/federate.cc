@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/prom_format.h"
+#include "daemon/http_auth.h"
 #include "model/labels.h"
 #include "promql/engine.h"
 #include "promql/parser.h"
@@ -25,7 +26,8 @@ struct Row {
   model::Sample sample;
 };
 
-HttpResponse Federate(storage::SeriesStore* store, const FederateOptions& options, const HttpRequest& request) {
+HttpResponse Federate(storage::SeriesStore* store, const FederateOptions& options, const HttpRequest& request,
+                      storage::TenantId tenant) {
   const std::vector<std::string> selectors = request.Params("match[]");
   if (selectors.empty()) {
     return HttpResponse::Text(400,
@@ -44,7 +46,7 @@ HttpResponse Federate(storage::SeriesStore* store, const FederateOptions& option
       return HttpResponse::Text(400, fmt::format("match[] {}: {}", model::QuoteLabelValue(model::Abbreviate(selector)),
                                                  std::string(matchers.status().message())));
     }
-    auto selected = store->Select(*matchers);
+    auto selected = store->Select(tenant, *matchers);
     if (!selected.ok()) return HttpResponse::Text(503, "cannot read the store: " + selected.status().ToString());
     std::vector<storage::SeriesId> merged;
     merged.reserve(ids.size() + selected->size());
@@ -119,9 +121,11 @@ void AppendTextSample(const model::Labels& labels, const model::Sample& sample, 
   *out += '\n';
 }
 
-HttpHandler FederateHandler(storage::SeriesStore* store, FederateOptions options) {
-  return
-      [store, options = std::move(options)](const HttpRequest& request) { return Federate(store, options, request); };
+HttpHandler FederateHandler(storage::SeriesStore* store, FederateOptions options, Authenticator* auth) {
+  return Authorized(auth, kRoleQuery,
+                    [store, options = std::move(options)](const HttpRequest& request, const Principal& principal) {
+                      return Federate(store, options, request, principal.tenant);
+                    });
 }
 
 }  // namespace sheaf::daemon

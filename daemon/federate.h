@@ -27,6 +27,8 @@ class SeriesStore;
 
 namespace sheaf::daemon {
 
+class Authenticator;
+
 struct FederateOptions {
   int64_t lookback_ms = 5 * 60'000;  // Prometheus' lookback delta
   // One answer holds at most this many series and bytes (before gzip);
@@ -39,7 +41,9 @@ struct FederateOptions {
 
 // The handler: 400 for no or a bad match[], 422 past a limit, 503 when the
 // store cannot be read. `store` must outlive the server.
-HttpHandler FederateHandler(storage::SeriesStore* store, FederateOptions options);
+// GET/POST /federate: the latest sample of each selected series of the
+// caller's tenant (the query role; `auth` null: the default tenant).
+HttpHandler FederateHandler(storage::SeriesStore* store, FederateOptions options, Authenticator* auth = nullptr);
 
 // One sample line of the text format: `name{a="x",b="y"} 1.5 1700000000000`
 // followed by a newline (labels in the given order, __name__ as the name).

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "common/log.h"
 #include "common/work_queue.h"
+#include "daemon/http_auth.h"
 #include "daemon/http_metrics.h"
 #include "daemon/query_service.h"
 #include "daemon/remote_decode.h"
@@ -78,8 +79,8 @@ class Server {
     samples_ = counter("sheaf_remote_read_samples_total", "Samples returned by remote read.");
   }
 
-  HttpResponse Serve(const HttpRequest& request) {
-    HttpResponse response = Decode(request);
+  HttpResponse Serve(const HttpRequest& request, storage::TenantId tenant) {
+    HttpResponse response = Decode(request, tenant);
     requests_.Count(response.status);
     return response;
   }
@@ -92,7 +93,7 @@ class Server {
   }
 
   // Checks the sizes and the remote reads in flight; Parse does the rest.
-  HttpResponse Decode(const HttpRequest& request) {
+  HttpResponse Decode(const HttpRequest& request, storage::TenantId tenant) {
     if (request.body.size() > options_.max_compressed_bytes) {
       return HttpResponse::Text(413, fmt::format("remote-read body of {} bytes is over the limit of {} bytes; send "
                                                  "fewer queries per request",
@@ -118,14 +119,14 @@ class Server {
                               "retry with backoff",
                               options_.max_concurrent));
     }
-    HttpResponse response = Parse(request.body, length);
+    HttpResponse response = Parse(request.body, length, tenant);
     in_flight_.fetch_sub(1);
     return response;
   }
 
   // Decompresses and parses; then answers on the query executor, as the
   // query API does.
-  HttpResponse Parse(const std::string& body, size_t length) {
+  HttpResponse Parse(const std::string& body, size_t length, storage::TenantId tenant) {
     std::string message(length, '\0');
     if (!snappy::RawUncompress(body.data(), body.size(), message.data())) {
       return HttpResponse::Text(400, "body is not valid snappy (block format, not framed): it does not decompress");
@@ -160,7 +161,7 @@ class Server {
     std::future<HttpResponse> answer = promise->get_future();
     const auto work = [&] {
       if (auto s = query_->AcquireQuerySlot(); !s.ok()) return Busy(std::string(s.message()));
-      HttpResponse r = Respond(read, matchers);
+      HttpResponse r = Respond(read, matchers, tenant);
       query_->ReleaseQuerySlot();
       return r;
     };
@@ -170,14 +171,15 @@ class Server {
     return answer.get();
   }
 
-  HttpResponse Respond(const prompb::ReadRequest& read, const std::vector<std::vector<model::Matcher>>& matchers) {
+  HttpResponse Respond(const prompb::ReadRequest& read, const std::vector<std::vector<model::Matcher>>& matchers,
+                       storage::TenantId tenant) {
     const auto timeout = query_->limits().query_timeout;
     const auto give_up = std::chrono::steady_clock::now() + timeout;
     Answer answer;
     for (int i = 0; i < read.queries_size(); ++i) {
       const prompb::Query& q = read.queries(i);
       std::string result;  // the serialized QueryResult
-      if (auto s = AnswerQuery(q.start_timestamp_ms(), q.end_timestamp_ms(), matchers[static_cast<size_t>(i)],
+      if (auto s = AnswerQuery(tenant, q.start_timestamp_ms(), q.end_timestamp_ms(), matchers[static_cast<size_t>(i)],
                                give_up, &answer, &result);
           !s.ok()) {
         return FromStatus(s, timeout);
@@ -198,12 +200,12 @@ class Server {
 
   // Appends the series of one query to *result, counting them in *answer
   // against the limits of the whole request.
-  absl::Status AnswerQuery(int64_t start_ms, int64_t end_ms, const std::vector<model::Matcher>& matchers,
+  absl::Status AnswerQuery(storage::TenantId tenant, int64_t start_ms, int64_t end_ms, const std::vector<model::Matcher>& matchers,
                            std::chrono::steady_clock::time_point give_up, Answer* answer,
                            std::string* result) {
     const promql::EngineLimits& limits = query_->engine().options().limits;
     if (start_ms > end_ms) return absl::OkStatus();
-    auto ids = store_->Select(storage::kDefaultTenant, matchers);
+    auto ids = store_->Select(tenant, matchers);
     if (!ids.ok()) return ids.status();
     if (answer->series + ids->size() > limits.max_series) {
       return absl::ResourceExhaustedError(
@@ -295,7 +297,10 @@ class Server {
 HttpHandler RemoteReadHandler(QueryService* query, storage::SeriesStore* store, RemoteReadOptions options,
                               prometheus::Registry* registry) {
   auto server = std::make_shared<Server>(query, store, options, registry);
-  return [server](const HttpRequest& request) { return server->Serve(request); };
+  // The query role; the caller's tenant is all it reads.
+  return Authorized(query->authenticator(), kRoleQuery, [server](const HttpRequest& request, const Principal& principal) {
+    return server->Serve(request, principal.tenant);
+  });
 }
 
 }  // namespace sheaf::daemon

@@ -18,6 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "daemon/convert.h"
+#include "daemon/grpc_auth.h"
 #include "daemon/grpc_codec.h"
 #include "daemon/query_service.h"
 #include "daemon/status_convert.h"
@@ -39,13 +40,13 @@ class QueryService::TailReactor : public grpc::ServerBidiReactor<grpc::ByteBuffe
                                   public TailListener,
                                   public std::enable_shared_from_this<TailReactor> {
  public:
-  static TailReactor* Create(QueryService* service) {
+  static TailReactor* Create(QueryService* service, absl::StatusOr<Principal> principal) {
     std::shared_ptr<TailReactor> reactor(new TailReactor(service));
     {
       absl::MutexLock lock(&reactor->mu_);
       reactor->self_ = reactor;
     }
-    reactor->Begin();
+    reactor->Begin(std::move(principal));
     return reactor.get();
   }
 
@@ -139,13 +140,19 @@ class QueryService::TailReactor : public grpc::ServerBidiReactor<grpc::ByteBuffe
  private:
   explicit TailReactor(QueryService* service) : service_(service) {}
 
-  void Begin() {
+  // A caller without the query role ends here, before it can subscribe;
+  // the others see their tenant's series only.
+  void Begin(absl::StatusOr<Principal> principal) {
     absl::MutexLock lock(&mu_);
+    if (!principal.ok()) {
+      End(ToGrpcStatus(principal.status()));
+      return;
+    }
     if (service_->tail_hub_ == nullptr) {
       End(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this sheafd serves no live tail"));
       return;
     }
-    auto subscriber = service_->tail_hub_->Join(weak_from_this());
+    auto subscriber = service_->tail_hub_->Join(weak_from_this(), principal->tenant);
     if (!subscriber.ok()) {
       End(ToGrpcStatus(subscriber.status()));
       return;
@@ -249,8 +256,8 @@ class QueryService::TailReactor : public grpc::ServerBidiReactor<grpc::ByteBuffe
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* QueryService::Tail(grpc::CallbackServerContext*) {
-  return TailReactor::Create(this);
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* QueryService::Tail(grpc::CallbackServerContext* context) {
+  return TailReactor::Create(this, AuthorizeCall(auth_, *context, "/sheaf.v1.QueryService/Tail"));
 }
 
 }  // namespace sheaf::daemon

@@ -140,18 +140,22 @@ class DaemonTest : public ::testing::Test {
     req.set_end_ms(end);
     req.set_step_ms(step);
     req.set_max_samples_per_chunk(chunk);
-    auto reader = query_->Query(&ctx, req);
+    ReadAll(query_->Query(&ctx, req).get(), &r);
+    return r;
+  }
+
+  // Every response of a Query call into *r, then its status.
+  static void ReadAll(grpc::ClientReaderInterface<v1::QueryResponse>* reader, QueryResult* r) {
     v1::QueryResponse resp;
     while (reader->Read(&resp)) {
-      r.messages.push_back(resp);
+      r->messages.push_back(resp);
       for (const auto& c : resp.chunks()) {
         std::string key;
         for (const auto& l : c.labels()) key += l.name() + "=" + l.value() + ",";
-        for (const auto& s : c.samples()) r.samples[key].emplace_back(s.timestamp_ms(), s.value());
+        for (const auto& s : c.samples()) r->samples[key].emplace_back(s.timestamp_ms(), s.value());
       }
     }
-    r.status = reader->Finish();
-    return r;
+    r->status = reader->Finish();
   }
 
   v1::StatsResponse Stats() {
