@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -167,8 +168,12 @@ class Sheafd:
         return self.proc.wait(timeout=60)
 
     def get(self, path, timeout=30):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.http_port, path), timeout=timeout) as r:
-            return r.read().decode()
+        """The body of a 200; RuntimeError with the code and body otherwise."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.http_port, path), timeout=timeout) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError("GET %s: %d %s" % (path, e.code, e.read().decode(errors="replace")[:500]))
 
     def query(self, expr):
         """An HTTP API instant query's result list; raises on errors."""
@@ -218,6 +223,7 @@ class Agent:
 
     def __init__(self, tmp, daemon_addr, target, interval="500ms", extra=()):
         self.metrics_port = free_port()
+        self.interval_s = float(interval[:-2]) / 1000 if interval.endswith("ms") else float(interval[:-1])
         config = os.path.join(tmp, "agent.yaml")
         with open(config, "w") as f:
             f.write("scrape:\n  - url: http://127.0.0.1:%d/metrics\n    job: faults\n" % target.port)
@@ -264,10 +270,15 @@ def drain_and_compare(agent, target, daemon):
     """Stops the target, lets the agent drain its spool into `daemon` and
     stop, and checks that every series holds exactly the scrapes served."""
     target.pause()
+    # A scrape in flight when the target paused ends within its timeout
+    # (at most the interval) and is spooled; then the spool must empty.
+    time.sleep(2 * agent.interval_s)
     check("the agent's spool drains", wait_for(agent.drained, 30))
     dropped = agent.metric("sheaf_agent_batches_dropped_total")
     check("the agent dropped nothing", dropped == 0, "dropped %s" % dropped)
     check("the agent stops cleanly (SIGTERM, exit 0)", agent.stop() == 0)
+    check("with nothing left in its spool", " 0 batches waiting, " in tail(agent.log_path, 100000),
+          tail(agent.log_path, 1000))
     bad = compare(daemon.samples(target.metric), target)
     check("each of the %d series holds exactly the samples of the %d scrapes served (%d in all)" %
           (target.series, len(target.served), target.series * len(target.served)), not bad, "; ".join(bad[:5]))
