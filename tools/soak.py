@@ -36,7 +36,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from fault_support import Agent, Sheafd, Target, check, drain_and_compare, results, rss_kib, summary, tail  # noqa: E402
+from fault_support import (Agent, Sheafd, Target, check, drain_and_compare, kill, rss_kib,  # noqa: E402
+                           show_logs_if_failed, summary, tail)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "300"))
 RSS_GROWTH_MIB = int(os.environ.get("SOAK_RSS_GROWTH_MIB", "64"))
@@ -185,15 +186,12 @@ def main():
             stop.set()
             for t in threads:
                 t.join()
-            if tailer is not None and tailer.poll() is None:
-                tailer.kill()
-                tailer.wait()
+            kill(tailer)
             if agent is not None:
                 agent.close()
             daemon.close()
             target.close()
-            if not all(results):
-                sys.stdout.write("---- sheafd log (tail)\n" + tail(daemon.log_path))
+            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
     return summary()
 
 

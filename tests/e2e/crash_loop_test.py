@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from fault_support import Agent, Sheafd, Target, check, drain_and_compare, results, summary, tail, wait_for
+from fault_support import Agent, Sheafd, Target, check, drain_and_compare, show_logs_if_failed, summary, wait_for
 
 ROUNDS = int(os.environ.get("CRASH_LOOP_ROUNDS", "20"))
 SERIES = 400
@@ -63,9 +63,7 @@ def main():
                 agent.close()
             daemon.close()
             target.close()
-            if not all(results):
-                sys.stdout.write("---- agent log (tail)\n" + tail(os.path.join(tmp, "agent.log")))
-                sys.stdout.write("---- sheafd log (tail)\n" + tail(daemon.log_path))
+            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
     return summary()
 
 

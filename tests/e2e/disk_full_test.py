@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from fault_support import (Agent, Sheafd, Target, check, compare, drain_and_compare, results, summary, tail,
+from fault_support import (Agent, Sheafd, Target, check, compare, drain_and_compare, show_logs_if_failed, summary,
                            wait_for)
 
 SHEAFCTL = os.environ["SHEAFCTL"]
@@ -133,9 +133,7 @@ def main():
             daemon.close()
             target.close()
             subprocess.run(["umount", "-l", mnt])
-            if not all(results):
-                sys.stdout.write("---- agent log (tail)\n" + tail(os.path.join(tmp, "agent.log")))
-                sys.stdout.write("---- sheafd log (tail)\n" + tail(daemon.log_path, 6000))
+            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
     return summary()
 
 

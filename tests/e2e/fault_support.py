@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -37,6 +38,23 @@ def summary():
     passed = sum(1 for r in results if r)
     print("%d passed, %d failed" % (passed, len(results) - passed))
     return 0 if results and all(results) else 1
+
+
+def show_logs_if_failed(*paths):
+    """The tails of these logs, when a check failed (before the temporary
+    directory holding them goes)."""
+    if results and all(results):
+        return
+    for path in paths:
+        if path:
+            sys.stdout.write("---- %s (tail)\n%s\n" % (os.path.basename(path), tail(path, 6000)))
+
+
+def kill(proc):
+    """SIGKILLs a child still running and reaps it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def wait_for(cond, timeout):
@@ -260,9 +278,7 @@ class Agent:
         return self.proc.wait(timeout=30)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill(self.proc)
         self.log.close()
 
 

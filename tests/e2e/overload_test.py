@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from fault_support import Sheafd, check, results, rss_kib, summary, tail
+from fault_support import Sheafd, check, kill, rss_kib, show_logs_if_failed, summary
 
 SHEAFCTL = os.environ["SHEAFCTL"]
 LOADGEN = os.environ["SHEAF_LOADGEN"]
@@ -114,12 +114,9 @@ def main():
                                                 time.time() - started))
         finally:
             for p in loaders:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+                kill(p)
             daemon.close()
-            if not all(results):
-                sys.stdout.write("---- sheafd log (tail)\n" + tail(daemon.log_path))
+            show_logs_if_failed(daemon.log_path)
     return summary()
 
 
