@@ -16,6 +16,7 @@ using Clock = std::chrono::steady_clock;
 
 // Trailing metadata with which a daemon may ask for a longer wait.
 constexpr char kRetryAfterKey[] = "sheaf-retry-after-ms";
+constexpr char kPushbackKey[] = "grpc-retry-pushback-ms";  // gRPC's standard name; sheafd's limits send it
 
 size_t SampleCount(const std::vector<SeriesData>& series) {
   size_t n = 0;
@@ -166,14 +167,26 @@ void Shipper::Run() {
     }
     last_stream = stopping;
     std::chrono::milliseconds hint(0);
-    if (RunStream(*pick, &hint)) {
+    bool pushback = false;
+    if (RunStream(*pick, &hint, &pushback)) {
       failures_in_a_row_ = 0;
       continue;
     }
     if (stopping) break;
-    picker_->ReportFailure(pick->address);
-    const auto wait = std::max(NextBackoff(), hint);
-    ++failures_in_a_row_;
+    std::chrono::milliseconds wait;
+    if (pushback) {
+      // Over a limit: the daemon said when to come back. Sooner would be
+      // refused again; the backoff's growth would only let the spool fill.
+      // The daemon is fine: the picker keeps it.
+      thread_local std::mt19937_64 rng(std::random_device{}());
+      wait = hint + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(0, hint.count() / 10)(rng));
+      std::lock_guard lock(mu_);
+      ++stats_.streams_limited;
+    } else {
+      picker_->ReportFailure(pick->address);
+      wait = std::max(NextBackoff(), hint);
+      ++failures_in_a_row_;
+    }
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, wait, [this] { return stopping_; });
   }
@@ -240,7 +253,7 @@ bool Shipper::NextRecord(uint64_t* fresh_from, uint64_t stream_start, uint64_t* 
   }
 }
 
-bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* retry_hint) {
+bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* retry_hint, bool* pushback) {
   auto stub = v1::IngestService::NewStub(pick.channel);
   grpc::ClientContext context;
   if (options_.gzip) context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
@@ -320,10 +333,12 @@ bool Shipper::RunStream(const discovery::Pick& pick, std::chrono::milliseconds* 
   writer->WritesDone();
   grpc::Status status = writer->Finish();
   const auto& trailers = context.GetServerTrailingMetadata();
-  if (auto it = trailers.find(kRetryAfterKey); it != trailers.end()) {
+  auto limit = trailers.find(kPushbackKey);
+  *pushback = status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && limit != trailers.end();
+  if (auto it = *pushback ? limit : trailers.find(kRetryAfterKey); it != trailers.end()) {
     int64_t ms = 0;
     std::from_chars(it->second.data(), it->second.data() + it->second.size(), ms);
-    *retry_hint = std::chrono::milliseconds(std::clamp<int64_t>(ms, 0, 600'000));
+    *retry_hint = std::chrono::milliseconds(std::clamp<int64_t>(ms, 0, options_.max_pushback.count()));
   }
   {
     std::lock_guard lock(mu_);

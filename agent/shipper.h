@@ -26,7 +26,12 @@
 // Errors: UNAVAILABLE, RESOURCE_EXHAUSTED and others are retried with
 // capped exponential backoff and jitter (at least the daemon's retry hint,
 // trailing metadata `sheaf-retry-after-ms`, when it sends one), and the
-// picker is told so it re-checks the daemon. INVALID_ARGUMENT is not
+// picker is told so it re-checks the daemon. RESOURCE_EXHAUSTED with
+// gRPC's `grpc-retry-pushback-ms` is a limit of this agent or its tenant
+// (sheafd --limits): the daemon is healthy, so the shipper waits the
+// pushback (at most max_pushback, plus up to a tenth for jitter) instead
+// of its backoff, tells the picker nothing, and resends the refused
+// batches from the spool (the daemon applied none of them). INVALID_ARGUMENT is not
 // retried as is: the stream's batches are resent one per stream, and a
 // batch the daemon still refuses alone is dropped, counted and logged —
 // never retried forever.
@@ -78,6 +83,9 @@ struct ShipperOptions {
   std::chrono::milliseconds stream_max_age = std::chrono::seconds(10);
   std::chrono::milliseconds backoff_initial = std::chrono::milliseconds(500);
   std::chrono::milliseconds backoff_max = std::chrono::seconds(30);
+  // The longest a daemon's pushback (a limit's retry hint) can make the
+  // shipper wait before it tries again.
+  std::chrono::milliseconds max_pushback = std::chrono::minutes(5);
   // Backlog replay: batches per second, and the longest random delay
   // before a backlog starts after a (re)connection.
   double replay_rate = 20;
@@ -116,6 +124,7 @@ class Shipper {
     uint64_t batches_replayed = 0;  // of the sent ones, through the backlog lane
     uint64_t streams_ok = 0;
     uint64_t streams_failed = 0;
+    uint64_t streams_limited = 0;  // of the failed: over a limit, with a pushback that was waited out
     uint64_t reconnects = 0;        // streams opened after a failed one, or to another daemon
     uint64_t samples_rejected = 0;  // by the daemon's validation (in acks)
     uint64_t batches_dropped_invalid = 0;  // refused alone with INVALID_ARGUMENT
@@ -147,8 +156,9 @@ class Shipper {
   };
   void Run();
   // One Push call to `pick`; false if it failed. Sets *retry_hint from the
-  // daemon's trailing metadata.
-  bool RunStream(const discovery::Pick& pick, std::chrono::milliseconds* retry_hint);
+  // daemon's trailing metadata, and *pushback when it was a limit's
+  // (RESOURCE_EXHAUSTED with grpc-retry-pushback-ms).
+  bool RunStream(const discovery::Pick& pick, std::chrono::milliseconds* retry_hint, bool* pushback);
   // The next batch for the open stream, into *out: a fresh one (from
   // *fresh_from) if any, else the next of the backlog (from *backlog_from,
   // below stream_start) when its rate allows; waits for either. False to
