@@ -218,12 +218,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   // Recording rules write through the ingest service, as a Push batch of
   // inline series would be written. A bad rule file stops the start.
   RecordWriter writer = [ingest = st->ingest.get()](
-                            const std::string& agent_id, uint64_t sequence,
-                            std::vector<RecordedSample> samples) -> absl::StatusOr<RecordOutcome> {
+                            const std::string& agent_id, uint64_t sequence, std::vector<RecordedSample> samples,
+                            storage::TenantId tenant, const std::string& tenant_name) -> absl::StatusOr<RecordOutcome> {
     std::vector<std::pair<model::Labels, std::vector<model::Sample>>> series;
     series.reserve(samples.size());
     for (RecordedSample& s : samples) series.push_back({std::move(s.labels), {s.sample}});
-    auto written = ingest->Write(agent_id, sequence, model::MetricType::kGauge, std::move(series));
+    auto written = ingest->Write(agent_id, sequence, model::MetricType::kGauge, std::move(series), tenant, tenant_name);
     if (!written.ok()) return written.status();
     return RecordOutcome{written->duplicate, written->samples_stored, written->series_rejected,
                          written->first_rejection};

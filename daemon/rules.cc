@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "model/labels.h"
 #include "promql/parser.h"
+#include "storage/series_store.h"
 
 namespace sheaf::daemon {
 namespace {
@@ -174,7 +175,9 @@ absl::StatusOr<RuleGroup> ParseGroup(const std::string& file, std::string_view t
                                      int64_t default_interval_ms) {
   const int line = LineOf(node, 1);
   if (!node.IsMap()) return FileError(file, line, "a group must be a mapping (name, interval, rules)");
-  if (auto s = CheckKeys(file, node, {"name", "interval", "limit", "rules"}, "a rule group"); !s.ok()) return s;
+  if (auto s = CheckKeys(file, node, {"name", "interval", "limit", "tenant", "rules"}, "a rule group"); !s.ok()) {
+    return s;
+  }
   RuleGroup group;
   group.file = file;
   group.line = line;
@@ -203,6 +206,13 @@ absl::StatusOr<RuleGroup> ParseGroup(const std::string& file, std::string_view t
       return FileError(file, LineOf(limit, line),
                        fmt::format("group \"{}\": limit must be a non-negative integer", group.name));
     }
+  }
+  if (const YAML::Node tenant = node["tenant"]) {
+    if (!tenant.IsScalar() || !storage::ValidTenantName(tenant.Scalar())) {
+      return FileError(file, LineOf(tenant, line),
+                       fmt::format("group \"{}\": tenant must be 1 to 64 of A-Z a-z 0-9 _ . -", group.name));
+    }
+    group.tenant = tenant.Scalar();
   }
   const YAML::Node rules = node["rules"];
   if (rules && !rules.IsSequence() && !rules.IsNull()) {
@@ -417,7 +427,8 @@ struct RuleManager::Metrics {
 
 RuleManager::RuleManager(storage::SeriesStore* store, promql::EngineOptions engine, RecordWriter writer,
                          RulesOptions options, prometheus::Registry* registry)
-    : engine_(store, std::move(engine)),
+    : store_(store),
+      engine_(store, std::move(engine)),
       writer_(std::move(writer)),
       options_(std::move(options)),
       metrics_(std::make_unique<Metrics>(*registry)) {}
@@ -616,7 +627,12 @@ void RuleManager::EvaluateGroup(Runner& runner, int64_t time_ms, absl::Status* l
 
 absl::Status RuleManager::EvaluateRule(const RuleGroup& group, size_t index, int64_t time_ms, uint64_t* stored) {
   const RecordingRule& rule = group.rules[index];
+  // The group's tenant: what its rules read and where results go. Its id
+  // comes from the store's registry (given on first use, then a lookup).
+  auto tenant = store_->TenantIdFor(group.tenant);
+  if (!tenant.ok()) return tenant.status();
   promql::QueryParams params;
+  params.tenant = *tenant;
   params.start_ms = params.end_ms = time_ms;
   params.check = [this] {
     return cancel_.load(std::memory_order_relaxed) ? absl::CancelledError("sheafd is shutting down") : absl::OkStatus();
@@ -662,7 +678,7 @@ absl::Status RuleManager::EvaluateRule(const RuleGroup& group, size_t index, int
   if (out.empty()) return absl::OkStatus();
   const size_t results = out.size();
   const uint64_t sequence = static_cast<uint64_t>(time_ms) * (kMaxRulesPerGroup + 1) + index + 1;
-  auto written = writer_(group.agent_id(), sequence, std::move(out));
+  auto written = writer_(group.agent_id(), sequence, std::move(out), *tenant, group.tenant);
   if (!written.ok()) return written.status();
   *stored += written->stored;
   if (written->rejected > 0) {

@@ -11,6 +11,7 @@
 //     - name: fleet                # unique across every file
 //       interval: 30s              # optional; default --rule-evaluation-interval
 //       limit: 0                   # optional; series one rule may produce (0: no limit)
+//       tenant: team-a             # optional (sheaf's own key); default "default"
 //       rules:
 //         - record: region:node_cpu:rate1m
 //           expr: sum by (region) (rate(node_cpu_seconds_total[1m]))
@@ -77,6 +78,9 @@ struct RuleGroup {
   int line = 0;
   int64_t interval_ms = 0;
   uint64_t limit = 0;  // series one rule may produce; 0: no limit
+  // Whose series the rules read and whose the results become (the
+  // `tenant:` key, sheaf's own; storage::ValidTenantName).
+  std::string tenant = "default";
   std::vector<RecordingRule> rules;
 
   std::string agent_id() const { return "rules/" + name; }
@@ -108,9 +112,11 @@ struct RecordOutcome {
   uint64_t rejected = 0;
   std::string rejection;  // why the first rejected series was
 };
-// Writes one rule's results as one batch of `agent_id` with `sequence`.
-using RecordWriter = std::function<absl::StatusOr<RecordOutcome>(const std::string& agent_id, uint64_t sequence,
-                                                                 std::vector<RecordedSample> samples)>;
+// Writes one rule's results as one batch of `agent_id` with `sequence`
+// into `tenant`'s series (`tenant_name`: its name, for limits and logs).
+using RecordWriter = std::function<absl::StatusOr<RecordOutcome>(
+    const std::string& agent_id, uint64_t sequence, std::vector<RecordedSample> samples, storage::TenantId tenant,
+    const std::string& tenant_name)>;
 
 struct RulesOptions {
   std::vector<std::string> files;        // --rule-files: paths or globs; none: no rules
@@ -165,6 +171,7 @@ class RuleManager {
   void StartRunner(Runner& runner);
   void StopRunners(std::vector<std::unique_ptr<Runner>>& runners);
 
+  storage::SeriesStore* store_;  // the tenant registry (rule groups name their tenant)
   promql::Engine engine_;
   RecordWriter writer_;
   RulesOptions options_;

@@ -580,42 +580,61 @@ function tailPage() {
   const state = el("span", { id: "tail-state", class: "info" });
   const counts = el("span", { id: "tail-counts", class: "info" });
   const out = el("pre", { class: "tail", id: "tail", "aria-live": "off" });
-  let source = null, lines = [], samples = 0, missed = 0;
-  const stopTail = () => { if (source) { source.close(); source = null; } };
-  const start = () => {
+  // The stream is read with fetch() rather than EventSource, which cannot
+  // send the Authorization header that sheafd's --auth-tokens asks for.
+  // The body is still server-sent events ("data: JSON" blocks).
+  let controller = null, lines = [], samples = 0, missed = 0;
+  const stopTail = () => { if (controller) { controller.abort(); controller = null; } };
+  const onEvent = (d) => {
+    missed += d.missed;
+    for (const s of d.series) {
+      const name = seriesName(s.labels);
+      for (const [t, v] of s.samples) { lines.push(`${formatTime(t * 1000)}  ${name}  ${formatNumber(v)}`); samples++; }
+    }
+    if (lines.length > TAIL_LINES) lines = lines.slice(-TAIL_LINES);
+    out.textContent = lines.join("\n");
+    out.scrollTop = out.scrollHeight;
+    counts.textContent = `${samples} samples${missed ? `, ${missed} missed (the browser fell behind)` : ""}`;
+  };
+  const start = async () => {
     stopTail();
     setParams({ match: match.value.trim() });
     if (!match.value.trim()) { state.textContent = "enter a selector"; return; }
     lines = []; samples = 0; missed = 0; out.textContent = "";
     state.textContent = "connecting…";
-    source = new EventSource("/api/v1/tail?" + new URLSearchParams({ match: match.value.trim() }));
-    source.onopen = () => { state.textContent = "live"; };
-    source.onerror = async () => {
-      if (source && source.readyState === EventSource.CONNECTING) { state.textContent = "reconnecting…"; return; }
-      // Refused (a bad selector, too many tails): show the API's message.
-      stopTail();
-      const controller = new AbortController();
-      try {
-        const r = await fetch("/api/v1/tail?" + new URLSearchParams({ match: match.value.trim() }),
-          { headers: authHeaders(), signal: controller.signal });
-        state.textContent = r.ok ? "disconnected (press Start)" : "failed: " + ((await r.json()).error || `HTTP ${r.status}`);
-      } catch (e) {
-        state.textContent = "disconnected: " + e.message;
+    const mine = new AbortController();
+    controller = mine;
+    try {
+      const r = await fetch("/api/v1/tail?" + new URLSearchParams({ match: match.value.trim() }),
+        { headers: authHeaders(), signal: mine.signal });
+      if (!r.ok) {
+        // Refused (no token, a bad selector, too many tails): the API's message.
+        let message = `HTTP ${r.status}`;
+        try { message = (await r.json()).error || message; } catch (e) { /* not JSON */ }
+        state.textContent = "failed: " + message;
+        return;
       }
-      controller.abort();
-    };
-    source.onmessage = (e) => {
-      const d = JSON.parse(e.data);
-      missed += d.missed;
-      for (const s of d.series) {
-        const name = seriesName(s.labels);
-        for (const [t, v] of s.samples) { lines.push(`${formatTime(t * 1000)}  ${name}  ${formatNumber(v)}`); samples++; }
+      state.textContent = "live";
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          // Comment lines (": keepalive") carry nothing.
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+          if (data) onEvent(JSON.parse(data));
+        }
       }
-      if (lines.length > TAIL_LINES) lines = lines.slice(-TAIL_LINES);
-      out.textContent = lines.join("\n");
-      out.scrollTop = out.scrollHeight;
-      counts.textContent = `${samples} samples${missed ? `, ${missed} missed (the browser fell behind)` : ""}`;
-    };
+      if (controller === mine) state.textContent = "disconnected (press Start)";
+    } catch (e) {
+      if (e.name !== "AbortError") state.textContent = "disconnected: " + e.message;
+    } finally {
+      if (controller === mine) controller = null;
+    }
   };
   match.addEventListener("keydown", (e) => { if (e.key === "Enter") start(); });
   app().replaceChildren(

@@ -253,16 +253,17 @@ class RuleEvalTest : public ::testing::Test {
   // A writer that records its calls and appends to the store directly
   // (the daemon test below goes through the ingest service).
   RecordWriter Writer() {
-    return [this](const std::string& agent, uint64_t sequence,
-                  std::vector<RecordedSample> samples) -> absl::StatusOr<RecordOutcome> {
+    return [this](const std::string& agent, uint64_t sequence, std::vector<RecordedSample> samples,
+                  storage::TenantId tenant, const std::string&) -> absl::StatusOr<RecordOutcome> {
       std::lock_guard lock(calls_mu_);
       calls_.push_back({agent, sequence, samples});
       if (fail_writes_) return absl::UnavailableError("disk full (test)");
       storage::AppendBatch b;
       b.agent_id = agent;
       b.sequence = sequence;
+      b.tenant = tenant;
       for (RecordedSample& s : samples) {
-        auto id = store_->GetOrCreateSeries(s.labels, model::MetricType::kGauge);
+        auto id = store_->GetOrCreateSeries(tenant, s.labels, model::MetricType::kGauge);
         if (!id.ok()) return id.status();
         b.series.push_back({*id, {s.sample}});
       }

@@ -163,6 +163,16 @@ TEST_F(TenantIsolationTest, HttpReadsWritesFederateAndRemoteReadStayInTheTenant)
   EXPECT_EQ(series.body.find("secret_b"), std::string::npos) << series.body;
   EXPECT_NE(series.body.find("cpu"), std::string::npos) << series.body;
 
+  // The console's data: cardinality and the agents of the caller's tenant.
+  auto tsdb = HttpCall(port, "GET", "/api/v1/status/tsdb", "token-a");
+  ASSERT_EQ(tsdb.status, 200) << tsdb.body;
+  EXPECT_NE(tsdb.body.find(R"("numSeries":1)"), std::string::npos) << tsdb.body;
+  EXPECT_EQ(tsdb.body.find("secret_b"), std::string::npos) << tsdb.body;
+  auto agents_a = HttpCall(port, "GET", "/api/v1/status/agents", "token-a");
+  EXPECT_NE(agents_a.body.find(R"("batches":1)"), std::string::npos) << agents_a.body;
+  auto agents_b = HttpCall(port, "GET", "/api/v1/status/agents", "token-b");
+  EXPECT_NE(agents_b.body.find(R"("batches":2)"), std::string::npos) << agents_b.body;
+
   auto federate = HttpCall(port, "GET", "/federate?match[]=%7B__name__%3D~%22.%2B%22%7D", "token-a");
   ASSERT_EQ(federate.status, 200) << federate.body;
   EXPECT_NE(federate.body.find(R"(cpu{host="h1"} 1 )"), std::string::npos) << federate.body;
@@ -242,6 +252,41 @@ TEST_F(TenantIsolationTest, TenantIdsSurviveARestartWhateverTheFileOrder) {
   v1::PushAck ack;
   ASSERT_TRUE(PushAs("token-a", {CpuBatch("agent-1", 2, 5)}, &ack).ok());
   EXPECT_EQ(ack.batches_applied(), 1u);
+}
+
+TEST_F(TenantIsolationTest, RuleGroupsReadAndWriteTheirOwnTenant) {
+  StartWithTokens(kTokens);
+  PushBoth();
+  daemon_.reset();
+  // The same daemon with rules, on a frozen clock: each group is evaluated
+  // once at kNow, right after the start.
+  const std::string rules = dir_.Sub("rules.yml");
+  WriteTextFile(rules, R"yaml(
+groups:
+  - name: of-a
+    tenant: team-a
+    rules:
+      - {record: "tenant_cpu:sum", expr: "sum(cpu)"}
+  - name: of-b
+    tenant: team-b
+    rules:
+      - {record: "tenant_cpu:sum", expr: "sum(cpu) * 10"}
+)yaml");
+  DaemonConfig config;
+  config.auth_tokens = tokens_path_;
+  config.store.path = dir_.Sub("data");
+  config.rules.files = {rules};
+  config.rules.default_interval_ms = 1000;
+  config.rules.now_ms = [] { return kNow; };
+  Start(config);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return !QueryAs("token-a", "tenant_cpu:sum").samples.empty() &&
+               !QueryAs("token-b", "tenant_cpu:sum").samples.empty();
+      },
+      std::chrono::seconds(10)));
+  EXPECT_EQ(Values(QueryAs("token-a", "tenant_cpu:sum")), std::vector<double>{1});
+  EXPECT_EQ(Values(QueryAs("token-b", "tenant_cpu:sum")), std::vector<double>{40});
 }
 
 TEST(TenantRegistryTest, NamesGetIdsOnFirstUseKeptAcrossReopen) {
