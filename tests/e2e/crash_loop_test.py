@@ -54,6 +54,9 @@ def main():
                 restarts += 1
             check("%d SIGKILLs, each restart serves" % ROUNDS, kills == ROUNDS and restarts == ROUNDS,
                   "%d kills, %d restarts" % (kills, restarts))
+            # The kills hit the agent's open streams (not only idle moments).
+            cut = agent.metric('sheaf_agent_streams_total{result="failed"}') or 0
+            check("the kills cut the agent's streams (%d failed)" % cut, cut >= ROUNDS // 2)
             # The target stops; the agent's spool drains into the last sheafd.
             drain_and_compare(agent, target, daemon)
             print("%d rounds; %d scrapes of %d series stored exactly; %.1f s" %
