@@ -234,11 +234,7 @@ absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::Create(s
                                                                                TenantResolver resolver,
                                                                                prometheus::Registry* registry) {
   std::unique_ptr<TokenAuthenticator> auth(new TokenAuthenticator(std::move(path), std::move(resolver), registry));
-  if (auth->enabled()) {
-    std::string summary;
-    if (auto s = auth->Reload(&summary); !s.ok()) return s;
-    LogInfo("auth tokens: {} from {}", summary, auth->path_);
-  }
+  if (auto s = auth->Reload(); !s.ok()) return s;
   return auth;
 }
 
@@ -282,7 +278,9 @@ absl::Status TokenAuthenticator::Reload(std::string* summary) {
   if (!enabled()) return absl::OkStatus();
   auto table = Load();
   if (!table.ok()) return table.status();
-  if (summary != nullptr) *summary = fmt::format("{} tokens, {} tenants", (*table)->by_digest.size(), (*table)->tenants);
+  const std::string loaded = fmt::format("{} tokens, {} tenants", (*table)->by_digest.size(), (*table)->tenants);
+  LogInfo("auth tokens: {} from {}", loaded, path_);
+  if (summary != nullptr) *summary = loaded;
   absl::MutexLock lock(&mu_);
   table_ = *std::move(table);
   return absl::OkStatus();

@@ -128,7 +128,7 @@ class TokenAuthenticator : public Authenticator {
 
   // Reads the file again (SIGHUP). On error the tokens loaded before stay
   // and the error (FILE: reason) is returned. OK and nothing done without a
-  // file. `*summary` (may be null) gets e.g. "3 tokens, 2 tenants".
+  // file. Logs, and puts in `*summary` (may be null), e.g. "3 tokens, 2 tenants".
   absl::Status Reload(std::string* summary = nullptr);
 
   // Refusals so far with this reason (kReason*; tests).
