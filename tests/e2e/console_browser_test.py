@@ -14,6 +14,9 @@ A sheafd gets 15 minutes of sheaf-loadgen data (30 hosts in the 6 regions,
   - /series lists the metric names; /agents the 3 loadgen agents; /status
     the version, the series count and bytes/sample; /tail shows the samples
     a second loadgen run pushes while the page is open, and only those;
+  - a second sheafd with --auth-tokens: /tail says "missing bearer token"
+    without one, and streams with the token kept in the page's session
+    (the tail reads with fetch(), which sends it);
   - no page throws, logs an error to the console or violates its CSP
     (only the bad expression's own HTTP 400 is expected);
   - the page loads no URL outside sheafd: every request the browser made is
@@ -277,6 +280,46 @@ def main():
         check("tail: only the selected series", all("node_load1{" in l for l in lines), "lines: %s" % lines[:5])
         check("tail: no console errors", not browser.problems(mark), "; ".join(browser.problems(mark)))
 
+        # With --auth-tokens: a second sheafd whose data needs a token. The
+        # tail (fetch(), not EventSource) sends the one typed into the
+        # header, as every other request does.
+        mark = len(browser.events)
+        tokens = os.path.join(tmp, "tokens.yaml")
+        with open(tokens, "w") as f:
+            f.write("- {name: console, token: console-secret, tenant: default, roles: [ingest, query]}\n")
+        token_file = os.path.join(tmp, "token")
+        with open(token_file, "w") as f:
+            f.write("console-secret\n")
+        ready2 = os.path.join(tmp, "sheafd2.ready")
+        procs.append(subprocess.Popen([SHEAFD, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                                       "--data-dir", os.path.join(tmp, "sheaf2"), "--ready-file", ready2,
+                                       "--wal-sync=false", "--auth-tokens", tokens],
+                                      stdout=open(os.path.join(tmp, "sheafd2.log"), "w"), stderr=subprocess.STDOUT))
+        check("tokens: sheafd ready", wait_for(lambda: os.path.exists(ready2) and os.path.getsize(ready2) > 0, 30))
+        ports2 = dict(line.split("=") for line in open(ready2).read().split())
+        base2 = "http://127.0.0.1:%s" % ports2["http_port"]
+        state = "document.querySelector('#tail-state') && document.querySelector('#tail-state').textContent"
+        browser.open(base2 + "/tail?match=node_load1")
+        refused = browser.wait("(%s || '').startsWith('failed') && %s" % (state, state)) or ""
+        check("tokens: without a token the tail says why", "missing bearer token" in refused, "state: %r" % refused)
+        browser.eval("sessionStorage.setItem('sheaf.token', 'console-secret'); 1")
+        browser.open(base2 + "/tail?match=node_load1")
+        live = browser.wait("(%s) === 'live'" % state)
+        check("tokens: with the token the tail opens", live is True, "state: %s" % browser.eval(state))
+        p = subprocess.run([LOADGEN, "--addr", "127.0.0.1:" + ports2["grpc_port"], "--hosts", "5",
+                            "--series-per-host", "10", "--points", "2", "--streams", "1",
+                            "--token-file", token_file],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        check("tokens: sheaf-loadgen pushed with its token", p.returncode == 0, p.stdout[-2000:])
+        lines = browser.wait("document.querySelector('#tail').textContent.split('\\n')"
+                             ".filter(l => l.includes('node_load1{')).length >= 10 && "
+                             "document.querySelector('#tail').textContent.split('\\n')", timeout=10) or []
+        check("tokens: the tail shows the 10 new samples", len([l for l in lines if "node_load1{" in l]) == 10,
+              "lines: %s" % lines[:5])
+        # Only the refused request's 401 may be in the log.
+        other = [e for e in browser.problems(mark) if "status of 401" not in e]
+        check("tokens: no other console errors", not other, "; ".join(other))
+
         # The watch catches what a page would log.
         mark = len(browser.events)
         browser.eval("console.error('probe'); setTimeout(() => { throw new Error('probe2'); }, 0); 1")
@@ -287,8 +330,8 @@ def main():
 
         # Nothing but sheafd was asked for anything.
         urls = browser.requests()
-        outside = [u for u in urls if not u.startswith(base + "/") and not u.startswith("data:")
-                   and u != "about:blank"]
+        outside = [u for u in urls if not u.startswith(base + "/") and not u.startswith(base2 + "/")
+                   and not u.startswith("data:") and u != "about:blank"]
         check("no URL outside sheafd (%d requests)" % len(urls), urls and not outside, "outside: %s" % outside)
         browser.close()
         print("took %.1f s" % (time.time() - started))
