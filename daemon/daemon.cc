@@ -244,7 +244,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   http.idle_timeout = config.http_request_timeout;
   st->http_metrics = std::make_unique<HttpServerMetrics>(st->registry.get());
   if (config.tls.enabled()) {
-    auto tls = TlsCertificates::Load(config.tls);
+    TlsOptions tls_options = config.tls;
+    // In the data directory: writable wherever sheafd runs, and private.
+    if (tls_options.private_dir.empty()) tls_options.private_dir = config.store.path + "/tls";
+    auto tls = TlsCertificates::Load(tls_options);
     if (!tls.ok()) return tls.status();
     st->tls = *std::move(tls);
     http.tls = st->tls.get();

@@ -230,13 +230,24 @@ absl::StatusOr<std::unique_ptr<TlsCertificates>> TlsCertificates::Load(const Tls
   auto pair = ReadPair(options);
   if (!pair.ok()) return pair.status();
   std::unique_ptr<TlsCertificates> t(new TlsCertificates(options));
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string templ = fmt::format("{}/sheafd-tls-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
-  if (mkdtemp(templ.data()) == nullptr) {  // mode 0700
-    return absl::InternalError(fmt::format("cannot create a private directory {}: {} (set TMPDIR)", templ,
-                                           std::strerror(errno)));
+  if (options.private_dir.empty()) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string templ = fmt::format("{}/sheafd-tls-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
+    if (mkdtemp(templ.data()) == nullptr) {  // mode 0700
+      return absl::InternalError(fmt::format("cannot create a private directory {}: {} (set TMPDIR)", templ,
+                                             std::strerror(errno)));
+    }
+    t->dir_ = templ;
+  } else {
+    // What an earlier run left (it may have been killed) goes first.
+    std::error_code ec;
+    std::filesystem::remove_all(options.private_dir, ec);
+    if (mkdir(options.private_dir.c_str(), 0700) != 0) {
+      return absl::InternalError(fmt::format("cannot create the private directory {}: {}", options.private_dir,
+                                             std::strerror(errno)));
+    }
+    t->dir_ = options.private_dir;
   }
-  t->dir_ = templ;
   {
     absl::MutexLock lock(&t->install_mu_);
     if (absl::Status s = t->Install(*std::move(pair)); !s.ok()) return s;

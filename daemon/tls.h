@@ -12,7 +12,8 @@
 //   - gRPC 1.51 has no public per-handshake hook, so its TLS credentials
 //     read a FileWatcherCertificateProvider's files (refreshed every
 //     second). Those files live in a private directory (mode 0700, removed
-//     on exit) and only validated pairs are copied there: key and chain
+//     on exit; TlsOptions::private_dir) and only validated pairs are copied
+//     there: key and chain
 //     in ONE file, replaced by rename, its mtime always a later second
 //     than the previous one's. gRPC compares the mtimes before and after
 //     reading and reads again when they differ, so it never serves a key
@@ -45,6 +46,11 @@ struct TlsOptions {
   std::string cert_file;       // --tls-cert: PEM certificate, then its chain
   std::string key_file;        // --tls-key: PEM private key (not encrypted)
   std::string client_ca_file;  // --tls-client-ca: clients must present a certificate it signed ("": none asked)
+  // The private directory gRPC's provider reads (created mode 0700, emptied
+  // at start, removed at exit). sheafd uses <data-dir>/tls: writable under
+  // systemd's ProtectSystem and Kubernetes' read-only root. "": a new
+  // directory under $TMPDIR.
+  std::string private_dir;
   bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
 };
 

@@ -63,7 +63,7 @@ class TlsCertificatesTest : public ::testing::Test {
     fs::copy_file(dir_.Sub(cert + ".pem"), dir_.Sub("tls.crt"), fs::copy_options::overwrite_existing);
     fs::copy_file(dir_.Sub(key + ".key"), dir_.Sub("tls.key"), fs::copy_options::overwrite_existing);
   }
-  TlsOptions Options() const { return {dir_.Sub("tls.crt"), dir_.Sub("tls.key"), ""}; }
+  TlsOptions Options() const { return {dir_.Sub("tls.crt"), dir_.Sub("tls.key"), "", ""}; }
 
   testing::TempDir dir_;
 };
@@ -93,15 +93,15 @@ TEST_F(TlsCertificatesTest, RefusesBadPairsNamingTheFile) {
             std::string::npos)
       << expired.status();
 
-  auto missing = TlsCertificates::Load({dir_.Sub("nope.crt"), dir_.Sub("tls.key"), ""});
+  auto missing = TlsCertificates::Load({dir_.Sub("nope.crt"), dir_.Sub("tls.key"), "", ""});
   EXPECT_NE(missing.status().message().find("--tls-cert " + dir_.Sub("nope.crt") + ": cannot read"),
             std::string::npos)
       << missing.status();
 
-  auto alone = TlsCertificates::Load({dir_.Sub("tls.crt"), "", ""});
+  auto alone = TlsCertificates::Load({dir_.Sub("tls.crt"), "", "", ""});
   EXPECT_NE(alone.status().message().find("go together"), std::string::npos) << alone.status();
 
-  auto not_a_ca = TlsCertificates::Load({dir_.Sub("a.pem"), dir_.Sub("a.key"), dir_.Sub("a.key")});
+  auto not_a_ca = TlsCertificates::Load({dir_.Sub("a.pem"), dir_.Sub("a.key"), dir_.Sub("a.key"), ""});
   EXPECT_NE(not_a_ca.status().message().find("--tls-client-ca " + dir_.Sub("a.key") + ": no PEM certificate"),
             std::string::npos)
       << not_a_ca.status();
@@ -109,9 +109,15 @@ TEST_F(TlsCertificatesTest, RefusesBadPairsNamingTheFile) {
 
 TEST_F(TlsCertificatesTest, ABadReloadKeepsTheServedPair) {
   Use("a", "a");
-  auto tls = TlsCertificates::Load({dir_.Sub("tls.crt"), dir_.Sub("tls.key"), dir_.Sub("ca.pem")});
+  // A private directory left by a killed run is emptied, then used.
+  std::filesystem::create_directory(dir_.Sub("private"));
+  std::ofstream(dir_.Sub("private/stale")) << "x";
+  auto tls = TlsCertificates::Load({dir_.Sub("tls.crt"), dir_.Sub("tls.key"), dir_.Sub("ca.pem"), dir_.Sub("private")});
   ASSERT_TRUE(tls.ok()) << tls.status();
   EXPECT_TRUE((*tls)->mutual());
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("private/stale")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("private/identity.pem")));
+  EXPECT_EQ(std::filesystem::status(dir_.Sub("private")).permissions(), std::filesystem::perms::owner_all);
   const std::string before = (*tls)->Describe();
   for (const auto& [cert, key] : {std::pair{"b", "a"}, {"expired", "expired"}}) {
     Use(cert, key);
@@ -123,6 +129,8 @@ TEST_F(TlsCertificatesTest, ABadReloadKeepsTheServedPair) {
   std::filesystem::remove(dir_.Sub("tls.key"));
   EXPECT_NE((*tls)->Reload().message().find("cannot read"), std::string::npos);
   EXPECT_EQ((*tls)->Describe(), before);
+  tls->reset();
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("private")));  // removed at exit
 }
 
 }  // namespace
