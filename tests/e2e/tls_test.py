@@ -249,6 +249,11 @@ def main():
             r = ctl(d, ["--tls-ca", other_ca], "health")
             check(r.returncode != 0 and "UNAVAILABLE" in r.stderr and "certif" in r.stderr.lower(),
                   "a client trusting another CA: UNAVAILABLE, about the certificate: %r" % r.stderr.strip())
+            r = ctl(d, tls + ["--tls-server-name", "localhost"], "health")
+            check(r.returncode == 0, "--tls-server-name localhost (a SAN) to 127.0.0.1 works: %r" % r.stderr[-200:])
+            r = ctl(d, tls + ["--tls-server-name", "sheafd.invalid"], "health")
+            check(r.returncode != 0 and "UNAVAILABLE" in r.stderr, "--tls-server-name of a name the certificate "
+                  "lacks is refused: %r" % r.stderr.strip()[-200:])
             r = ctl(d, [], "health")
             check(r.returncode != 0 and "UNAVAILABLE" in r.stderr, "a plaintext client is refused: %r"
                   % r.stderr.strip())
