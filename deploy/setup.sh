@@ -11,11 +11,13 @@ PACKAGES=(
   prometheus-cpp-dev librocksdb-dev libfmt-dev libyaml-cpp-dev libre2-dev libabsl-dev zlib1g-dev
   libcivetweb-dev   # sheafd's HTTP server (also under prometheus-cpp-dev)
   libsnappy-dev     # Prometheus remote write: snappy-compressed bodies
+  libssl-dev        # TLS: sheafd checks and serves its certificates (daemon/tls.cc), token digests
   libjs-chart.js    # the web console's chart, embedded into sheafd at build time (before meson configures)
   ccache            # rebuilds of unchanged files come from its cache (deploy/build.sh sets it up)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
   python3-h2   # a raw HTTP/2 client for the hostile-input tests
+  openssl      # the TLS tests make throwaway CAs and certificates at test time
   prometheus   # promtool, and a real Prometheus that scrapes sheafd in the tests
   prometheus-node-exporter   # the agent's collectors are compared with it, and scraped
   etcd-server  # discovery of daemons through etcd, tested against the real one
