@@ -7,8 +7,9 @@
 //     OpenSSL and check them: readable PEM, the key matches the
 //     certificate, the certificate has not expired. A bad new pair is an
 //     error naming the file; the pair served before goes on being served.
-//   - HTTP (civetweb): a certificate callback on civetweb's SSL_CTX hands
-//     every new handshake the current pair (ConfigureSslContext).
+//   - HTTPS (the TLS front before civetweb, tls_front.h): a certificate
+//     callback on its SSL_CTX hands every new handshake the current pair
+//     (ConfigureSslContext).
 //   - gRPC 1.51 has no public per-handshake hook, so its TLS credentials
 //     read a FileWatcherCertificateProvider's files (refreshed every
 //     second). Those files live in a private directory (mode 0700, removed
@@ -72,9 +73,9 @@ class TlsCertificates {
   // Server credentials for grpc::ServerBuilder::AddListeningPort.
   std::shared_ptr<grpc::ServerCredentials> GrpcCredentials() const;
 
-  // For civetweb's init_ssl callback: makes `ssl_ctx` (an SSL_CTX*) serve
-  // the current pair to each new handshake and, with a client CA, require
-  // and verify client certificates.
+  // Makes `ssl_ctx` (an SSL_CTX*, the HTTPS front's) serve the current
+  // pair to each new handshake and, with a client CA, require and verify
+  // client certificates. REQUIRES: this outlives `ssl_ctx`.
   absl::Status ConfigureSslContext(void* ssl_ctx);
 
   // "subject=..., serial=..., expires ..." of the certificate served now.
