@@ -91,29 +91,7 @@ class AuthDaemonTest : public DaemonTest {
   // Any method, with one hand-made request message (empty: the default
   // message), as `token`.
   grpc::Status RawCallAs(const std::string& method, const std::string& token, const std::string& message = "") {
-    grpc::GenericStub stub(channel_);
-    grpc::ClientContext ctx;
-    AddToken(&ctx, token);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::CompletionQueue cq;
-    auto call = stub.PrepareCall(&ctx, method, &cq);
-    void* tag;
-    bool ok;
-    call->StartCall(reinterpret_cast<void*>(1));
-    cq.Next(&tag, &ok);
-    grpc::Slice slice(message);
-    grpc::ByteBuffer bb(&slice, 1);
-    call->Write(bb, reinterpret_cast<void*>(2));
-    cq.Next(&tag, &ok);
-    call->WritesDone(reinterpret_cast<void*>(3));
-    cq.Next(&tag, &ok);
-    grpc::Status status;
-    call->Finish(&status, reinterpret_cast<void*>(4));
-    cq.Next(&tag, &ok);
-    cq.Shutdown();
-    while (cq.Next(&tag, &ok)) {
-    }
-    return status;
+    return RawCall(method, {message}, nullptr, token);
   }
 
   // A raw read (selector) as `token`: series key -> samples.

@@ -88,10 +88,12 @@ class DaemonTest : public ::testing::Test {
   }
 
   // Any streaming call with hand-made request bytes; the first response's
-  // bytes go to *response.
-  grpc::Status RawCall(const std::string& method, const std::vector<std::string>& messages, std::string* response) {
+  // bytes go to *response. A non-empty `token` goes out as a bearer token.
+  grpc::Status RawCall(const std::string& method, const std::vector<std::string>& messages, std::string* response,
+                       const std::string& token = "") {
     grpc::GenericStub stub(channel_);
     grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::CompletionQueue cq;
     auto call = stub.PrepareCall(&ctx, method, &cq);
