@@ -174,7 +174,7 @@ void Shipper::Run() {
     }
     if (stopping) break;
     std::chrono::milliseconds wait;
-    if (pushback) {
+    if (pushback && hint.count() > 0) {
       // Over a limit: the daemon said when to come back. Sooner would be
       // refused again; the backoff's growth would only let the spool fill.
       // The daemon is fine: the picker keeps it.

@@ -417,6 +417,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       context_->AddTrailingMetadata("sheaf-retry-after-ms", "2000");
     }
+    stream_slot_.Release();  // before the client hears the end: its next stream may take the slot
     Finish(status);
   }
 
@@ -426,6 +427,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
       if (count.series() > 0) *ack_.add_rejected() = count;
     }
     *response_ = EncodeMessage(ack_);
+    stream_slot_.Release();
     Finish(grpc::Status::OK);
   }
 

@@ -264,8 +264,12 @@ absl::Status Limiter::Refuse(std::string_view tenant, std::string_view agent, st
   Count(tenant, limit);
   const std::string who = agent.empty() ? fmt::format("tenant {}", Quoted(tenant))
                                         : fmt::format("agent {} of tenant {}", Quoted(agent), Quoted(tenant));
+  if (retry_ms <= 0) {  // waiting would not help
+    return absl::ResourceExhaustedError(fmt::format("{} is over {}={} ({}); {}", who, limit, value,
+                                                    config_->source, "the limit's owner must raise it"));
+  }
   // Rounded up to a tenth of a second: never a hint shorter than the wait.
-  const double seconds = std::ceil(static_cast<double>(std::max<int64_t>(retry_ms, 1)) / 100.0) / 10.0;
+  const double seconds = std::ceil(static_cast<double>(retry_ms) / 100.0) / 10.0;
   absl::Status s = absl::ResourceExhaustedError(
       fmt::format("{} is over {}={} ({}); retry in {:.1f}s", who, limit, value, config_->source, seconds));
   s.SetPayload(kRetryPayload, absl::Cord(std::to_string(retry_ms)));
@@ -321,9 +325,9 @@ absl::Status Limiter::AdmitSeries(std::string_view tenant, uint64_t held) {
   absl::MutexLock lock(&mu_);
   const TenantLimits& t = config_->For(tenant);
   if (t.active_series == 0 || held < t.active_series) return absl::OkStatus();
-  // Series leave only when deleted: no wait would help, but a hint keeps
-  // clients that retry from retrying at once.
-  return Refuse(tenant, "", "active_series", static_cast<double>(t.active_series), 60'000);
+  // Series leave only when deleted: no wait would help, so no hint (the
+  // series is refused alone; nothing is retried).
+  return Refuse(tenant, "", "active_series", static_cast<double>(t.active_series), 0);
 }
 
 Limiter::Slot& Limiter::Slot::operator=(Slot&& other) noexcept {

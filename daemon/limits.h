@@ -63,7 +63,7 @@ struct TenantLimits {
   size_t active_series = 0;           // series the tenant holds in the index (0: only --max-series)
   double new_series_per_minute = 0;   // series created per minute (0: unlimited)
   double new_series_burst = 0;        // bucket size (0: one minute of new_series_per_minute)
-  size_t labels_per_series = 64;      // --max-labels (ValidationLimits::max_labels)
+  size_t labels_per_series = 64;      // ValidationLimits::max_labels (no flag)
   size_t label_name_length = 128;     // --max-label-name-bytes
   size_t label_value_length = 2048;   // --max-label-value-bytes
   size_t message_bytes = 16 << 20;    // one Push batch, decompressed (never above --max-recv-message-bytes)

@@ -170,7 +170,7 @@ class Receiver {
     absl::Status failed;
     const auto flush = [&] {
       if (batch.empty()) return true;
-      auto written = ingest_->Write("", 0, model::MetricType::kUnspecified, std::move(batch), tenant);
+      auto written = ingest_->Write("", 0, model::MetricType::kUnspecified, std::move(batch), tenant, tenant_name);
       batch.clear();
       batch_samples = batch_labels = 0;
       if (!written.ok()) {
