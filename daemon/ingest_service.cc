@@ -139,7 +139,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
                       messages_, model::Abbreviate(batch.agent_id()), agent_id_));
     }
 
-    if (grpc::Status s = AdmitBatch(batch); !s.ok()) return s;
+    if (grpc::Status s = AdmitBatch(batch, limits); !s.ok()) return s;
 
     // Definitions apply even to a duplicate batch: later batches of this
     // stream may refer to them.
@@ -314,7 +314,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
   // stream ends with RESOURCE_EXHAUSTED), so its sequence is not applied,
   // nothing of it counts as stored, and the agent sends it again from its
   // spool after the hint. A duplicate passes free: it stores nothing.
-  grpc::Status AdmitBatch(const v1::decode::MetricBatch& batch) {
+  grpc::Status AdmitBatch(const v1::decode::MetricBatch& batch, const TenantLimits& limits) {
     Limiter* limiter = service_->options_.limiter;
     if (limiter == nullptr) return grpc::Status::OK;
     if (service_->store_->AgentSequenceApplied(tenant_.id, agent_id_, batch.sequence(), batch.sequence_floor())) {
@@ -326,7 +326,7 @@ class IngestService::PushReactor : public grpc::ServerReadReactor<grpc::ByteBuff
     }
     for (const v1::decode::Series& s : batch.series()) samples += static_cast<uint64_t>(s.samples_size());
     uint64_t fresh = 0;
-    if (limiter->For(tenant_.name).new_series_per_minute > 0) {
+    if (limits.new_series_per_minute > 0) {
       std::vector<model::Labels> labels;
       labels.reserve(batch.definitions_size() + batch.series_size());
       for (const v1::decode::SeriesDefinition& def : batch.definitions()) labels.push_back(FromWire(def.labels()));

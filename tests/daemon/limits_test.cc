@@ -330,6 +330,33 @@ TEST_F(LimitsDaemonTest, ActiveSeriesRefusesOnlyNewSeries) {
   EXPECT_EQ(daemon_->limiter()->refused("default", "active_series"), 1u);
 }
 
+TEST_F(LimitsDaemonTest, NewSeriesPerMinuteRefusesTheBatchNotItsKnownSeries) {
+  StartWithLimits("defaults:\n  new_series_per_minute: 2\n");
+  v1::PushAck ack;
+  std::multimap<std::string, std::string> trailers;
+  // A full bucket takes a batch over the burst (3 new series), leaving a debt.
+  ASSERT_TRUE(PushWithTrailers({Batch("h1", 1,
+                                      {MakeSeries({{"__name__", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                       MakeSeries({{"__name__", "b"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}}),
+                                       MakeSeries({{"__name__", "c"}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}})})},
+                               &ack, &trailers)
+                  .ok());
+  EXPECT_EQ(ack.samples_stored(), 3u);
+  // Known series cost nothing; one new one is refused with the whole batch.
+  ASSERT_TRUE(PushWithTrailers({Batch("h1", 2, {MakeSeries({{"__name__", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow + 1, 2}})})},
+                               &ack, &trailers)
+                  .ok());
+  grpc::Status s = PushWithTrailers({Batch("h1", 3,
+                                           {MakeSeries({{"__name__", "a"}}, v1::METRIC_TYPE_GAUGE, {{kNow + 2, 3}}),
+                                            MakeSeries({{"__name__", "d"}}, v1::METRIC_TYPE_GAUGE, {{kNow + 2, 3}})})},
+                                    &ack, &trailers);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("tenant \"default\" is over new_series_per_minute=2"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(Stats().samples(), 4u);  // nothing of batch 3, not even a's sample
+  EXPECT_EQ(Stats().series(), 3u);   // and d was not created
+}
+
 TEST_F(LimitsDaemonTest, LabelLimitsPerTenantOverrideTheFlags) {
   StartWithLimits("defaults:\n  labels_per_series: 2\n");
   v1::PushAck ack;
