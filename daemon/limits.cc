@@ -209,6 +209,7 @@ absl::Status Limiter::Load(const std::string& file) {
   } else {
     auto config = LoadLimitsFile(file, base_);
     if (!config.ok()) return config.status();
+    LogInfo("limits from {}: defaults and {} tenant(s) of their own", file, config->tenants.size());
     loaded = std::make_shared<const LimitsConfig>(*std::move(config));
   }
   absl::MutexLock lock(&mu_);
@@ -224,9 +225,7 @@ absl::Status Limiter::Reload() {
     file = file_;
   }
   if (file.empty()) return absl::OkStatus();
-  auto s = Load(file);
-  if (s.ok()) LogInfo("limits reloaded from {}", file);
-  return s;
+  return Load(file);
 }
 
 TenantLimits Limiter::For(std::string_view tenant) const {

@@ -5,6 +5,7 @@
 #include "daemon/limits.h"
 
 #include <gtest/gtest.h>
+#include <snappy.h>
 
 #include <fmt/format.h>
 
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "prometheus/remote.pb.h"
 #include "tests/daemon/auth_fixture.h"
 #include "tests/daemon/daemon_fixture.h"
 #include "tests/support/temp_dir.h"
@@ -401,6 +403,32 @@ TEST_F(LimitsDaemonTest, ReloadKeepsOldLimitsOnABadFileAndSaysSo) {
   std::ofstream(dir_.Sub("limits.yaml")) << "defaults:\n  samples_per_second: 7\n";
   EXPECT_TRUE(daemon_->Reload().ok());
   EXPECT_EQ(daemon_->limiter()->For("default").samples_per_second, 7);
+}
+
+TEST_F(LimitsDaemonTest, RemoteWriteOverTheRateIs429WithRetryAfterAndStoresNothing) {
+  StartWithLimits("defaults:\n  samples_per_second: 1\n  samples_burst: 5\n");
+  const auto post = [&](int samples) {
+    prompb::WriteRequest request;
+    prompb::TimeSeries* ts = request.add_timeseries();
+    prompb::Label* l = ts->add_labels();
+    l->set_name("__name__");
+    l->set_value(fmt::format("rw{}", samples));
+    for (int i = 0; i < samples; ++i) {
+      prompb::Sample* x = ts->add_samples();
+      x->set_timestamp(kNow - samples + i);
+      x->set_value(i);
+    }
+    std::string raw = request.SerializeAsString(), body;
+    snappy::Compress(raw.data(), raw.size(), &body);
+    return HttpCall(daemon_->http_port(), "POST", "/api/v1/write", "", body,
+                    {"Content-Encoding: snappy", "Content-Type: application/x-protobuf"});
+  };
+  EXPECT_EQ(post(4).status, 204);
+  HttpAnswer refused = post(5);  // 1 token left, 5 wanted: 4 s
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_NE(refused.body.find("tenant \"default\" is over samples_per_second=1"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.headers.find("Retry-After: 4"), std::string::npos) << refused.headers;
+  EXPECT_EQ(Stats().samples(), 4u);
 }
 
 TEST_F(LimitsDaemonTest, TenantQuerySlotsOnGrpcAndHttp) {
