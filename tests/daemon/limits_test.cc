@@ -281,6 +281,9 @@ TEST_F(LimitsDaemonTest, PushOverTheRateIsRefusedWholeWithTheRetryTrailer) {
   EXPECT_TRUE(Query("b", kNow - 3'600'000, kNow).samples.empty());
   EXPECT_EQ(Stats().samples(), 8u);
   EXPECT_EQ(daemon_->limiter()->refused("default", "samples_per_second"), 1u);
+  EXPECT_NE(HttpCall(daemon_->http_port(), "GET", "/metrics", "")
+                .body.find("sheaf_limits_refused_total{limit=\"samples_per_second\",tenant=\"default\"} 1"),
+            std::string::npos);
   std::ofstream(dir_.Sub("limits.yaml")) << "defaults:\n  samples_per_second: 1000\n";
   ASSERT_TRUE(daemon_->Reload().ok());
   // The bucket refills at the new rate (a few ms for 10 samples).
