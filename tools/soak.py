@@ -38,8 +38,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from fault_support import (Agent, Sheafd, Target, check, drain_and_compare, kill, rss_kib,  # noqa: E402
-                           show_logs_if_failed, summary, tail)
+from fault_support import (Agent, Sheafd, Target, check, close_all, drain_and_compare, kill,  # noqa: E402
+                           rss_kib, summary, tail)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "300"))
 RSS_GROWTH_MIB = int(os.environ.get("SOAK_RSS_GROWTH_MIB", "64"))
@@ -198,11 +198,7 @@ def main():
             for t in threads:
                 t.join()
             kill(tailer)
-            if agent is not None:
-                agent.close()
-            daemon.close()
-            target.close()
-            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
+            close_all(daemon, agent, target)
     return summary()
 
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from fault_support import Agent, Sheafd, Target, check, drain_and_compare, show_logs_if_failed, summary, wait_for
+from fault_support import Agent, Sheafd, Target, check, close_all, drain_and_compare, summary, wait_for
 
 ROUNDS = int(os.environ.get("CRASH_LOOP_ROUNDS", "20"))
 SERIES = 400
@@ -62,11 +62,7 @@ def main():
             print("%d rounds; %d scrapes of %d series stored exactly; %.1f s" %
                   (ROUNDS, len(target.served), SERIES, time.time() - started))
         finally:
-            if agent is not None:
-                agent.close()
-            daemon.close()
-            target.close()
-            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
+            close_all(daemon, agent, target)
     return summary()
 
 

@@ -30,8 +30,7 @@ import sys
 import tempfile
 import time
 
-from fault_support import (Agent, Sheafd, Target, check, compare, drain_and_compare, show_logs_if_failed, summary,
-                           wait_for)
+from fault_support import Agent, Sheafd, Target, check, close_all, compare, drain_and_compare, summary, wait_for
 
 SHEAFCTL = os.environ["SHEAFCTL"]
 LOADGEN = os.environ["SHEAF_LOADGEN"]
@@ -128,12 +127,8 @@ def main():
             print("%d scrapes of %d series kept through the full disk; %.1f s" %
                   (len(target.served), SERIES, time.time() - started))
         finally:
-            if agent is not None:
-                agent.close()
-            daemon.close()
-            target.close()
+            close_all(daemon, agent, target)
             subprocess.run(["umount", "-l", mnt])
-            show_logs_if_failed(agent and agent.log_path, daemon.log_path)
     return summary()
 
 

@@ -298,3 +298,13 @@ def drain_and_compare(agent, target, daemon):
     bad = compare(daemon.samples(target.metric), target)
     check("each of the %d series holds exactly the samples of the %d scrapes served (%d in all)" %
           (target.series, len(target.served), target.series * len(target.served)), not bad, "; ".join(bad[:5]))
+
+
+def close_all(daemon, agent, target):
+    """Ends what a fault script started (`agent` may be None) and shows
+    the logs if a check failed."""
+    if agent is not None:
+        agent.close()
+    daemon.close()
+    target.close()
+    show_logs_if_failed(agent and agent.log_path, daemon.log_path)
