@@ -213,9 +213,12 @@ std::string RenderAgentMetrics(const AgentMetricsSnapshot& s) {
   w.Single("sheaf_agent_spool_oldest_age_seconds", "gauge",
            "Age of the oldest unacknowledged batch in the spool; 0 when there is none.", s.spool_oldest_age_seconds);
 
+  // The results partition the streams: "limited" (over a limit of sheafd's
+  // --limits, waited out as told) is not counted again as "failed".
   w.Family("sheaf_agent_streams_total", "counter", "Push streams to a daemon that ended, by result.");
   w.Sample("sheaf_agent_streams_total", {{"result", "ok"}}, s.streams_ok);
-  w.Sample("sheaf_agent_streams_total", {{"result", "failed"}}, s.streams_failed);
+  w.Sample("sheaf_agent_streams_total", {{"result", "failed"}}, s.streams_failed - s.streams_limited);
+  w.Sample("sheaf_agent_streams_total", {{"result", "limited"}}, s.streams_limited);
   w.Single("sheaf_agent_reconnects_total", "counter", "Connections to a daemon made again after one was lost.",
            s.reconnects);
   w.Single("sheaf_agent_daemon_switches_total", "counter", "Changes of the daemon the agent sends to.",

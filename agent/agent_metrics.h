@@ -82,6 +82,7 @@ struct AgentMetricsSnapshot {
   double spool_oldest_age_seconds = 0;  // of the oldest unacknowledged batch; 0 if none
 
   uint64_t streams_ok = 0, streams_failed = 0;
+  uint64_t streams_limited = 0;  // of the failed: refused by a daemon's limit, with a pushback
   uint64_t reconnects = 0, daemon_switches = 0, sequence_conflicts = 0;
   uint64_t acked_sequence = 0;  // highest sequence a daemon acknowledged
 

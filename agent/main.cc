@@ -139,6 +139,7 @@ AgentMetricsSnapshot Snapshot(const AgentConfig& config, LoopFigures& loop, cons
           : 0;
   s.streams_ok = sh.streams_ok;
   s.streams_failed = sh.streams_failed;
+  s.streams_limited = sh.streams_limited;
   s.reconnects = sh.reconnects;
   s.daemon_switches = pk.switches;
   s.sequence_conflicts = sh.sequence_conflicts;
