@@ -4,10 +4,9 @@
 // max_pushback), not after the agent's own (shorter) backoff, and the
 // daemon is not taken for a failed one. Against a real daemon whose
 // agent_samples_per_second the agent exceeds, everything arrives, once.
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-
-#include <fmt/format.h>
 
 #include <fstream>
 #include <mutex>
@@ -16,6 +15,7 @@
 #include "common/clock.h"
 #include "tests/agent/agent_fixture.h"
 #include "tests/agent/daemon_fixture.h"
+#include "tests/agent/fake_ingest.h"
 #include "tests/support/temp_dir.h"
 
 namespace sheaf::agent {
@@ -34,12 +34,6 @@ std::vector<SeriesData> Samples(const std::string& name, int n) {
   return {s};
 }
 
-std::unique_ptr<AgentState> OpenState(const std::string& dir) {
-  auto s = AgentState::Open({.dir = dir, .use_identity_file = false});
-  EXPECT_TRUE(s.ok()) << s.status();
-  return s.ok() ? *std::move(s) : nullptr;
-}
-
 ShipperOptions FastOptions() {
   ShipperOptions o;
   o.agent_id = "limited";
@@ -51,50 +45,15 @@ ShipperOptions FastOptions() {
   return o;
 }
 
-// Refuses the first `refusals` streams as sheafd does over a limit.
-class LimitedIngest final : public v1::IngestService::Service {
- public:
-  LimitedIngest(int refusals, std::string pushback_ms) : refusals_(refusals), pushback_ms_(std::move(pushback_ms)) {}
-  grpc::Status Push(grpc::ServerContext* context, grpc::ServerReader<v1::MetricBatch>* reader,
-                    v1::PushAck* ack) override {
-    v1::MetricBatch batch;
-    uint64_t n = 0;
-    while (reader->Read(&batch)) ++n;
-    std::lock_guard lock(mu);
-    attempts.push_back(std::chrono::steady_clock::now());
-    if (static_cast<int>(attempts.size()) <= refusals_) {
-      context->AddTrailingMetadata("grpc-retry-pushback-ms", pushback_ms_);
-      context->AddTrailingMetadata("sheaf-retry-after-ms", pushback_ms_);
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "agent \"limited\" of tenant \"default\" is over agent_samples_per_second=1; retry in 1.0s");
-    }
-    ack->set_durable_sequence(batch.sequence());
-    ack->set_batches_applied(n);
-    return grpc::Status::OK;
-  }
-  std::mutex mu;
-  std::vector<std::chrono::steady_clock::time_point> attempts;
-
- private:
-  const int refusals_;
-  const std::string pushback_ms_;
-};
-
-struct FakeDaemon {
-  explicit FakeDaemon(LimitedIngest* service) {
-    grpc::EnableDefaultHealthCheckService(true);
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(service);
-    server = builder.BuildAndStart();
-  }
-  ~FakeDaemon() { server->Shutdown(); }
-  int port = 0;
-  std::unique_ptr<grpc::Server> server;
-};
+// Refuses the first `refusals` streams as sheafd does over a limit: with
+// the pushback in gRPC's trailer and in sheaf's own.
+RefusingIngest LimitedIngest(int refusals, const std::string& pushback_ms) {
+  return RefusingIngest(refusals, {{"grpc-retry-pushback-ms", pushback_ms}, {"sheaf-retry-after-ms", pushback_ms}},
+                        "agent \"limited\" of tenant \"default\" is over agent_samples_per_second=1; retry in 1.0s");
+}
 
 TEST(ShipperLimitsTest, WaitsAtLeastThePushbackInsteadOfItsBackoff) {
-  LimitedIngest limited(2, "1000");
+  RefusingIngest limited = LimitedIngest(2, "1000");
   FakeDaemon fake(&limited);
   ASSERT_NE(fake.server, nullptr);
   testing::TempDir dir;
@@ -119,7 +78,7 @@ TEST(ShipperLimitsTest, WaitsAtLeastThePushbackInsteadOfItsBackoff) {
 }
 
 TEST(ShipperLimitsTest, PushbackIsBounded) {
-  LimitedIngest limited(1, "3600000");  // an hour
+  RefusingIngest limited = LimitedIngest(1, "3600000");  // an hour
   FakeDaemon fake(&limited);
   ASSERT_NE(fake.server, nullptr);
   testing::TempDir dir;

@@ -10,13 +10,14 @@
 #include "agent/shipper.h"
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <mutex>
-#include <gtest/gtest.h>
 
 #include "common/clock.h"
 #include "tests/agent/agent_fixture.h"
 #include "tests/agent/daemon_fixture.h"
+#include "tests/agent/fake_ingest.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -35,12 +36,6 @@ std::vector<SeriesData> OneSample(const std::string& name, double value, int64_t
   s.timestamps_ms = {ts != 0 ? ts : WallClockMs()};
   s.values = {value};
   return {s};
-}
-
-std::unique_ptr<AgentState> OpenState(const std::string& dir) {
-  auto s = AgentState::Open({.dir = dir, .use_identity_file = false});
-  EXPECT_TRUE(s.ok()) << s.status();
-  return s.ok() ? *std::move(s) : nullptr;
 }
 
 ShipperOptions FastOptions(const std::string& agent_id = "shipper-test") {
@@ -301,47 +296,20 @@ TEST(ShipperTest, ABatchRefusedAsInvalidIsFoundDroppedAndCounted) {
 // A daemon that is busy answers RESOURCE_EXHAUSTED with a retry hint in
 // the trailing metadata: the agent waits at least that long before the
 // next attempt (its own backoff here is far shorter), then delivers.
-class BusyIngest final : public v1::IngestService::Service {
- public:
-  grpc::Status Push(grpc::ServerContext* context, grpc::ServerReader<v1::MetricBatch>* reader,
-                    v1::PushAck* ack) override {
-    v1::MetricBatch batch;
-    uint64_t n = 0;
-    while (reader->Read(&batch)) ++n;
-    std::lock_guard lock(mu);
-    attempts.push_back(std::chrono::steady_clock::now());
-    if (attempts.size() == 1) {
-      context->AddTrailingMetadata("sheaf-retry-after-ms", "1500");
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry later");
-    }
-    ack->set_durable_sequence(batch.sequence());
-    ack->set_batches_applied(n);
-    return grpc::Status::OK;
-  }
-  std::mutex mu;
-  std::vector<std::chrono::steady_clock::time_point> attempts;
-};
-
 TEST(ShipperTest, TheDaemonsRetryHintIsHonoured) {
-  BusyIngest busy;
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&busy);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
+  RefusingIngest busy(1, {{"sheaf-retry-after-ms", "1500"}}, "busy; retry later");
+  FakeDaemon fake(&busy);
+  ASSERT_NE(fake.server, nullptr);
   testing::TempDir dir;
   auto state = OpenState(dir.Sub("state"));
   ASSERT_NE(state, nullptr);
-  TestAgent agent(dir.path(), port, state.get(), FastOptions());  // backoff 50-300 ms
+  TestAgent agent(dir.path(), fake.port, state.get(), FastOptions());  // backoff 50-300 ms
   ASSERT_TRUE(agent.shipper->Enqueue(OneSample("m", 1)).ok());
   ASSERT_TRUE(agent.shipper->WaitAcked(std::chrono::seconds(20)));
   std::lock_guard lock(busy.mu);
   ASSERT_GE(busy.attempts.size(), 2u);
   EXPECT_GE(busy.attempts[1] - busy.attempts[0], std::chrono::milliseconds(1500));
   agent.shipper->Stop(std::chrono::seconds(1));
-  server->Shutdown();
 }
 
 // The state cannot hand out sequences: the batch is not kept, and the
