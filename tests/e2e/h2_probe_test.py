@@ -30,7 +30,6 @@ Prints 'N passed, N failed'; exits non-zero on any failure.
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import h2.exceptions
 import hpack
 import hyperframe.frame as hf
 
-import hostile_wire_test as wire  # noqa: E402  (connect, grpc_call, metric_batch, peak_rss)
+import hostile_wire_test as wire  # noqa: E402  (connect, grpc_call, metric_batch, peak_rss, start/stop_sheafd)
 
 SHEAFD = os.environ["SHEAFD"]
 CALL_BOUND_S = 5            # a fresh client's Push must be answered within this
@@ -503,20 +502,6 @@ def wire_vanished(probe):
     return Pattern("wire: a client that vanishes mid-Push", attack, expect=expect)
 
 
-def start_sheafd(tmp, log):
-    ready = os.path.join(tmp, "ready")
-    proc = subprocess.Popen([SHEAFD, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-                             "--data-dir", os.path.join(tmp, "data"), "--ready-file", ready,
-                             "--wal-sync=false", "--grpc-memory-bytes", str(GRPC_MEMORY)], stdout=log, stderr=log)
-    deadline = time.time() + 30
-    while not os.path.exists(ready):
-        if time.time() > deadline or proc.poll() is not None:
-            raise RuntimeError("sheafd did not start; see its log")
-        time.sleep(0.05)
-    fields = dict(line.split("=") for line in open(ready).read().split())
-    return proc, int(fields["grpc_port"]), int(fields["http_port"])
-
-
 def patterns(probe):
     return [
         cve_2023_1428("CVE-2023-1428 te: x, then 12 KiB of headers", request_headers(te=b"x")),
@@ -542,7 +527,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "sheafd.log")
         log = open(log_path, "w")
-        proc, grpc_port, http_port = start_sheafd(tmp, log)
+        proc, grpc_port, http_port = wire.start_sheafd(tmp, log, "--grpc-memory-bytes", str(GRPC_MEMORY))
         try:
             probe = Probe(proc, grpc_port, http_port)
             ok, took, answer = probe.fresh_client_is_served()
@@ -554,11 +539,7 @@ def main():
                 if proc.poll() is not None:
                     break
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            wire.stop_sheafd(proc)
             log.close()
             if not all(results):
                 sys.stdout.write(open(log_path).read()[-4000:])

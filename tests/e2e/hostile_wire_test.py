@@ -162,22 +162,40 @@ def query_request(selector, start_ms, end_ms):
     return ld(2, selector.encode()) + field(3, 0, varint(start_ms)) + field(4, 0, varint(end_ms))
 
 
+def start_sheafd(tmp, log, *flags):
+    """sheafd on loopback ports with its data in tmp, output to log and
+    `flags` added, once it is ready (30 s at most; stopped if it is not):
+    (process, gRPC port, HTTP port). Also used by h2_probe_test."""
+    ready = os.path.join(tmp, "ready")
+    proc = subprocess.Popen([SHEAFD, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                             "--data-dir", os.path.join(tmp, "data"), "--ready-file", ready,
+                             "--wal-sync=false", *flags], stdout=log, stderr=log)
+    deadline = time.time() + 30
+    while not os.path.exists(ready):
+        if time.time() > deadline or proc.poll() is not None:
+            stop_sheafd(proc)
+            raise RuntimeError("sheafd did not start; see its log")
+        time.sleep(0.05)
+    fields = dict(line.split("=") for line in open(ready).read().split())
+    return proc, int(fields["grpc_port"]), int(fields["http_port"])
+
+
+def stop_sheafd(proc):
+    """SIGTERM, then SIGKILL if sheafd has not exited within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main():
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "ready")
         log = open(os.path.join(tmp, "sheafd.log"), "w")
-        proc = subprocess.Popen([SHEAFD, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-                                 "--data-dir", os.path.join(tmp, "data"), "--ready-file", ready,
-                                 "--wal-sync=false"], stdout=log, stderr=log)
+        proc, port, _ = start_sheafd(tmp, log)
         try:
-            deadline = time.time() + 30
-            while not os.path.exists(ready):
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("sheafd did not start; see its log")
-                time.sleep(0.05)
-            fields = dict(line.split("=") for line in open(ready).read().split())
-            port = int(fields["grpc_port"])
             before = peak_rss(proc.pid)
             bomb = gzip_of_zeros(BOMB_BYTES)
             status, message = grpc_call(port, "/sheaf.v1.IngestService/Push", bomb, compressed=True)
@@ -232,11 +250,7 @@ def main():
             if proc.poll() is not None:
                 failures.append("sheafd exited")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_sheafd(proc)
             log.close()
             if failures:
                 sys.stdout.write(open(os.path.join(tmp, "sheafd.log")).read()[-4000:])
