@@ -6,7 +6,6 @@
 // grpc-encoding, wrong content-type, half-closed streams) are in
 // tests/e2e/h2_probe_test.py.
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -44,39 +43,9 @@ std::string Varint(uint64_t v) {
 std::string Tag(int field, int wire) { return Varint(static_cast<uint64_t>(field) << 3 | wire); }
 std::string Bytes(int field, const std::string& body) { return Tag(field, 2) + Varint(body.size()) + body; }
 
-struct RawReply {
-  int status = 0;  // 0: no answer (closed or timed out)
-  std::string head;
-  std::string body;
-};
-
-// Sends `request` as is over a fresh connection and reads the answer until
-// the server closes (the request says Connection: close), bounded to 10 s.
-RawReply Exchange(int port, const std::string& request) {
-  RawReply out;
-  int fd = testing::ConnectLoopback(port);
-  if (fd < 0) return out;
-  const timeval bound{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-  std::string raw;
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    char buf[65536];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t space = raw.find(' '), end = raw.find("\r\n\r\n");
-  if (space == std::string::npos || end == std::string::npos) return out;
-  out.status = std::atoi(raw.c_str() + space + 1);
-  out.head = raw.substr(0, end);
-  out.body = raw.substr(end + 4);
-  return out;
-}
-
-std::string Post(const std::string& path, const std::vector<std::string>& headers, const std::string& body) {
-  std::string request = fmt::format("POST {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", path);
-  for (const auto& h : headers) request += h + "\r\n";
-  return request + fmt::format("Content-Length: {}\r\n\r\n", body.size()) + body;
-}
+using testing::RawHttpExchange;
+using testing::RawHttpReply;
+using testing::RawPostRequest;
 
 v1::Series Gauge(const std::string& name, int64_t t, double v = 1) {
   return MakeSeries({{"__name__", name}}, v1::METRIC_TYPE_GAUGE, {{t, v}});
@@ -365,11 +334,12 @@ class HttpBadInputTest : public BadInputTest {
 // A query form POSTed as text/plain is not read as a form: the query is
 // missing, 400 bad_data, as Prometheus answers.
 TEST_F(HttpBadInputTest, QueryFormWithAWrongContentTypeIsBadData) {
-  RawReply r = Exchange(daemon_->http_port(), Post("/api/v1/query", {"Content-Type: text/plain"}, "query=up"));
+  RawHttpReply r =
+      RawHttpExchange(daemon_->http_port(), RawPostRequest("/api/v1/query", {"Content-Type: text/plain"}, "query=up"));
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.body, R"({"status":"error","errorType":"bad_data","error":"1:1: no expression found in input"})");
-  r = Exchange(daemon_->http_port(),
-               Post("/api/v1/query", {"Content-Type: application/x-www-form-urlencoded"}, "query=1"));
+  r = RawHttpExchange(daemon_->http_port(),
+                      RawPostRequest("/api/v1/query", {"Content-Type: application/x-www-form-urlencoded"}, "query=1"));
   EXPECT_EQ(r.status, 200) << r.body;
 }
 
@@ -384,13 +354,14 @@ TEST_F(HttpBadInputTest, RemoteReadTakesSnappyWhateverTheHeadersSay) {
   const std::string query = Tag(1, 0) + Varint(kNow - 1000) + Tag(2, 0) + Varint(kNow + 1000) + Bytes(3, matcher);
   std::string body;
   snappy::Compress(Bytes(1, query).data(), Bytes(1, query).size(), &body);
-  RawReply r = Exchange(daemon_->http_port(),
-                        Post("/api/v1/read", {"Content-Type: text/plain", "Content-Encoding: gzip"}, body));
+  RawHttpReply r =
+      RawHttpExchange(daemon_->http_port(),
+                      RawPostRequest("/api/v1/read", {"Content-Type: text/plain", "Content-Encoding: gzip"}, body));
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.head.find("Content-Type: application/x-protobuf"), std::string::npos) << r.head;
-  r = Exchange(daemon_->http_port(),
-               Post("/api/v1/read", {"Content-Type: application/x-protobuf", "Content-Encoding: gzip"},
-                    std::string("\x1f\x8b\x08\x00garbage", 12)));
+  r = RawHttpExchange(daemon_->http_port(),
+                      RawPostRequest("/api/v1/read", {"Content-Type: application/x-protobuf", "Content-Encoding: gzip"},
+                                     std::string("\x1f\x8b\x08\x00garbage", 12)));
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("not valid snappy"), std::string::npos) << r.body;
 }
@@ -400,8 +371,8 @@ TEST_F(HttpBadInputTest, RemoteReadTakesSnappyWhateverTheHeadersSay) {
 TEST_F(HttpBadInputTest, UnknownHttpMethodsAreRefused) {
   for (const auto& [method, status] : std::vector<std::pair<std::string, int>>{
            {"FOO", 400}, {"BREW", 400}, {"PROPFIND", 405}}) {
-    RawReply r = Exchange(daemon_->http_port(),
-                          fmt::format("{} /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", method));
+    RawHttpReply r = RawHttpExchange(
+        daemon_->http_port(), fmt::format("{} /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", method));
     EXPECT_EQ(r.status, status) << method << ": " << r.head;
   }
   EXPECT_EQ(testing::HttpGet(daemon_->http_port(), "/metrics").status, 200);

@@ -11,9 +11,6 @@
 
 #include <fmt/format.h>
 #include <snappy.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <bit>
 #include <cstring>
@@ -67,38 +64,16 @@ std::string Encode(const std::vector<ReadQuery>& queries, std::vector<prompb::Re
   return request.SerializeAsString();
 }
 
-struct Reply {
-  int status = 0;
-  std::string headers;  // the raw header block
-  std::string body;
-};
+using Reply = testing::RawHttpReply;
 
 // POST `body` to /api/v1/read as Prometheus' remote-read client does, over
 // a fresh connection, bounded to 10 s.
 Reply Post(int port, const std::string& body, const std::string& accept_encoding = "snappy") {
-  Reply out;
-  int fd = testing::ConnectLoopback(port);
-  if (fd < 0) return out;
-  const timeval bound{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-  const std::string request = fmt::format(
-      "POST /api/v1/read HTTP/1.1\r\nHost: x\r\nContent-Encoding: snappy\r\nAccept-Encoding: {}\r\nContent-Type: "
-      "application/x-protobuf\r\nX-Prometheus-Remote-Read-Version: 0.1.0\r\nContent-Length: {}\r\n"
-      "Connection: close\r\n\r\n",
-      accept_encoding, body.size());
-  std::string raw;
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()) &&
-      ::send(fd, body.data(), body.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(body.size())) {
-    char buf[65536];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t space = raw.find(' '), end = raw.find("\r\n\r\n");
-  if (space == std::string::npos || end == std::string::npos) return out;
-  out.status = std::atoi(raw.c_str() + space + 1);
-  out.headers = raw.substr(0, end);
-  out.body = raw.substr(end + 4);
-  return out;
+  return testing::RawHttpExchange(
+      port, testing::RawPostRequest("/api/v1/read",
+                                    {"Content-Encoding: snappy", fmt::format("Accept-Encoding: {}", accept_encoding),
+                                     "Content-Type: application/x-protobuf", "X-Prometheus-Remote-Read-Version: 0.1.0"},
+                                    body));
 }
 
 // A series as "name=value,..." and its samples.
@@ -178,8 +153,8 @@ using LM = prompb::LabelMatcher;
 TEST_F(RemoteReadTest, AnswersSnappyProtobufWithSortedLabelsAndSamplesInTimeOrder) {
   Reply r = Read({{kNow - 3'600'000, kNow, {{LM::EQ, "__name__", "cpu"}}}});
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_NE(r.headers.find("Content-Type: application/x-protobuf"), std::string::npos) << r.headers;
-  EXPECT_NE(r.headers.find("Content-Encoding: snappy"), std::string::npos) << r.headers;
+  EXPECT_NE(r.head.find("Content-Type: application/x-protobuf"), std::string::npos) << r.head;
+  EXPECT_NE(r.head.find("Content-Encoding: snappy"), std::string::npos) << r.head;
   // Labels bytewise by name ("Zone" < "__name__", as Prometheus sorts),
   // series by label set.
   EXPECT_EQ(Decode(r), (Results{{
@@ -203,7 +178,7 @@ TEST_F(RemoteReadTest, ClientTakingGzipStillGetsSnappyAlone) {
   Reply both = Post(daemon_->http_port(), request, "gzip, snappy");
   EXPECT_EQ(both.status, 200);
   EXPECT_EQ(both.body, snappy_only.body);
-  EXPECT_EQ(both.headers.find("gzip"), std::string::npos) << both.headers;
+  EXPECT_EQ(both.head.find("gzip"), std::string::npos) << both.head;
   ASSERT_EQ(Decode(both).size(), 1u);
   EXPECT_EQ(Decode(both)[0].size(), 500u);
 }
@@ -342,7 +317,7 @@ class RemoteReadBusyTest : public RemoteReadTest {
 TEST_F(RemoteReadBusyTest, NoFreeQuerySlotIs503WithRetryAfter) {
   Reply r = Read({{0, kNow, {{LM::EQ, "__name__", "cpu"}}}});
   EXPECT_EQ(r.status, 503);
-  EXPECT_NE(r.headers.find("Retry-After: 1"), std::string::npos) << r.headers;
+  EXPECT_NE(r.head.find("Retry-After: 1"), std::string::npos) << r.head;
   EXPECT_NE(r.body.find("--query-max-concurrent"), std::string::npos) << r.body;
 }
 

@@ -4,9 +4,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 namespace sheaf::testing {
@@ -45,6 +47,70 @@ HttpResponse HttpGet(int port, const std::string& path) {
   out.status = std::atoi(raw.c_str() + sp + 1);
   out.body = raw.substr(hdr_end + 4);
   return out;
+}
+
+namespace {
+
+// Connects to 127.0.0.1:port with a 10 s bound on each read and sends
+// `request`; the socket, or -1 if either failed.
+int SendLoopback(int port, const std::string& request) {
+  int fd = ConnectLoopback(port);
+  if (fd < 0) return -1;
+  const timeval bound{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+RawHttpReply RawHttpExchange(int port, const std::string& request) {
+  RawHttpReply out;
+  int fd = SendLoopback(port, request);
+  if (fd < 0) return out;
+  std::string raw;
+  char buf[65536];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t space = raw.find(' '), end = raw.find("\r\n\r\n");
+  if (space == std::string::npos || end == std::string::npos) return out;
+  out.status = std::atoi(raw.c_str() + space + 1);
+  out.head = raw.substr(0, end);
+  out.body = raw.substr(end + 4);
+  return out;
+}
+
+std::string RawPostRequest(const std::string& path, const std::vector<std::string>& headers, const std::string& body) {
+  std::string request = "POST ";
+  request.append(path).append(" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+  for (const auto& h : headers) request.append(h).append("\r\n");
+  request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
+  return request.append(body);
+}
+
+RawHttpStream::RawHttpStream(int port, const std::string& request) : fd_(SendLoopback(port, request)) {
+  sent_ = fd_ >= 0;
+}
+
+RawHttpStream::~RawHttpStream() { Close(); }
+
+void RawHttpStream::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+bool RawHttpStream::ReadUntil(const std::string& what) {
+  if (fd_ < 0) return false;
+  char buf[4096];
+  while (received_.find(what) == std::string::npos) {
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    received_.append(buf, static_cast<size_t>(n));
+  }
+  return true;
 }
 
 namespace {
