@@ -162,23 +162,10 @@ TEST_F(ConsoleTest, TailStreamsStoredSamplesAsServerSentEvents) {
   EXPECT_NE(bad.body.find("match: 1:3: unexpected end of input"), std::string::npos) << bad.body;
   EXPECT_EQ(testing::HttpGet(port, "/api/v1/tail").status, 400);
 
-  int fd = testing::ConnectLoopback(port);
-  ASSERT_GE(fd, 0);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  const std::string request = "GET /api/v1/tail?match=m%7Bhost%3D%22h2%22%7D HTTP/1.1\r\nHost: x\r\n\r\n";
-  ASSERT_GT(send(fd, request.data(), request.size(), MSG_NOSIGNAL), 0);
-  std::string got;
-  auto read_until = [&](const std::string& what) {
-    char buf[4096];
-    while (got.find(what) == std::string::npos) {
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  };
-  ASSERT_TRUE(read_until(": sheafd tail\n\n")) << got;
+  testing::RawHttpStream tail(port, "GET /api/v1/tail?match=m%7Bhost%3D%22h2%22%7D HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(tail.sent());
+  const std::string& got = tail.received();
+  ASSERT_TRUE(tail.ReadUntil(": sheafd tail\n\n")) << got;
   EXPECT_TRUE(got.starts_with("HTTP/1.1 200")) << got;
   EXPECT_EQ(HeaderValue(got, "Content-Type"), "text/event-stream; charset=utf-8");
   EXPECT_EQ(HeaderValue(got, "Content-Length"), "");
@@ -189,14 +176,14 @@ TEST_F(ConsoleTest, TailStreamsStoredSamplesAsServerSentEvents) {
                                       {{kNow, 2.5}, {kNow + 1000, 3}})})},
                    &ack)
                   .ok());
-  ASSERT_TRUE(read_until("}]}\n\n")) << got;
+  ASSERT_TRUE(tail.ReadUntil("}]}\n\n")) << got;
   EXPECT_NE(got.find(R"(data: {"missed":0,"series":[{"labels":{"__name__":"m","host":"h2"},"samples":[[1.8e+09,2.5],[1.800000001e+09,3]]}]})"
                      "\n\n"),
             std::string::npos)
       << got;
   EXPECT_EQ(got.find("h1"), std::string::npos);  // not selected
   EXPECT_EQ(daemon_->tail_stats().subscribers, 1u);
-  close(fd);
+  tail.Close();
   // The stream notices the client left at its next write (at most the 10 s keepalive) and leaves the hub;
   // shutting down with it open must not wait for that.
   const auto stop_started = std::chrono::steady_clock::now();

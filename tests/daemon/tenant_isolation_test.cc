@@ -5,9 +5,6 @@
 // tenant, and tenant ids survive a restart (the store's registry).
 #include <gtest/gtest.h>
 #include <snappy.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -153,31 +150,17 @@ TEST_F(TenantIsolationTest, TailSeesOnlyTheCallersTenant) {
 
 TEST_F(TenantIsolationTest, TheConsolesTailSeesOnlyTheCallersTenant) {
   StartWithTokens(kTokens);
-  int fd = testing::ConnectLoopback(daemon_->http_port());
-  ASSERT_GE(fd, 0);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  const std::string request =
-      "GET /api/v1/tail?match=%7B__name__%3D~%22.%2B%22%7D HTTP/1.1\r\nHost: x\r\n"
-      "Authorization: Bearer token-a\r\n\r\n";
-  ASSERT_GT(send(fd, request.data(), request.size(), MSG_NOSIGNAL), 0);
-  std::string got;
-  auto read_until = [&](const std::string& what) {
-    char buf[4096];
-    while (got.find(what) == std::string::npos) {
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  };
-  ASSERT_TRUE(read_until(": sheafd tail\n\n")) << got;
+  testing::RawHttpStream tail(daemon_->http_port(),
+                              "GET /api/v1/tail?match=%7B__name__%3D~%22.%2B%22%7D HTTP/1.1\r\nHost: x\r\n"
+                              "Authorization: Bearer token-a\r\n\r\n");
+  ASSERT_TRUE(tail.sent());
+  const std::string& got = tail.received();
+  ASSERT_TRUE(tail.ReadUntil(": sheafd tail\n\n")) << got;
   // B first, then A: the first event A's tail gets is A's sample.
   v1::PushAck ack;
   ASSERT_TRUE(PushAs("token-b", {CpuBatch("agent-b", 1, 2, "secret_b")}, &ack).ok());
   ASSERT_TRUE(PushAs("token-a", {CpuBatch("agent-a", 1, 1)}, &ack).ok());
-  ASSERT_TRUE(read_until("}]}\n\n")) << got;
-  close(fd);
+  ASSERT_TRUE(tail.ReadUntil("}]}\n\n")) << got;
   EXPECT_NE(got.find(R"("samples":[[1.8e+09,1]])"), std::string::npos) << got;
   EXPECT_EQ(got.find("secret_b"), std::string::npos) << got;
 }
