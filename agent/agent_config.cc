@@ -58,7 +58,7 @@ void RegisterFlags(FlagSet& flags, AgentConfig* c) {
   flags.Duration("batch-max-delay", &c->batch_max_delay,
                  "collections are gathered into one batch for at most this long (0: a batch per collection)");
   flags.Duration("shutdown-timeout", &c->shutdown_timeout,
-                 "on SIGTERM, how long to wait for the daemon to acknowledge what was sent");
+                 "on SIGTERM (or after --count), how long to wait for a daemon to acknowledge what is spooled");
   flags.String("log-level", &c->log_level, "debug, info, warn or error");
   client::RegisterSecurityFlags(flags, &c->security);
 }

@@ -150,6 +150,7 @@ void Shipper::Run() {
   bool last_stream = false;  // stopping: one stream sends what is spooled, then the sender ends
   for (;;) {
     bool stopping;
+    std::chrono::milliseconds pick_wait;
     {
       std::unique_lock lock(mu_);
       // Something to send: a record of the spool not yet acknowledged.
@@ -159,8 +160,13 @@ void Shipper::Run() {
       if (stopping_ && (idle || last_stream || Clock::now() >= stop_deadline_)) break;
       if (idle) continue;
       stopping = stopping_;
+      // Stopping before any daemon has answered its first health check (an
+      // agent run with --count 1, a TLS handshake still going): the
+      // shutdown timeout is the time to find one, not only to send.
+      pick_wait = stopping ? std::chrono::duration_cast<std::chrono::milliseconds>(stop_deadline_ - Clock::now())
+                           : std::chrono::milliseconds(500);
     }
-    std::optional<discovery::Pick> pick = picker_->WaitForPick(std::chrono::milliseconds(stopping ? 0 : 500));
+    std::optional<discovery::Pick> pick = picker_->WaitForPick(std::max(pick_wait, std::chrono::milliseconds(0)));
     if (!pick) {
       if (stopping) break;
       continue;  // no healthy daemon: batches wait in the spool

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "common/clock.h"
 #include "tests/agent/agent_fixture.h"
@@ -130,6 +131,28 @@ TEST(ShipperTest, RetriesUntilTheDaemonIsBackAndDeliversOnce) {
   EXPECT_EQ(agent.shipper->stats().acked_sequence, 4u);
   EXPECT_EQ(agent.shipper->stats().unexpected_duplicates, 0u);
   EXPECT_EQ(agent.shipper->stats().sequence_conflicts, 0u);
+}
+
+// Stopped before any daemon answered (sheaf-agent --count 1, a slow TLS
+// handshake): the shutdown timeout is also the time to find a daemon, so
+// the batch is delivered, not left in the spool.
+TEST(ShipperTest, StopWaitsForTheFirstDaemonWithinItsTimeout) {
+  testing::TempDir dir;
+  const int port = testing::FreePort();
+  auto state = OpenState(dir.Sub("state"));
+  ASSERT_NE(state, nullptr);
+  TestAgent agent(dir.path(), port, state.get(), FastOptions());
+  ASSERT_TRUE(agent.shipper->Enqueue(OneSample("last", 1)).ok());
+  std::unique_ptr<daemon::Daemon> d;
+  std::thread starter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // Stop() is already waiting
+    d = StartDaemon(dir.Sub("data"), port);
+  });
+  const size_t left = agent.shipper->Stop(std::chrono::seconds(20));
+  starter.join();
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(left, 0u);
+  EXPECT_EQ(StoredSamples(port), 1u);
 }
 
 // A small spool and a long outage: the oldest batches go (counted by the
