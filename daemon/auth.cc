@@ -184,9 +184,18 @@ std::string_view RoleName(uint32_t role) {
 }
 
 absl::Status RequireRole(const Principal& principal, uint32_t role) {
-  if (principal.Has(role)) return absl::OkStatus();
-  return absl::PermissionDeniedError(fmt::format("token '{}' (tenant {}) lacks the {} role this needs",
-                                                 principal.token_name, principal.tenant_name, RoleName(role)));
+  const uint32_t needed = role & ~kStoreWide;
+  if (!principal.Has(needed)) {
+    return absl::PermissionDeniedError(fmt::format("token '{}' (tenant {}) lacks the {} role this needs",
+                                                   principal.token_name, principal.tenant_name, RoleName(needed)));
+  }
+  if ((role & kStoreWide) != 0 && !principal.IsOperator()) {
+    return absl::PermissionDeniedError(
+        fmt::format("token '{}' is an admin of tenant {} only: this acts on every tenant's data and needs an admin "
+                    "token of tenant {} (the operator's)",
+                    principal.token_name, principal.tenant_name, kDefaultTenantName));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckAgent(const Principal& principal, std::string_view agent_id) {

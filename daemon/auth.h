@@ -53,6 +53,12 @@ inline constexpr uint32_t kAllRoles = kRoleIngest | kRoleQuery | kRoleAdmin;
 inline constexpr uint32_t kNoRole = 0;  // health, reflection, static files
 // A valid token of any role (/metrics with --metrics-auth).
 inline constexpr uint32_t kAnyRole = 1u << 31;
+// Store-wide operations (Compact, Snapshot, the store's totals) act on
+// every tenant's data: they need the admin role *in the default tenant*,
+// the operator's. A tenant's own admin token manages only its tenant
+// (DeleteSeries). Without --auth-tokens everyone is that operator.
+inline constexpr uint32_t kStoreWide = 1u << 30;
+inline constexpr uint32_t kRoleOperator = kRoleAdmin | kStoreWide;
 
 // "ingest", "query", "admin" (one bit); "any" for kAnyRole, "none" for kNoRole.
 std::string_view RoleName(uint32_t role);
@@ -70,10 +76,11 @@ struct Principal {
   std::string agents_pattern;
 
   bool Has(uint32_t role) const { return (roles & role) == role; }
+  bool IsOperator() const { return Has(kRoleAdmin) && tenant == storage::kDefaultTenant; }
 };
 
-// OK if the principal has `role`; otherwise PERMISSION_DENIED naming the
-// role needed and the token's name.
+// OK if the principal has `role` (and, for kStoreWide, is the operator);
+// otherwise PERMISSION_DENIED naming the role needed and the token's name.
 absl::Status RequireRole(const Principal& principal, uint32_t role);
 // OK if the principal may send batches as `agent_id`; otherwise
 // PERMISSION_DENIED naming the id and the token's pattern.

@@ -155,12 +155,13 @@ class ConsoleApi {
   explicit ConsoleApi(ConsoleSources sources)
       : sources_(std::move(sources)), started_ms_(Now()) {}
 
-  // The store's figures are the whole daemon's: a caller without the
-  // admin role sees its tenant's series count and no sample total (as
+  // The store's figures are the whole daemon's: a caller who is not the
+  // operator (admin of the default tenant) sees its tenant's series count
+  // and no sample total (as
   // QueryService.Stats); rates and agents are its tenant's.
   HttpResponse Status(const Principal& principal) {
     storage::StoreStats stats = sources_.store->Stats();
-    if (!principal.Has(kRoleAdmin)) {
+    if (!principal.IsOperator()) {
       auto ids = sources_.store->Select(principal.tenant, {});
       if (!ids.ok()) return Failure(503, "unavailable", ids.status().ToString());
       stats.series = ids->size();

@@ -587,10 +587,10 @@ grpc::ServerUnaryReactor* QueryService::Stats(grpc::CallbackServerContext* conte
       auth_, "/sheaf.v1.QueryService/Stats", executor_, context, *request, response, limits_.max_request_bytes,
       [this](const Principal& principal, const v1::StatsRequest&, v1::StatsResponse* resp) {
         storage::StoreStats st = store_->Stats();
-        // The store's totals count every tenant's data: a caller without
-        // the admin role sees its tenant's series count instead, and no
-        // sample or agent totals.
-        if (!principal.Has(kRoleAdmin)) {
+        // The store's totals count every tenant's data: a caller who is
+        // not the operator (admin of the default tenant) sees its
+        // tenant's series count instead, and no sample or agent totals.
+        if (!principal.IsOperator()) {
           auto ids = store_->Select(principal.tenant, {});
           if (!ids.ok()) return ToGrpcStatus(ids.status());
           st.series = ids->size();

@@ -242,11 +242,12 @@ TEST_F(GrpcAuthTest, EveryMethodOfEveryServiceIsRefusedWithoutAToken) {
     EXPECT_NE(unknown.error_message().find("unknown token"), std::string::npos);
     // Every token but the one with the method's role: PERMISSION_DENIED
     // naming the role.
+    const uint32_t needed = *role & kAllRoles;  // kRoleOperator: admin (of the default tenant)
     for (const auto& [other_role, token] : token_of) {
-      if (other_role == *role) continue;
+      if (other_role == needed) continue;
       grpc::Status wrong = RawCallAs(method, token);
       EXPECT_EQ(wrong.error_code(), grpc::StatusCode::PERMISSION_DENIED) << token;
-      EXPECT_NE(wrong.error_message().find(fmt::format("lacks the {} role", RoleName(*role))), std::string::npos)
+      EXPECT_NE(wrong.error_message().find(fmt::format("lacks the {} role", RoleName(needed))), std::string::npos)
           << wrong.error_message();
     }
   }
@@ -298,6 +299,58 @@ TEST_F(GrpcAuthTest, TheRightTokenIsServedAndAnIngestTokenPushesOnlyAsItsAgents)
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("sheaf_auth_failures_total{reason=\"agent\"} 1"), std::string::npos);
   EXPECT_NE(metrics.body.find("sheaf_auth_failures_total{reason=\"role\"} 1"), std::string::npos);
+}
+
+// Compact and Snapshot act on every tenant's data, and the store's totals
+// count it: only an admin of the default tenant (the operator) may; a
+// tenant's own admin manages its tenant only.
+TEST_F(GrpcAuthTest, StoreWideOperationsNeedTheOperatorNotATenantsAdmin) {
+  StartWithTokens(R"(
+- {name: operator, token: op-token, tenant: default, roles: [ingest, query, admin]}
+- {name: team-a-admin, token: a-admin, tenant: team-a, roles: [ingest, query, admin]}
+)");
+  auto up = [](const std::string& host) {
+    return MakeSeries({{"__name__", "up"}, {"host", host}}, v1::METRIC_TYPE_GAUGE, {{kNow, 1}});
+  };
+  v1::PushAck ack;
+  ASSERT_TRUE(PushAs("op-token", {Batch("agent-d", 1, {up("d1"), up("d2")})}, &ack).ok());
+  ASSERT_TRUE(PushAs("a-admin", {Batch("agent-a", 1, {up("a1")})}, &ack).ok());
+
+  for (const char* method : {"/sheaf.v1.AdminService/Compact", "/sheaf.v1.AdminService/Snapshot"}) {
+    SCOPED_TRACE(method);
+    grpc::Status refused = RawCallAs(method, "a-admin");
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+    EXPECT_NE(refused.error_message().find("admin of tenant team-a only"), std::string::npos)
+        << refused.error_message();
+    grpc::Status served = RawCallAs(method, "op-token");
+    EXPECT_TRUE(served.ok()) << served.error_message();
+  }
+
+  auto stats = [&](const std::string& token) {
+    std::string bytes;
+    grpc::Status s = RawCall("/sheaf.v1.QueryService/Stats", {""}, &bytes, token);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    v1::StatsResponse resp;
+    EXPECT_TRUE(resp.ParseFromString(bytes));
+    return resp;
+  };
+  v1::StatsResponse of_a = stats("a-admin");
+  EXPECT_EQ(of_a.series(), 1u);  // its tenant's, not the store's 3
+  EXPECT_EQ(of_a.samples(), 0u);
+  EXPECT_EQ(of_a.agents(), 0u);
+  v1::StatsResponse of_op = stats("op-token");
+  EXPECT_EQ(of_op.series(), 3u);
+  EXPECT_EQ(of_op.samples(), 3u);
+
+  // A tenant's admin still deletes its own series (and only those).
+  v1::DeleteSeriesRequest del;
+  del.set_selector("{__name__=\"up\"}");
+  std::string bytes;
+  ASSERT_TRUE(RawCall("/sheaf.v1.AdminService/DeleteSeries", {del.SerializeAsString()}, &bytes, "a-admin").ok());
+  v1::DeleteSeriesResponse deleted;
+  ASSERT_TRUE(deleted.ParseFromString(bytes));
+  EXPECT_EQ(deleted.deleted(), 1u);
+  EXPECT_EQ(QueryAs("op-token", "{__name__=\"up\"}").samples.size(), 2u);
 }
 
 TEST_F(GrpcAuthTest, ReloadSwapsTokensAndABadFileKeepsThem) {
