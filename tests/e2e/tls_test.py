@@ -18,6 +18,16 @@ certificates from either CA. Checks:
   one from the other CA, is refused on both.
 - --token-file: the token arrives as "authorization: Bearer ..." metadata, on
   a plaintext loopback channel (seen by a small HTTP/2 server, Debian's h2).
+- Rotation under a running sheaf-agent (not --count; mTLS and a token,
+  --tls-refresh-interval 1s): (a) its token file is replaced and sheafd's
+  --auth-tokens drops the old token (SIGHUP): its samples keep arriving;
+  (b) both CAs rotate: sheafd's certificate is reissued by a new CA and its
+  --tls-client-ca becomes that CA alone (SIGHUP; the old client certificate
+  is refused from then on), the agent's --tls-ca file gains the new CA and
+  its key and certificate are replaced by one from the new CA; sheafd
+  restarts on the same port (so the agent must handshake again) and the
+  agent's samples keep arriving: it verified the new server certificate and
+  presented its new one, without a restart.
 - Listening on a non-loopback address without TLS exits non-zero naming
   --insecure; with --insecure sheafd starts and warns.
 
@@ -206,6 +216,163 @@ def token_server(seen):
     return listener.getsockname()[1], listener
 
 
+def replace(path, text):
+    """Writes `path` as SECURITY.md asks: a new file renamed into place."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.replace(path + ".new", path)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+last_query = [""]  # what samples_since saw last, for failure messages
+
+
+def samples_since(daemon, tls, host, seconds):
+    """How many node_load1 samples of `host` sheafd stored over the last `seconds` (0 when none or on error)."""
+    r = ctl(daemon, tls, "query", 'sum(count_over_time(node_load1{host="%s"}[%ds]))' % (host, seconds), "--format", "csv")
+    last_query[0] = (r.stdout + r.stderr).strip()[-300:]
+    if r.returncode != 0:
+        return 0
+    lines = r.stdout.strip().splitlines()[1:]  # after "series,timestamp_ms,value"
+    try:
+        return float(lines[-1].rsplit(",", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def rotation_phase(tmp, pki, ca, client, cert_file, key_file, install):
+    """A long-running sheaf-agent with mTLS and a token through (a) a token
+    swap with the old token revoked and (b) a CA and client certificate
+    rotation on both sides with the old ones refused."""
+    started = time.time()
+    pki.ca("new-ca")
+    pki.cert("server-c", "new-ca", 0x1003, server=True)
+    pki.cert("agent-a", "ca", 0x2002, server=False)
+    pki.cert("agent-b", "new-ca", 0x2003, server=False)
+    new_ca = pki.path("new-ca", "pem")
+    rot = os.path.join(tmp, "rotation")
+    os.makedirs(rot)
+    # sheafd's files
+    tokens = os.path.join(rot, "tokens.yaml")
+    client_ca = os.path.join(rot, "client-ca.pem")
+    replace(client_ca, read(ca))
+    query_entry = "- {token: query-token, tenant: fleet, roles: [query]}\n"
+    replace(tokens, "- {token: agent-token-1, tenant: fleet, roles: [ingest]}\n" + query_entry)
+    install("server-a")
+    # the agent's files
+    agent_ca = os.path.join(rot, "agent-ca.pem")
+    agent_cert, agent_key = os.path.join(rot, "agent.crt"), os.path.join(rot, "agent.key")
+    agent_token = os.path.join(rot, "agent.token")
+    replace(agent_ca, read(ca))
+    replace(agent_key, read(pki.path("agent-a", "key")))
+    replace(agent_cert, read(pki.path("agent-a", "pem")))
+    replace(agent_token, "agent-token-1\n")
+
+    args = ["--tls-cert", cert_file, "--tls-key", key_file, "--tls-client-ca", client_ca, "--auth-tokens", tokens]
+    d = Sheafd(tmp, "rotation-1", args)
+    d2 = None
+    agent = None
+    agent_log_path = os.path.join(rot, "agent.log")
+    agent_log = open(agent_log_path, "w")
+    host = "rotating-agent"
+    try:
+        agent = subprocess.Popen([SHEAF_AGENT, "--daemon", d.addr, "--state-dir", os.path.join(rot, "agent"),
+                                  "--agent-id", host, "--label", "host=" + host, "--interval", "250ms",
+                                  "--stream-max-age", "1s", "--health-interval", "1s", "--backoff-max", "500ms",
+                                  "--tls-refresh-interval", "1s", "--tls-ca", agent_ca, "--tls-cert", agent_cert,
+                                  "--tls-key", agent_key, "--token-file", agent_token],
+                                 stdout=agent_log, stderr=agent_log)
+        query = ["--tls-ca", ca, "--tls-cert", client[0], "--tls-key", client[1], "--token-file",
+                 os.path.join(rot, "query.token")]
+        replace(query[-1], "query-token\n")
+        check(wait_for(lambda: samples_since(d, query, host, 2) > 0, 15),
+              "rotation: the long-running agent delivers with mTLS and token 1 (%r)" % last_query[0])
+
+        # (a) The token: sheafd accepts both, the agent's file changes, then
+        # sheafd drops the old one.
+        def reloaded_tokens(n):
+            return lambda: d.log_text().count("auth tokens:") >= n
+        base = d.log_text().count("auth tokens:")
+        replace(tokens, "- {token: agent-token-1, tenant: fleet, roles: [ingest]}\n"
+                "- {token: agent-token-2, tenant: fleet, roles: [ingest]}\n" + query_entry)
+        d.proc.send_signal(signal.SIGHUP)
+        check(wait_for(reloaded_tokens(base + 1), 5), "rotation: sheafd reloaded the tokens (both)")
+        replace(agent_token, "agent-token-2\n")
+        # Within a second (the agent's once-a-second look at the file).
+        check(wait_for(lambda: "a new token" in read(agent_log_path), 5),
+              "rotation (a): the agent logs that it read a new token")
+        replace(tokens, "- {token: agent-token-2, tenant: fleet, roles: [ingest]}\n" + query_entry)
+        d.proc.send_signal(signal.SIGHUP)
+        check(wait_for(reloaded_tokens(base + 2), 5), "rotation: sheafd reloaded the tokens (token 1 revoked)")
+        revoked = time.time()
+        replace(agent_token + ".old", "agent-token-1\n")
+        # Streams opened before the revocation keep their identity for at
+        # most --stream-max-age (1 s): samples from the last 2 s, 3 s after
+        # it, came through streams opened with token 2.
+        check(wait_for(lambda: time.time() > revoked + 3 and samples_since(d, query, host, 2) > 0, 10),
+              "rotation (a): after its token file changed and the old token was revoked, the agent's samples "
+              "keep arriving (%.1f s after the revocation; %r)" % (time.time() - revoked, last_query[0]))
+        r = ctl(d, query[:-1] + [agent_token + ".old"], "import", "-",
+                stdin='revoked_probe{n="1"} 1 %d\n' % int(time.time() * 1000))
+        check(r.returncode != 0 and "UNAUTHENTICATED" in r.stderr,
+              "rotation (a): the old token is refused: %r" % r.stderr.strip()[-200:])
+
+        # (b) The CAs and the agent's certificate. The agent trusts both CAs
+        # for the change and gets a certificate from the new one; sheafd
+        # serves a certificate from the new CA and accepts clients of the new
+        # CA only.
+        replace(agent_ca, read(ca) + read(new_ca))
+        replace(agent_key, read(pki.path("agent-b", "key")))
+        replace(agent_cert, read(pki.path("agent-b", "pem")))
+        install("server-c")
+        replace(client_ca, read(new_ca))
+        d.proc.send_signal(signal.SIGHUP)
+        check(wait_for(lambda: "serial 1003" in d.log_text(), 5), "rotation: sheafd reloaded its certificate")
+        old_client = ["--tls-ca", new_ca, "--tls-cert", pki.path("agent-a", "pem"), "--tls-key",
+                      pki.path("agent-a", "key"), "--token-file", query[-1]]
+        new_client = ["--tls-ca", new_ca, "--tls-cert", pki.path("agent-b", "pem"), "--tls-key",
+                      pki.path("agent-b", "key"), "--token-file", query[-1]]
+        check(wait_for(lambda: ctl(d, new_client, "health").returncode == 0, 5),
+              "rotation (b): a client certificate from the new CA is accepted")
+        r = ctl(d, old_client, "health")
+        check(r.returncode != 0 and "UNAVAILABLE" in r.stderr,
+              "rotation (b): the agent's old certificate is refused now: %r" % r.stderr.strip()[-200:])
+        # A new handshake: sheafd restarts on the same port. (Until the
+        # agent's watcher has re-read its files, within its 1 s refresh, its
+        # handshakes fail and it retries.)
+        port = d.grpc_port
+        d.stop()
+        d2 = Sheafd(tmp, "rotation-2", args, grpc_listen="127.0.0.1:%d" % port)
+        restarted = time.time()
+        check(wait_for(lambda: samples_since(d2, new_client, host, 2) > 0, 15),
+              "rotation (b): after the CAs and its certificate changed and sheafd restarted, the agent's samples "
+              "arrive again (%.1f s after the restart): it verified sheafd's new certificate and presented its "
+              "new one (%r)" % (time.time() - restarted, last_query[0]))
+        check(agent.poll() is None, "rotation: the agent ran throughout (not restarted)")
+        print("rotation phase took %.1f s" % (time.time() - started))
+    finally:
+        if agent:
+            agent.terminate()
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        agent_log.close()
+        for daemon in (d, d2):
+            if daemon and daemon.proc.poll() is None:
+                daemon.stop()
+        if any_failed():
+            print(d.log_text()[-3000:])
+            if d2:
+                print(d2.log_text()[-3000:])
+            print(read(agent_log_path)[-3000:])
+
+
 def main():
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,6 +519,9 @@ def main():
             m.stop()
             if any_failed():
                 print(m.log_text()[-3000:])
+
+        # --- Rotation under a running agent: its token, then CAs and certificate ---
+        rotation_phase(tmp, pki, ca, client, cert_file, key_file, install)
 
         # --- The token, on plaintext loopback --------------------------------------
         token_file = os.path.join(tmp, "token")
