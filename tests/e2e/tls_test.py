@@ -355,13 +355,7 @@ def rotation_phase(tmp, pki, ca, client, cert_file, key_file, install):
         check(agent.poll() is None, "rotation: the agent ran throughout (not restarted)")
         print("rotation phase took %.1f s" % (time.time() - started))
     finally:
-        if agent:
-            agent.terminate()
-            try:
-                agent.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+        fault_support.kill(agent)  # its work is checked; nothing to flush
         agent_log.close()
         for daemon in (d, d2):
             if daemon and daemon.proc.poll() is None:
