@@ -184,13 +184,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config
   // Remote write out: each remote's queue is opened (a queue_dir in use
   // or unwritable stops the start) and its threads start.
   std::vector<std::unique_ptr<RemoteWriteSender>> senders;
+  std::vector<storage::TenantId> sender_tenants;
   for (const RemoteWriteConfig& rw : config.remote_write) {
+    auto tenant = st->store->TenantIdFor(rw.tenant);
+    if (!tenant.ok()) return tenant.status();
     auto sender = RemoteWriteSender::Start(rw, st->registry.get());
     if (!sender.ok()) return sender.status();
     senders.push_back(*std::move(sender));
+    sender_tenants.push_back(*tenant);
   }
   st->remote_write = std::make_unique<RemoteWriteFanout>(
-      [store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); }, std::move(senders));
+      [store = st->store.get()](storage::SeriesId id) { return store->GetSeries(id); }, std::move(senders),
+      std::move(sender_tenants));
   IngestOptions ingest_options = config.ingest;
   ingest_options.tail_hub = st->tail_hub.get();
   ingest_options.remote_write = st->remote_write.get();

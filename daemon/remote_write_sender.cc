@@ -162,6 +162,9 @@ absl::Status ValidateRemoteWriteConfig(RemoteWriteConfig* c, const std::string& 
       return bad("match", fmt::format("\"{}\"", m), fmt::format("is not a series selector: {}", std::string(parsed.status().message())));
     }
   }
+  if (!storage::ValidTenantName(c->tenant)) {
+    return bad("tenant", fmt::format("\"{}\"", c->tenant), "is not a tenant name: use 1 to 64 of A-Z a-z 0-9 _ . -");
+  }
   if (c->queue_dir.empty()) c->queue_dir = data_dir + "/remote_write/" + c->name;
   if (c->queue_max_bytes < (64u << 10)) return bad("queue_max_bytes", std::to_string(c->queue_max_bytes), "is below 65536");
   auto positive = [&](std::string_view key, std::chrono::milliseconds d) -> absl::Status {
@@ -268,11 +271,14 @@ absl::StatusOr<std::vector<RemoteWriteConfig>> LoadRemoteWriteConfig(const std::
           return absl::OkStatus();
         };
         absl::Status s;
-        if (key == "url" || key == "name" || key == "queue_dir" || key == "bearer_token_file") {
+        if (key == "url" || key == "name" || key == "queue_dir" || key == "bearer_token_file" || key == "tenant") {
           auto text = scalar();
           if (!text.ok()) return text.status();
-          (key == "url" ? c.url : key == "name" ? c.name : key == "queue_dir" ? c.queue_dir : c.bearer_token_file) =
-              *text;
+          (key == "url"                ? c.url
+           : key == "name"             ? c.name
+           : key == "queue_dir"        ? c.queue_dir
+           : key == "bearer_token_file" ? c.bearer_token_file
+                                        : c.tenant) = *text;
         } else if (key == "match") {
           c.match.clear();
           if (v.IsSequence()) {
@@ -995,8 +1001,18 @@ RemoteWriteSender::Stats RemoteWriteSender::stats() const {
 
 // ---------------------------------------------------------------------------
 
-RemoteWriteFanout::RemoteWriteFanout(SeriesLookup lookup, std::vector<std::unique_ptr<RemoteWriteSender>> senders)
-    : lookup_(std::move(lookup)), senders_(std::move(senders)) {}
+namespace {
+std::vector<storage::TenantId> OnePerSender(std::vector<storage::TenantId> tenants, size_t senders) {
+  tenants.resize(senders, storage::kDefaultTenant);
+  return tenants;
+}
+}  // namespace
+
+RemoteWriteFanout::RemoteWriteFanout(SeriesLookup lookup, std::vector<std::unique_ptr<RemoteWriteSender>> senders,
+                                     std::vector<storage::TenantId> tenants)
+    : lookup_(std::move(lookup)),
+      senders_(std::move(senders)),
+      tenants_(OnePerSender(std::move(tenants), senders_.size())) {}
 
 RemoteWriteFanout::~RemoteWriteFanout() { Stop(); }
 
@@ -1005,7 +1021,7 @@ void RemoteWriteFanout::Stop() {
 }
 
 void RemoteWriteFanout::Publish(const storage::AppendBatch& batch, const storage::AppendResult& result) {
-  if (senders_.empty() || batch.tenant != storage::kDefaultTenant) return;
+  if (std::find(tenants_.begin(), tenants_.end(), batch.tenant) == tenants_.end()) return;  // no remote for it
   struct Hit {
     storage::SeriesId id;
     size_t index;  // in batch.series
@@ -1029,8 +1045,10 @@ void RemoteWriteFanout::Publish(const storage::AppendBatch& batch, const storage
       std::optional<storage::SeriesInfo> info = lookup_(id);
       if (!info) continue;  // deleted meanwhile
       Answer a;
+      // A series id belongs to one tenant, so the answer cached per id
+      // holds for every later batch.
       for (size_t r = 0; r < senders_.size(); ++r) {
-        if (senders_[r]->Selects(info->labels)) a.remotes |= 1u << r;
+        if (tenants_[r] == batch.tenant && senders_[r]->Selects(info->labels)) a.remotes |= 1u << r;
       }
       if (a.remotes != 0) {
         const size_t bytes = LabelBytes(info->labels) + 64;

@@ -78,6 +78,9 @@ namespace sheaf::daemon {
 struct RemoteWriteConfig {
   std::string url;   // required: http:// or https://
   std::string name;  // the `remote` label and the queue's folder; default derived from url
+  // The tenant whose series this remote forwards (with --auth-tokens;
+  // one remote per tenant, e.g. each with its X-Scope-OrgID header).
+  std::string tenant = "default";
   // PromQL series selectors; a series is forwarded if any matches.
   std::vector<std::string> match = {kDefaultMatch};
   std::string queue_dir;  // default <data-dir>/remote_write/<name>
@@ -245,11 +248,14 @@ class RemoteWriteSender {
 class RemoteWriteFanout {
  public:
   using SeriesLookup = std::function<std::optional<storage::SeriesInfo>(storage::SeriesId)>;
-  RemoteWriteFanout(SeriesLookup lookup, std::vector<std::unique_ptr<RemoteWriteSender>> senders);
+  // tenants[i]: the tenant senders[i] forwards (RemoteWriteConfig::tenant,
+  // resolved by the store); empty: all of them the default tenant.
+  RemoteWriteFanout(SeriesLookup lookup, std::vector<std::unique_ptr<RemoteWriteSender>> senders,
+                    std::vector<storage::TenantId> tenants = {});
   ~RemoteWriteFanout();
 
   // What the store accepted for `batch` (its series minus the samples the
-  // result reports too old or deleted). Series of the default tenant only.
+  // result reports too old or deleted), to the remotes of batch.tenant.
   void Publish(const storage::AppendBatch& batch, const storage::AppendResult& result);
   void Stop();  // stops every sender
   const std::vector<std::unique_ptr<RemoteWriteSender>>& senders() const { return senders_; }
@@ -261,6 +267,7 @@ class RemoteWriteFanout {
   };
   const SeriesLookup lookup_;
   const std::vector<std::unique_ptr<RemoteWriteSender>> senders_;
+  const std::vector<storage::TenantId> tenants_;  // one per sender
   absl::Mutex mu_;
   // Per series id (dense): 0 not known, 1 no remote wants it, 2 its
   // answer is in answers_ (wanted series, with their labels; emptied when

@@ -249,6 +249,46 @@ TEST(RemoteWriteSenderTest, SendsWhatTheStoreKeptForSelectedSeriesInTimeOrder) {
   EXPECT_NE(text.find("sheaf_remote_write_lag_seconds{remote=\"" + s->config().name + "\"} 0"), std::string::npos);
 }
 
+// With tenants, each remote forwards its tenant's series only (`tenant:`),
+// e.g. one Mimir tenant per sheafd tenant.
+TEST(RemoteWriteSenderTest, EachRemoteForwardsItsTenantsSeriesOnly) {
+  testing::TempDir dir;
+  FakeReceiver for_default, for_team;
+  prometheus::Registry registry;
+  std::vector<std::unique_ptr<RemoteWriteSender>> senders;
+  for (auto [receiver, queue] : {std::pair{&for_default, "q0"}, std::pair{&for_team, "q7"}}) {
+    auto sender = RemoteWriteSender::Start(Config(receiver->url(), dir.Sub(queue)), &registry);
+    ASSERT_TRUE(sender.ok()) << sender.status();
+    senders.push_back(*std::move(sender));
+  }
+  const std::map<storage::SeriesId, model::Labels> series = {
+      {1, {{"__name__", "job:up:sum"}, {"team", "ops"}}},    // tenant 0
+      {2, {{"__name__", "job:up:sum"}, {"team", "web"}}},    // tenant 7
+  };
+  RemoteWriteFanout fanout(
+      [&](storage::SeriesId id) -> std::optional<storage::SeriesInfo> {
+        return storage::SeriesInfo{id == 1 ? storage::kDefaultTenant : storage::TenantId{7}, series.at(id),
+                                   model::MetricType::kGauge};
+      },
+      std::move(senders), {storage::kDefaultTenant, storage::TenantId{7}});
+  storage::AppendBatch ops;
+  ops.series = {{1, {{1000, 1}}}};
+  storage::AppendBatch web;
+  web.tenant = 7;
+  web.series = {{2, {{1000, 2}}}, {2, {{2000, 3}}}};
+  fanout.Publish(ops, {});
+  fanout.Publish(web, {});
+  ops.series = {{1, {{2000, 4}}}};
+  fanout.Publish(ops, {});  // again: the answer cached per series id holds
+
+  ASSERT_TRUE(WaitFor([&] { return fanout.senders()[1]->stats().samples_sent == 2; }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return fanout.senders()[0]->stats().samples_sent == 2; }, 10s));
+  EXPECT_EQ(for_default.Accepted(), (std::map<std::string, std::vector<std::pair<int64_t, double>>>{
+                                        {"__name__=job:up:sum,team=ops,", {{1000, 1}, {2000, 4}}}}));
+  EXPECT_EQ(for_team.Accepted(), (std::map<std::string, std::vector<std::pair<int64_t, double>>>{
+                                     {"__name__=job:up:sum,team=web,", {{1000, 2}, {2000, 3}}}}));
+}
+
 TEST(RemoteWriteSenderTest, RetriesOn5xxAnd429HonouringRetryAfterAndDropsOtherwise4xx) {
   testing::TempDir dir;
   FakeReceiver receiver;
@@ -468,6 +508,7 @@ remote_write:
     max_backoff: 10s
     headers: {{X-Scope-OrgID: fleet}}
     bearer_token_file: {}
+    tenant: team-a
 )",
                                 token));
   ASSERT_TRUE(c.ok()) << c.status();
@@ -499,6 +540,8 @@ remote_write:
   EXPECT_EQ(m.max_backoff, 10s);
   EXPECT_EQ(m.headers, (std::vector<std::pair<std::string, std::string>>{{"X-Scope-OrgID", "fleet"}}));
   EXPECT_EQ(m.bearer_token_file, token);
+  EXPECT_EQ(d.tenant, "default");
+  EXPECT_EQ(m.tenant, "team-a");
 
   auto none = Load("grpc_listen: 127.0.0.1:0\n");
   ASSERT_TRUE(none.ok());
@@ -521,6 +564,7 @@ TEST_F(RemoteWriteConfigTest, ErrorsNameTheEntryTheKeyAndTheValue) {
       {"- url: http://a/\n    bearer_token_file: /nonexistent", "bearer_token_file /nonexistent: cannot read"},
       {"- url: http://a/\n    basic_auth: {username: u}", "basic_auth needs both username and password_file"},
       {"- url: http://a/x\n  - url: http://a/x", "is used twice"},
+      {"- url: http://a/\n    tenant: 'team a'", "tenant: \"team a\" is not a tenant name"},
   };
   for (const auto& [entries, message] : cases) {
     EXPECT_NE(Error("remote_write:\n  " + entries + "\n").find(message), std::string::npos)

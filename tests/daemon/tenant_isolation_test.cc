@@ -1,8 +1,9 @@
 // Tenants (docs/SECURITY.md): with two tenants' tokens, tenant A can
-// neither read, list, tail, federate, remote-read, delete nor overwrite
+// neither read, list, tail, federate, remote-read, remote-write-out, delete nor overwrite
 // tenant B's series, whatever the matchers ({__name__=~".+"} included),
 // the same label set in two tenants is two series, agent sequences are per
 // tenant, and tenant ids survive a restart (the store's registry).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <snappy.h>
 
@@ -270,6 +271,46 @@ TEST_F(TenantIsolationTest, TenantIdsSurviveARestartWhateverTheFileOrder) {
   v1::PushAck ack;
   ASSERT_TRUE(PushAs("token-a", {CpuBatch("agent-1", 2, 5)}, &ack).ok());
   EXPECT_EQ(ack.batches_applied(), 1u);
+}
+
+// A remote with `tenant: team-b` forwards team-b's series and never
+// team-a's: the receiver is a second sheafd (remote write in).
+TEST_F(TenantIsolationTest, RemoteWriteOutForwardsOnlyItsTenantsSeries) {
+  DaemonConfig receiver_config;
+  receiver_config.grpc_listen = "127.0.0.1:0";
+  receiver_config.http_listen = "127.0.0.1:0";
+  receiver_config.store.path = dir_.Sub("receiver");
+  receiver_config.store.sync = false;
+  receiver_config.ingest.now_ms = [] { return kNow; };
+  auto receiver = Daemon::Start(receiver_config);
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+
+  DaemonConfig config;
+  RemoteWriteConfig rw;
+  rw.url = fmt::format("http://127.0.0.1:{}/api/v1/write", (*receiver)->http_port());
+  rw.tenant = "team-b";
+  rw.match = {R"({__name__=~".+"})"};
+  rw.queue_sync = false;
+  rw.batch_send_deadline = std::chrono::milliseconds(50);
+  ASSERT_TRUE(ValidateRemoteWriteConfig(&rw, dir_.Sub("data"), "test").ok());
+  config.remote_write = {rw};
+  StartWithTokens(kTokens, config);
+  PushBoth();
+
+  auto received = [&] {
+    QueryResult r;
+    grpc::ClientContext ctx;
+    v1::QueryRequest req;
+    req.set_selector(R"({__name__=~".+"})");
+    req.set_start_ms(kNow - 3'600'000);
+    req.set_end_ms(kNow + 3'600'000);
+    ReadAll(v1::QueryService::NewStub((*receiver)->InProcessChannel())->Query(&ctx, req).get(), &r);
+    return r;
+  };
+  ASSERT_TRUE(testing::WaitFor([&] { return received().samples.size() == 2; }, std::chrono::seconds(20)));
+  EXPECT_EQ(Values(received()), (std::vector<double>{2, 2}));  // team-b's two series; team-a's 1 never left
+  EXPECT_EQ(received().samples.count("__name__=cpu,host=h1,"), 1u);
+  EXPECT_EQ(received().samples.count("__name__=cpu,host=h1,secret_b=x,"), 1u);
 }
 
 TEST_F(TenantIsolationTest, RuleGroupsReadAndWriteTheirOwnTenant) {
