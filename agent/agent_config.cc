@@ -172,7 +172,8 @@ std::vector<std::string> SettingsNeedingRestart(const AgentConfig& before, const
   check("agent-id", before.shipper.agent_id == now.shipper.agent_id);
   check("metrics-listen", before.metrics_listen == now.metrics_listen);
   check("health-interval", before.health_interval == now.health_interval);
-  check("tls-ca, tls-cert, tls-key, tls-server-name, token-file", before.security == now.security);
+  check("tls-ca, tls-cert, tls-key, tls-server-name, tls-refresh-interval, token-file",
+        before.security == now.security);
   check("stream-max-age, backoff-max, replay-rate, replay-jitter, gzip",
         before.shipper.stream_max_age == now.shipper.stream_max_age &&
             before.shipper.backoff_max == now.shipper.backoff_max &&

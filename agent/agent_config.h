@@ -52,7 +52,8 @@ struct AgentConfig {
   uint64_t batch_max_samples = 20000;
   std::chrono::milliseconds batch_max_delay{0};
   ShipperOptions shipper;      // agent_id comes from --agent-id or the state
-  client::SecurityFlags security;  // --tls-ca, --tls-cert, --tls-key, --tls-server-name, --token-file
+  client::SecurityFlags security;  // --tls-ca, --tls-cert, --tls-key, --tls-server-name, --tls-refresh-interval,
+                                   // --token-file
 
   // From the file's sections.
   std::vector<ScrapeTarget> scrape;
