@@ -486,6 +486,8 @@ uint64_t IngestService::CountNewSeries(const Tenant& tenant, std::span<const mod
   return fresh;
 }
 
+absl::Status IngestService::CheckMemory() { return memory_limit_->Check(); }
+
 absl::Status IngestService::AdmitWrite(std::string_view tenant_name, uint64_t samples) {
   if (options_.limiter == nullptr) return absl::OkStatus();
   return options_.limiter->AdmitBatch(tenant_name, "", samples, 0);

@@ -112,6 +112,10 @@ class IngestService final : public v1::IngestService::WithRawCallbackMethod_Push
   // rules): OK, or RESOURCE_EXHAUSTED with the retry hint (RetryAfterMs),
   // taking nothing. A request refused here must not be written at all.
   absl::Status AdmitWrite(std::string_view tenant_name, uint64_t samples);
+  // OK unless sheafd is over --memory-limit (memory_limit.h): then
+  // RESOURCE_EXHAUSTED saying so, as Push answers. For writers other than
+  // Push (remote write), checked before a request is decoded.
+  absl::Status CheckMemory();
 
  private:
   class PushReactor;

@@ -65,6 +65,14 @@ class Receiver {
 
  private:
   HttpResponse Decode(const HttpRequest& request, storage::TenantId tenant, std::string_view tenant_name) {
+    // Over --memory-limit: refused before decoding allocates anything.
+    // 503 with Retry-After, which Prometheus' remote write retries (with
+    // its backoff) and never drops.
+    if (absl::Status memory = ingest_->CheckMemory(); !memory.ok()) {
+      HttpResponse refused = HttpResponse::Text(503, std::string(memory.message()));
+      refused.headers.emplace_back("Retry-After", "1");
+      return refused;
+    }
     const std::string* encoding = request.Header("Content-Encoding");
     if (encoding == nullptr || MediaType(*encoding) != "snappy") {
       return HttpResponse::Text(400,

@@ -151,6 +151,27 @@ TEST_F(RemoteWriteTest, GoodRequestIsStoredAndAnswered204) {
   EXPECT_EQ(Read(R"(http_requests_total{code="200"})").size(), 1u);
 }
 
+// Over --memory-limit, remote write is shed as Push is: 503 with
+// Retry-After (Prometheus retries it), nothing decoded or stored.
+TEST_F(RemoteWriteTest, OverTheMemoryLimitIs503WithRetryAfterAndStoresNothing) {
+  IngestOptions ingest;
+  ingest.now_ms = [] { return kNow; };
+  ingest.memory_limit_bytes = 1 << 20;  // below any real resident set
+  IngestService shedding(store_.get(), metrics_.get(), ingest);
+  HttpHandler handler = RemoteWriteHandler(&shedding, {}, &registry_);
+  HttpResponse r = handler(Post(Compress(Encode({{{{"__name__", "up"}, {"job", "shed"}}, {{kNow - 1000, 1}}}}))));
+  shedding.Stop();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("--memory-limit=1048576"), std::string::npos) << r.body;
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Retry-After", "1"}));
+  auto matchers = promql::ParseMetricSelector(R"(up{job="shed"})");
+  ASSERT_TRUE(matchers.ok());
+  auto ids = store_->Select(*matchers);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_TRUE(ids->empty());
+}
+
 TEST_F(RemoteWriteTest, StaleMarkerIsStoredBitForBit) {
   const double stale = std::bit_cast<double>(kStaleBits);
   HttpResponse r = handler_(Post(Compress(Encode({
