@@ -4,10 +4,13 @@
 // what was rejected and why, and whether it is behind (sending old
 // samples: the backlog of its spool after an outage).
 //
-// Bounded: at most `max_agents` agents are kept; past it the one that
-// pushed longest ago is forgotten (counted in forgotten(), logged once).
-// Kept in memory only: a restarted sheafd starts empty (the durable
-// sequence of every agent stays in the store).
+// Bounded: at most `max_agents` agents are kept; past it the 1/64 that
+// pushed longest ago are forgotten (counted in forgotten(), logged once).
+// An agent costs ~400 bytes (one push; ~500 pushing every 10 s), at most
+// ~650 however fast it pushes, plus its id and address beyond 15 bytes
+// (measured with heap accounting, docs/RELIABILITY.md): ~60 MiB at the
+// default bound. Kept in memory only: a restarted sheafd starts empty (the
+// durable sequence of every agent stays in the store).
 //
 // Thread-safe. No gRPC.
 #ifndef SHEAF_DAEMON_AGENT_REGISTRY_H_
@@ -80,7 +83,8 @@ class AgentRegistry {
  private:
   struct Agent {
     AgentInfo info;
-    // (push time, samples) of the pushes within the rate window, oldest first; bounded by pruning.
+    // (push time, samples) of the pushes within the rate window, oldest
+    // first; pushes close together share one (at most 17: agent_registry.cc).
     std::vector<std::pair<int64_t, uint64_t>> recent;
   };
   Agent& Find(storage::TenantId tenant, std::string_view id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

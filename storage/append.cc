@@ -118,12 +118,19 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
   // The agent's applied set as it will be after this batch (when it is not
   // a duplicate); written in the same WriteBatch as the samples.
   SequenceSet applied;
+  bool known_agent = false;  // meta holds a set for it already
   const std::string agent_key = idempotent ? keys::AgentSequenceKey(batch.tenant, batch.agent_id) : std::string();
   if (idempotent) {
-    applied = AppliedSequences(agent_key, batch.sequence, batch.sequence_floor);
+    auto stored = StoredAgentSet(agent_key, &known_agent);
+    if (!stored.ok()) return stored.status();
+    applied = *stored;
+    CloseBelowFloor(applied, batch.sequence, batch.sequence_floor);
     if (applied.Contains(batch.sequence)) {
       result.duplicate = true;
       result.durable_sequence = applied.Max();
+      // The agent is active: keep its set at hand (a re-send after an
+      // eviction reads meta once).
+      if (known_agent) CacheAgentSet(agent_key, *std::move(stored), false);
       return result;
     }
     applied.Insert(batch.sequence);
@@ -321,9 +328,8 @@ absl::StatusOr<AppendResult> RocksSeriesStore::Append(const AppendBatch& batch) 
     }
   }
   if (idempotent) {
-    absl::MutexLock lock(&agents_mu_);
     result.durable_sequence = applied.Max();
-    agent_seq_[agent_key] = std::move(applied);
+    CacheAgentSet(agent_key, std::move(applied), !known_agent);
   }
   if (head_samples_ >= options_.max_head_samples ||
       options_.now_ms() - last_cut_ms_ >= options_.head_flush_interval_ms) {

@@ -1,5 +1,6 @@
-// Opening an existing store: the series index, agent sequences and
-// counters into memory, and the log replayed into the heads.
+// Opening an existing store: the series index and counters into memory
+// (agent sequence sets are only counted: store.h), and the log replayed
+// into the heads.
 #include "storage/store.h"
 
 namespace sheaf::storage {
@@ -64,17 +65,26 @@ absl::Status RocksSeriesStore::Load() {
         Entry{tenant, false, std::move(canonical), static_cast<MetricType>(type), kMaxTsUnknown, kMaxTsUnknown, {}});
   }
   if (!it->status().ok()) return FromRocks(it->status(), "loading series index");
+  return CountAgents();
+}
 
-  it.reset(db_->NewIterator(rocksdb::ReadOptions(), meta_));
-  // Every tenant's: the map is keyed by the whole key (tenant and agent).
+absl::Status RocksSeriesStore::CountAgents() {
+  // Every tenant's: AgentSequenceKey starts with one prefix byte, then the
+  // tenant. The sets are only decoded (a corrupt one fails the open, as
+  // when they were all loaded), not kept; not filling the block cache.
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_));
   const std::string agent_prefix = keys::AgentSequenceKey(kDefaultTenant, "").substr(0, 1);
-  absl::MutexLock agents_lock(&agents_mu_);
+  uint64_t agents = 0;
   for (it->Seek(agent_prefix); it->Valid() && it->key().starts_with(agent_prefix); it->Next()) {
-    auto set = SequenceSet::Decode(View(it->value()));
-    if (!set) return absl::DataLossError("corrupt agent sequence set");
-    agent_seq_[std::string(View(it->key()))] = *std::move(set);
+    if (!SequenceSet::Decode(View(it->value()))) return CorruptAgentSet(View(it->key()));
+    ++agents;
   }
-  return FromRocks(it->status(), "loading agent sequences");
+  if (!it->status().ok()) return FromRocks(it->status(), "counting agent sequences");
+  absl::MutexLock lock(&agents_mu_);
+  agents_ = agents;
+  return absl::OkStatus();
 }
 
 absl::Status RocksSeriesStore::ReplayLog() {

@@ -78,6 +78,13 @@ struct StoreOptions {
   // until they are cut into blocks: at this many samples, or this often.
   uint64_t max_head_samples = 4'000'000;
   int64_t head_flush_interval_ms = 10 * 60'000;
+  // Agents' applied batch sequences (exactly-once) are kept in meta; at
+  // most this many agents' sets are also cached in memory, the most
+  // recently used: ~170 bytes each plus the agent id's bytes past 10
+  // (measured), ~17 MiB at the default for short ids, ~21 MiB for
+  // 36-byte UUIDs, ~43 MiB for the longest (256 bytes). A batch of an
+  // agent not cached costs one RocksDB read.
+  uint64_t max_cached_agent_sets = 100'000;
   // Clock for retention and head flushes; the wall clock when empty.
   std::function<int64_t()> now_ms;
   // Roll-ups write their progress after every this many series.
@@ -90,8 +97,9 @@ struct StoreOptions {
   // roll-up chunk is written, "compact" before each column family of a
   // Compact, "select_match" each time Select runs a matcher on a label
   // value, "delete_series" after a deleted series' write, before it leaves
-  // memory); a non-OK status makes the operation fail there, as a crash or
-  // a disk error would, and a slow hook makes it slow.
+  // memory, "agent_set_read" after an agent's applied set is read from
+  // disk on a cache miss); a non-OK status makes the operation fail there,
+  // as a crash or a disk error would, and a slow hook makes it slow.
   std::function<absl::Status(std::string_view point)> test_fault;
 };
 
@@ -202,6 +210,8 @@ struct StoreStats {
   uint64_t samples = 0;                               // exact: distinct (series, timestamp) pairs stored
   uint64_t disk_bytes = 0;                            // live SST files + write-ahead log
   uint64_t agents = 0;                                // agents with a recorded sequence
+  uint64_t agent_sets_cached = 0;                     // of them, in memory (<= max_cached_agent_sets)
+  uint64_t agent_set_loads = 0;                       // sets read back from disk (not cached)
   std::map<std::string, uint64_t> family_disk_bytes;  // live SST bytes per column family
   uint64_t wal_bytes = 0;
   uint64_t pending_compaction_bytes = 0;  // compaction debt (estimate)

@@ -2,6 +2,7 @@
 // background maintenance thread. See store.h for the design.
 #include "storage/store.h"
 
+#include <fmt/format.h>
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -221,26 +222,69 @@ absl::Status RocksSeriesStore::CheckDiskSpace() {
 }
 
 uint64_t RocksSeriesStore::AgentSequence(TenantId tenant, std::string_view agent_id) {
-  std::string key = keys::AgentSequenceKey(tenant, agent_id);
-  absl::MutexLock lock(&agents_mu_);
-  auto it = agent_seq_.find(key);
-  return it == agent_seq_.end() ? 0 : it->second.Max();
+  // An error reading it (logged) reads as 0: an acknowledgement too low
+  // only makes the agent re-send, and its re-sent batches are duplicates.
+  auto set = StoredAgentSet(keys::AgentSequenceKey(tenant, agent_id));
+  if (!set.ok()) {
+    static LogRateLimiter limiter(5, std::chrono::minutes(1));
+    LogLimited(limiter, LogLevel::kWarn, "agent \"{}\": acknowledging sequence 0: {}", agent_id,
+               std::string(set.status().message()));
+  }
+  return set.ok() ? set->Max() : 0;
 }
 
 bool RocksSeriesStore::AgentSequenceApplied(TenantId tenant, std::string_view agent_id, uint64_t sequence,
                                             uint64_t floor) {
-  return AppliedSequences(keys::AgentSequenceKey(tenant, agent_id), sequence, floor).Contains(sequence);
+  // On an error, "not applied": Append checks again and fails with it.
+  auto set = StoredAgentSet(keys::AgentSequenceKey(tenant, agent_id));
+  if (!set.ok()) return false;
+  CloseBelowFloor(*set, sequence, floor);
+  return set->Contains(sequence);
 }
 
-SequenceSet RocksSeriesStore::AppliedSequences(const std::string& key, uint64_t sequence, uint64_t floor) {
-  SequenceSet set;
+absl::StatusOr<SequenceSet> RocksSeriesStore::StoredAgentSet(const std::string& key, bool* found) {
   {
     absl::MutexLock lock(&agents_mu_);
-    auto it = agent_seq_.find(key);
-    if (it != agent_seq_.end()) set = it->second;
+    if (auto it = agent_sets_.find(key); it != agent_sets_.end()) {
+      agent_lru_.splice(agent_lru_.begin(), agent_lru_, it->second);
+      if (found != nullptr) *found = true;
+      return it->second->set;
+    }
+    ++agent_set_loads_;
   }
-  set.ForgetBelow(floor == 0 ? sequence : std::min(floor, sequence));
-  return set;
+  // Read without agents_mu_: other agents' lookups need not wait for the
+  // disk. The set read is not cached here (see CacheAgentSet).
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, key, &value);
+  if (auto fault = Fault("agent_set_read"); !fault.ok()) return fault;
+  if (found != nullptr) *found = s.ok();
+  if (s.IsNotFound()) return SequenceSet();
+  if (!s.ok()) return FromRocks(s, "reading an agent's applied batch sequences");
+  auto set = SequenceSet::Decode(value);
+  if (!set) return CorruptAgentSet(key);
+  return *std::move(set);
+}
+
+absl::Status RocksSeriesStore::CorruptAgentSet(std::string_view key) const {
+  return absl::DataLossError(fmt::format("corrupt applied-sequence record of agent \"{}\" in {}: its batches cannot "
+                                         "be checked for duplicates; restore the data directory from a checkpoint",
+                                         key.substr(std::min<size_t>(5, key.size())), options_.path));
+}
+
+void RocksSeriesStore::CacheAgentSet(const std::string& key, SequenceSet set, bool new_agent) {
+  absl::MutexLock lock(&agents_mu_);
+  if (new_agent) ++agents_;
+  if (auto it = agent_sets_.find(key); it != agent_sets_.end()) {
+    it->second->set = std::move(set);
+    agent_lru_.splice(agent_lru_.begin(), agent_lru_, it->second);
+    return;
+  }
+  agent_lru_.push_front(CachedAgentSet{key, std::move(set)});
+  agent_sets_.emplace(agent_lru_.front().key, agent_lru_.begin());
+  while (agent_lru_.size() > options_.max_cached_agent_sets) {
+    agent_sets_.erase(agent_lru_.back().key);
+    agent_lru_.pop_back();
+  }
 }
 
 std::vector<std::pair<int64_t, int64_t>> RocksSeriesStore::KeptRawRanges(int64_t now) {
@@ -268,7 +312,9 @@ StoreStats RocksSeriesStore::Stats() {
   st.head_samples = head_samples_;
   {
     absl::MutexLock lock(&agents_mu_);
-    st.agents = agent_seq_.size();
+    st.agents = agents_;
+    st.agent_sets_cached = agent_lru_.size();
+    st.agent_set_loads = agent_set_loads_;
   }
   for (auto* h : handles_) {
     uint64_t v = 0;

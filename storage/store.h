@@ -57,10 +57,12 @@
 #include <rocksdb/listener.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -249,15 +251,38 @@ class RocksSeriesStore final : public SeriesStore {
   }
 
   // ---- recovery.cc
-  // Reads the series table, agent sequences and counters into memory.
+  // Reads the series table and counters into memory (agent sequence sets
+  // stay on disk until their agents push: CountAgents).
   absl::Status Load();
   // Rebuilds the heads from the log: the samples acknowledged but not yet
   // cut into blocks.
   absl::Status ReplayLog();
-  // The agent's applied set (under key AgentSequenceKey) with the gaps below
-  // `floor` (0: `sequence`) closed.
-  SequenceSet AppliedSequences(const std::string& key, uint64_t sequence, uint64_t floor)
+  // Counts the agents with a stored applied set (and checks each decodes),
+  // keeping none of them in memory: the cache fills as agents push.
+  absl::Status CountAgents() ABSL_LOCKS_EXCLUDED(agents_mu_);
+
+  // ---- store.cc: the agents' applied sequence sets
+  // The agent's applied set (under key AgentSequenceKey) as stored: from
+  // the cache (made the most recently used), else read from meta (counted
+  // in agent_set_loads_, not cached). Empty, with *found false when given,
+  // for an agent never seen.
+  absl::StatusOr<SequenceSet> StoredAgentSet(const std::string& key, bool* found = nullptr)
       ABSL_LOCKS_EXCLUDED(agents_mu_);
+  // DATA_LOSS naming the agent of `key` and what to do.
+  absl::Status CorruptAgentSet(std::string_view key) const;
+  // Closes the gaps of an applied set below a batch's `floor` (0: its
+  // `sequence`): what the agent says can no longer arrive.
+  static void CloseBelowFloor(SequenceSet& set, uint64_t sequence, uint64_t floor) {
+    set.ForgetBelow(floor == 0 ? sequence : std::min(floor, sequence));
+  }
+  // Caches `set` (what meta holds for `key` now) as the most recently used,
+  // evicting the least recently used past max_cached_agent_sets;
+  // `new_agent`: meta had no set for it before (counted in Stats().agents).
+  // Only Append calls it, holding append_mu_ from its read of the set to
+  // here: a reader that missed the cache never puts back a set older than
+  // the one Append just wrote.
+  void CacheAgentSet(const std::string& key, SequenceSet set, bool new_agent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_) ABSL_LOCKS_EXCLUDED(agents_mu_);
 
   // ---- read.cc
   // Read() with or without the head (roll-ups read blocks only: head
@@ -334,10 +359,24 @@ class RocksSeriesStore final : public SeriesStore {
 
   std::atomic<uint64_t> sample_count_ = 0;
   absl::Mutex agents_mu_;
-  // Applied sequences per agent (key: tenant(4) agent id). Appends are
-  // serialised by append_mu_, so the read-check-write of one agent's set in
-  // Append cannot interleave with another.
-  std::unordered_map<std::string, SequenceSet> agent_seq_ ABSL_GUARDED_BY(agents_mu_);
+  // Applied sequences per agent (key: AgentSequenceKey, tenant(4) agent
+  // id), a bounded cache: every set is in meta (written in the WriteBatch
+  // of the batch it records), at most max_cached_agent_sets of them are
+  // also here, the most recently used first, so memory does not grow with
+  // every agent id ever seen. An evicted agent's set is read back from
+  // meta on its next batch. Appends are serialised by append_mu_, so the
+  // read-check-write of one agent's set in Append cannot interleave with
+  // another. ~170 bytes per set plus its id (measured, docs/RELIABILITY.md).
+  struct CachedAgentSet {
+    std::string key;
+    SequenceSet set;
+  };
+  std::list<CachedAgentSet> agent_lru_ ABSL_GUARDED_BY(agents_mu_);
+  // Keys view agent_lru_'s strings, which list nodes never move.
+  std::unordered_map<std::string_view, std::list<CachedAgentSet>::iterator> agent_sets_
+      ABSL_GUARDED_BY(agents_mu_);
+  uint64_t agents_ ABSL_GUARDED_BY(agents_mu_) = 0;           // agents with a set in meta
+  uint64_t agent_set_loads_ ABSL_GUARDED_BY(agents_mu_) = 0;  // sets read from meta on a miss
 
   // ---- tenants.cc
   // Reads the tenant registry ('T' keys) into tenants_.
