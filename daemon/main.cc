@@ -128,6 +128,9 @@ int main(int argc, char** argv) {
              "ingestion pauses while the data directory's disk has less free space (reads go on)");
   flags.Uint("block-cache-bytes", &store.block_cache_bytes, "RocksDB block cache size");
   flags.Uint("write-buffer-bytes", &store.write_buffer_bytes, "RocksDB memtable budget across all column families");
+  flags.Uint("max-cached-agent-sets", &store.max_cached_agent_sets,
+             "agents whose applied batch sequences are kept in memory (~170 bytes each, the most recently "
+             "pushed; the others are read from disk on their next batch)");
   flags.Uint("max-recv-message-bytes", &config.ingest.max_message_bytes,
              "largest batch accepted, after decompression (decompression stops there)");
   flags.Uint("max-label-name-bytes", &config.ingest.limits.max_label_name_bytes, "longest label name accepted");
