@@ -64,6 +64,12 @@ std::vector<prometheus::MetricFamily> StoreCollector::Collect() const {
   out.push_back(Gauge("sheaf_storage_samples", "Samples in the store (distinct series and timestamp).", st.samples));
   out.push_back(Gauge("sheaf_storage_disk_bytes", "Bytes of live SST files and write-ahead log.", st.disk_bytes));
   out.push_back(Gauge("sheaf_storage_agents", "Agents with a recorded durable sequence.", st.agents));
+  out.push_back(Gauge("sheaf_storage_agent_sets_cached",
+                      "Agents whose applied sequences are held in memory (bounded by --max-cached-agent-sets).",
+                      st.agent_sets_cached));
+  out.push_back(Counter("sheaf_storage_agent_set_loads_total",
+                        "Lookups of an agent's applied sequences that went to disk (not in memory, or a new agent).",
+                        st.agent_set_loads));
   prometheus::MetricFamily families =
       Gauge("sheaf_storage_family_disk_bytes", "Live SST bytes by RocksDB column family.", 0);
   families.metric.clear();

@@ -472,6 +472,9 @@ TEST_F(DaemonTest, MetricsEndpointServesValidExposition) {
   EXPECT_NE(body.find("sheaf_grpc_server_handling_seconds_bucket{grpc_method=\"Push\""), std::string::npos);
   EXPECT_NE(body.find("sheaf_storage_samples 1\n"), std::string::npos);
   EXPECT_NE(body.find("sheaf_storage_disk_bytes "), std::string::npos);
+  EXPECT_NE(body.find("sheaf_storage_agents 1\n"), std::string::npos);
+  EXPECT_NE(body.find("sheaf_storage_agent_sets_cached 1\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("\nsheaf_storage_agent_set_loads_total "), std::string::npos);  // a new agent: looked up on disk
   // The data disk's free space and size, as statvfs gives them.
   auto gauge = [&](const std::string& name) {
     size_t at = body.find("\n" + name + " ");
