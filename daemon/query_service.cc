@@ -299,7 +299,9 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
         next = NextPromQLStep();
       }  // else the write's callback goes on
     }
-    Take(next);
+    // Nothing to do: the write's callback may already have finished the
+    // call and deleted this reactor, so it must not be touched.
+    if (next.what != Step::kNothing) Take(next);
   }
 
   void PromQLWriteDone(bool ok) {
@@ -317,7 +319,9 @@ class QueryService::QueryReactor : public grpc::ServerWriteReactor<grpc::ByteBuf
         next = NextPromQLStep();
       }
     }
-    Take(next);
+    // Nothing to do: the evaluating thread may already have finished the
+    // call and deleted this reactor, so it must not be touched.
+    if (next.what != Step::kNothing) Take(next);
   }
 
   // What to do next for a PromQL answer. Decided under pq_mu_, done after
